@@ -1,0 +1,1 @@
+"""Incident response operations: hooks, sensors, triggers and API for Airflow."""

@@ -1,0 +1,1 @@
+"""Hooks: one thin I/O wrapper per external system."""

@@ -1,0 +1,140 @@
+"""Typed delivery errors for external integrations, split into permanent and transient failures."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar
+
+__all__ = [
+    "SLACK_TRANSIENT_ERROR_CODES",
+    "SlackDeliveryError",
+    "SlackNotConfiguredError",
+    "SlackPermanentError",
+    "SlackRateLimitedError",
+    "SlackTransientError",
+    "slack_error_for",
+]
+
+# Slack documents these ``error`` values as "try again later"; every other ``ok: false`` answer is
+# a property of the request itself (bad channel, bad token, bad blocks) and repeats on a retry.
+SLACK_TRANSIENT_ERROR_CODES: frozenset[str] = frozenset(
+    {
+        "ratelimited",
+        "rate_limited",
+        "internal_error",
+        "fatal_error",
+        "service_unavailable",
+        "request_timeout",
+        "connection_error",
+        "invalid_response",
+    }
+)
+
+# Non-JSON bodies (an HTML 502 page, say) arrive as a long message; only keep real Slack codes.
+_ERROR_CODE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+def _rebuild(cls: type[SlackDeliveryError], error_code: str, kwargs: dict[str, Any]) -> SlackDeliveryError:
+    """Recreate an unpickled error (keyword-only arguments defeat the default reduce)."""
+    return cls(error_code, **kwargs)
+
+
+class SlackDeliveryError(Exception):
+    """
+    A Slack Web API call did not deliver.
+
+    Match on the subclasses (or :attr:`permanent`), never on the message: Airflow's
+    ``ExceptionRetryPolicy`` can fail fast on :class:`SlackPermanentError` and retry
+    :class:`SlackTransientError`.
+
+    :param error_code: Slack's ``error`` value (``channel_not_found``) or a local code
+        (``connection_error``, ``http_502``, ``not_configured``).
+    :param method: Slack API method, e.g. ``chat.postMessage``.
+    :param channel: Target channel name or id (never the message body).
+    :param status_code: HTTP status of the last answer, if any.
+    :param retry_after: Seconds Slack asked us to wait (``Retry-After``), if any.
+    """
+
+    permanent: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        error_code: str,
+        *,
+        method: str | None = None,
+        channel: str | None = None,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.error_code = error_code
+        self.method = method
+        self.channel = channel
+        self.status_code = status_code
+        self.retry_after = retry_after
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        """Build a message with the code and target only (no token, no message text)."""
+        kind = "permanent" if self.permanent else "transient"
+        parts = [f"Slack {self.method or 'API call'} failed ({kind}): {self.error_code}"]
+        if self.channel:
+            parts.append(f"channel={self.channel}")
+        if self.status_code is not None:
+            parts.append(f"http_status={self.status_code}")
+        if self.retry_after is not None:
+            parts.append(f"retry_after={self.retry_after:g}s")
+        return " ".join(parts)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        kwargs = {
+            "method": self.method,
+            "channel": self.channel,
+            "status_code": self.status_code,
+            "retry_after": self.retry_after,
+        }
+        return (_rebuild, (type(self), self.error_code, kwargs))
+
+
+class SlackPermanentError(SlackDeliveryError):
+    """A Slack error that a retry cannot fix (bad channel, bad token, invalid blocks...)."""
+
+    permanent: ClassVar[bool] = True
+
+
+class SlackNotConfiguredError(SlackPermanentError):
+    """The Slack connection is missing or has no token; use the outbox instead."""
+
+
+class SlackTransientError(SlackDeliveryError):
+    """A Slack error that may succeed later (5xx, connection failure, rate limit)."""
+
+
+class SlackRateLimitedError(SlackTransientError):
+    """Slack kept answering HTTP 429 after the client's own retries; see :attr:`retry_after`."""
+
+
+def slack_error_for(
+    *,
+    status_code: int | None,
+    error: Any,
+    method: str | None = None,
+    channel: str | None = None,
+    retry_after: float | None = None,
+) -> SlackDeliveryError:
+    """Classify a failed Slack answer into a permanent or transient error."""
+    code = error if isinstance(error, str) and _ERROR_CODE_RE.match(error) else None
+    if code is None:
+        code = f"http_{status_code}" if status_code is not None and status_code != 200 else "invalid_response"
+    kwargs: dict[str, Any] = {
+        "method": method,
+        "channel": channel,
+        "status_code": status_code,
+        "retry_after": retry_after,
+    }
+    if status_code == 429 or code in {"ratelimited", "rate_limited"}:
+        return SlackRateLimitedError(code, **kwargs)
+    if (status_code is not None and (status_code >= 500 or status_code == 408)) or code in (
+        SLACK_TRANSIENT_ERROR_CODES
+    ):
+        return SlackTransientError(code, **kwargs)
+    return SlackPermanentError(code, **kwargs)
