@@ -1,0 +1,190 @@
+"""The `incident_response` DAG: wiring, trigger form and documentation only; the work is in plugins/incident_ops."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.providers.standard.operators.python import BranchPythonOperator, PythonOperator
+from airflow.sdk import DAG, Param
+from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
+
+from incident_ops import tasks
+from incident_ops.notifiers.failure import IncidentFailureNotifier
+from incident_ops.sensors.approval import ApprovalSensor
+
+DOC_MD = """
+# Incident response
+
+Handles one alert per run: **ingest → enrich → ai_summarize → ai_diagnose → analyze_severity**, then
+
+* **critical**: `page_oncall` pages the on-call engineer in Slack while `automated_containment` runs the
+  runbook's low-risk containment. `approval_needed` decides whether the recommended fix needs a human:
+  risky actions, low confidence or `require_approval` create an approval record (`request_approval`,
+  posted to Slack with Approve / Reject buttons and a link to the record page) and `wait_for_approval`
+  waits, deferred, for the decision. Approved runs `execute_fix`; rejected or expired runs `escalate`
+  (secondary on-call and a ticket); an alert resolved upstream cancels the record and skips both.
+* **warning**: `create_ticket`, then `diagnostic_report` in the incident's Slack thread.
+* **info**: `log_only`.
+
+Every path ends in `resolve_incident` and `final_report` (the report goes to the Slack thread).
+A rejected or expired approval is an outcome, not a failure: the run still succeeds.
+
+**Approve** on the record page (`/incident-response/approvals/<id>`, linked from the Slack message and the
+*Incident approvals* menu entry) or with the Slack buttons.
+
+**Trigger conf** is the alert itself, for example
+`{"device_id": "PUMP-07B", "error": "PRESSURE_SPIKE_DETECTED"}`; the form lists every field.
+
+**Connections** (all optional): `slack_api_default` (Slack bot token; without it messages stay in the
+incident store's outbox), `llm_default` (an OpenAI-compatible endpoint; without it the rules analyser
+answers), `incident_store` (PostgreSQL; default is a SQLite file in `$AIRFLOW_HOME`),
+`device_control_api` and `ticketing_api` (HTTP; without them actions are simulated and tickets local).
+**Variables**: `incident_slack_channels`, `incident_approvers`.
+"""
+
+ALERT = "Alert"
+OPTIONS = "Run options"
+
+PARAMS = {
+    "device_id": Param(
+        "PUMP-07B", type="string", minLength=1, maxLength=128, title="Device or service",
+        description="The device (or service) that raised the alert, e.g. PUMP-07B.", section=ALERT,
+    ),
+    "error": Param(
+        "PRESSURE_SPIKE_DETECTED", type="string", minLength=1, maxLength=128, title="Error code",
+        description="The alert's error code, e.g. PRESSURE_SPIKE_DETECTED, OVERHEATING, SENSOR_FAULT.",
+        section=ALERT,
+    ),
+    "message": Param(
+        None, type=["null", "string"], maxLength=4000, title="Message",
+        description="Free text from the sender, shown to the on-call engineer.", section=ALERT,
+    ),
+    "source": Param(
+        "ui", type="string", enum=["alertmanager", "grafana", "pagerduty", "iot", "ui", "api", "generic"],
+        title="Source", description="Where the alert came from.", section=ALERT,
+    ),
+    "severity": Param(
+        None, type=["null", "string"], enum=[None, "critical", "warning", "info"], title="Severity hint",
+        description="The sender's severity; it can raise the analysed severity, never lower it.", section=ALERT,
+    ),
+    "metrics": Param(
+        {}, type="object", additionalProperties={"type": "number"}, title="Metrics",
+        description='Numeric readings, e.g. {"pressure_bar": 9.4, "temperature_c": 71}.', section=ALERT,
+    ),
+    "labels": Param(
+        {}, type="object", additionalProperties={"type": "string"}, title="Labels",
+        description='String labels from the alerting system, e.g. {"site": "plant-north"}.', section=ALERT,
+    ),
+    "fingerprint": Param(
+        None, type=["null", "string"], maxLength=256, title="Fingerprint",
+        description="The alerting system's id for this alert; repeats with the same value are one incident.",
+        section=ALERT,
+    ),
+    "started_at": Param(
+        None, type=["null", "string"], format="date-time", title="Started at",
+        description="When the alert started (RFC 3339).", section=ALERT,
+    ),
+    "require_approval": Param(
+        False, type="boolean", title="Require approval",
+        description="Ask a human before any fix, whatever the runbook says.", section=OPTIONS,
+    ),
+    "dry_run": Param(
+        False, type="boolean", title="Dry run",
+        description="Go through every step but send no action to devices.", section=OPTIONS,
+    ),
+}
+
+# Bad input and bugs fail at once; only faults that a later attempt can fix burn retries.
+NO_RETRY_ON_BAD_INPUT = [
+    RetryRule(exception="include.models.InvalidDocument", action=RetryAction.FAIL, reason="bad input"),
+    RetryRule(exception="pydantic.ValidationError", action=RetryAction.FAIL, reason="bad input"),
+    RetryRule(exception="include.runbooks.RunbookError", action=RetryAction.FAIL, reason="runbook error"),
+    RetryRule(exception="incident_ops.config.ConfigError", action=RetryAction.FAIL, reason="configuration"),
+]
+STORE_RETRY = {"retries": 3, "retry_delay": timedelta(seconds=5), "retry_exponential_backoff": 2.0,
+               "max_retry_delay": timedelta(minutes=1), "retry_policy": ExceptionRetryPolicy(NO_RETRY_ON_BAD_INPUT)}
+AI_RETRY = {"retries": 4, "retry_delay": timedelta(seconds=10), "retry_exponential_backoff": 2.0,
+            "max_retry_delay": timedelta(minutes=2), "execution_timeout": timedelta(minutes=5),
+            "retry_policy": ExceptionRetryPolicy(NO_RETRY_ON_BAD_INPUT)}
+SLACK_RETRY = {
+    "retries": 5, "retry_delay": timedelta(seconds=15), "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=5),
+    "retry_policy": ExceptionRetryPolicy([
+        RetryRule(exception="incident_ops.hooks.errors.SlackPermanentError", action=RetryAction.FAIL,
+                  reason="Slack refused the message; a retry would be refused too"),
+        # The Slack client already waited out Retry-After a few times; back off a full minute.
+        RetryRule(exception="incident_ops.hooks.errors.SlackRateLimitedError", action=RetryAction.RETRY,
+                  retry_delay=timedelta(minutes=1), reason="Slack rate limit"),
+        *NO_RETRY_ON_BAD_INPUT,
+    ]),
+}
+# Actions on devices: few retries, each under the same idempotency key.
+DEVICE_RETRY = {"retries": 2, "retry_delay": timedelta(seconds=30), "execution_timeout": timedelta(minutes=5),
+                "retry_policy": ExceptionRetryPolicy(NO_RETRY_ON_BAD_INPUT)}
+BRANCH_RETRY = {"retries": 1, "retry_delay": timedelta(seconds=5),
+                "retry_policy": ExceptionRetryPolicy(NO_RETRY_ON_BAD_INPUT)}
+JOIN = "none_failed_min_one_success"
+
+with DAG(
+    dag_id="incident_response",
+    description="AI incident response: analyse, page, contain, approve, fix or escalate, report.",
+    schedule=None,
+    catchup=False,
+    max_active_runs=32,
+    params=PARAMS,
+    doc_md=DOC_MD,
+    tags=["incident-response", "ai", "slack"],
+    default_args={"owner": "sre", "on_failure_callback": IncidentFailureNotifier()},
+) as dag:
+    ingest = PythonOperator(task_id="ingest", python_callable=tasks.ingest, **STORE_RETRY)
+    enrich = PythonOperator(task_id="enrich", python_callable=tasks.enrich, **STORE_RETRY)
+    ai_summarize = PythonOperator(task_id="ai_summarize", python_callable=tasks.ai_summarize, **AI_RETRY)
+    ai_diagnose = PythonOperator(task_id="ai_diagnose", python_callable=tasks.ai_diagnose, **AI_RETRY)
+    analyze_severity = BranchPythonOperator(
+        task_id="analyze_severity", python_callable=tasks.analyze_severity, **BRANCH_RETRY
+    )
+
+    page_oncall = PythonOperator(task_id="page_oncall", python_callable=tasks.page_oncall, **SLACK_RETRY)
+    automated_containment = PythonOperator(
+        task_id="automated_containment", python_callable=tasks.automated_containment, **DEVICE_RETRY
+    )
+    approval_needed = BranchPythonOperator(
+        task_id="approval_needed", python_callable=tasks.approval_needed, **BRANCH_RETRY
+    )
+    request_approval = PythonOperator(
+        task_id="request_approval", python_callable=tasks.request_approval, **SLACK_RETRY
+    )
+    wait_for_approval = ApprovalSensor(
+        task_id="wait_for_approval",
+        approval_id="{{ ti.xcom_pull(task_ids='request_approval') }}",
+        **STORE_RETRY,
+    )
+    approval_decision = BranchPythonOperator(
+        task_id="approval_decision", python_callable=tasks.approval_decision, **BRANCH_RETRY
+    )
+    # Reached straight from approval_needed or after an approval: one of its parents is always skipped.
+    execute_fix = PythonOperator(
+        task_id="execute_fix", python_callable=tasks.execute_fix, trigger_rule=JOIN, **DEVICE_RETRY
+    )
+    escalate = PythonOperator(task_id="escalate", python_callable=tasks.escalate, **SLACK_RETRY)
+
+    create_ticket = PythonOperator(task_id="create_ticket", python_callable=tasks.create_ticket, **SLACK_RETRY)
+    diagnostic_report = PythonOperator(
+        task_id="diagnostic_report", python_callable=tasks.diagnostic_report, **SLACK_RETRY
+    )
+    log_only = PythonOperator(task_id="log_only", python_callable=tasks.log_only, **STORE_RETRY)
+
+    resolve_incident = PythonOperator(
+        task_id="resolve_incident", python_callable=tasks.resolve_incident, trigger_rule=JOIN, **STORE_RETRY
+    )
+    final_report = PythonOperator(
+        task_id="final_report", python_callable=tasks.final_report, trigger_rule=JOIN, **SLACK_RETRY
+    )
+
+    ingest >> enrich >> ai_summarize >> ai_diagnose >> analyze_severity
+    analyze_severity >> [page_oncall, automated_containment, create_ticket, log_only]
+    page_oncall >> approval_needed >> [request_approval, execute_fix]
+    request_approval >> wait_for_approval >> approval_decision >> [execute_fix, escalate]
+    create_ticket >> diagnostic_report
+    [execute_fix, escalate, automated_containment, diagnostic_report, log_only] >> resolve_incident
+    resolve_incident >> final_report

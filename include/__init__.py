@@ -1,0 +1,1 @@
+"""Domain logic of the incident-response package: pure Python, no Airflow import."""

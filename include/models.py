@@ -1,0 +1,119 @@
+"""Documents that flow between the workflow's steps, validated at every hop."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime
+from enum import Enum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+Severity = Annotated[str, StringConstraints(pattern=r"^(critical|warning|info)$")]
+SEVERITIES = ("critical", "warning", "info")
+SOURCES = ("alertmanager", "grafana", "pagerduty", "iot", "ui", "api", "generic")
+# Stable, readable identifiers: they end up in run ids, idempotency keys and URLs.
+_ID_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+class Document(BaseModel):
+    """Base for XCom documents: strict about unknown fields, JSON round-trippable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def to_xcom(self) -> dict[str, Any]:
+        """Return the JSON-safe dict pushed to XCom."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_xcom(cls, value: Any):
+        """Validate a value pulled from XCom."""
+        if value is None:
+            raise InvalidDocument(f"{cls.__name__}: no value was passed from the upstream task")
+        return cls.model_validate(value)
+
+
+class InvalidDocument(ValueError):
+    """A document between two steps is missing or does not match its model."""
+
+
+class Alert(Document):
+    """The alert as triggered: the DAG run conf, flat."""
+
+    device_id: str = Field(min_length=1, max_length=128)
+    error: str = Field(min_length=1, max_length=128)
+    message: str | None = Field(default=None, max_length=4000)
+    source: str = "api"
+    severity: Severity | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+    fingerprint: str | None = Field(default=None, max_length=256)
+    started_at: datetime | None = None
+    require_approval: bool = False
+    dry_run: bool = False
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, value: str) -> str:
+        if value not in SOURCES:
+            raise ValueError(f"source must be one of {', '.join(SOURCES)}")
+        return value
+
+    @property
+    def incident_key(self) -> str:
+        """Return the key that identifies one incident across repeated notifications."""
+        if self.fingerprint:
+            basis = f"fp:{self.fingerprint}"
+        else:
+            basis = f"dev:{self.device_id}:{self.error}"
+        return hashlib.sha256(basis.encode()).hexdigest()[:16]
+
+
+class Enrichment(Document):
+    """What the inventory knows about the device an alert came from."""
+
+    device_id: str
+    known: bool
+    site: str | None = None
+    kind: str | None = None
+    model: str | None = None
+    firmware: str | None = None
+    criticality: str | None = None
+    owner_team: str | None = None
+    source: str = "inventory-file"
+
+
+class Analysis(Document):
+    """The AI steps' verdict; the same schema whether an LLM or the rules answered."""
+
+    severity: Severity
+    summary: str = Field(min_length=1, max_length=2000)
+    diagnosis: str = Field(min_length=1, max_length=4000)
+    recommended_action: str = Field(min_length=1, max_length=64)
+    confidence: float = Field(ge=0.0, le=1.0)
+    analyzer: Annotated[str, StringConstraints(pattern=r"^(llm|rules)$")]
+    runbook: str = Field(min_length=1, max_length=64)
+
+
+class Decision(str, Enum):
+    """How an approval record ended."""
+
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+class ApprovalOutcome(Document):
+    """What `wait_for_approval` hands to `approval_decision`."""
+
+    approval_id: str
+    state: str
+    decided_by: list[str] = Field(default_factory=list)
+
+
+def safe_id(text: str, limit: int = 48) -> str:
+    """Return `text` reduced to characters safe in run ids and URLs."""
+    cleaned = _ID_SAFE.sub("-", text).strip("-")
+    return cleaned[:limit] or "x"

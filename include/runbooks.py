@@ -1,0 +1,137 @@
+"""Runbooks: one YAML file per failure class, with the actions the workflow may take."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+RUNBOOK_DIR = Path(__file__).parent / "runbooks"
+FALLBACK = "unknown"
+RISKS = ("low", "high")
+
+
+class RunbookError(ValueError):
+    """A runbook file is malformed or refers to an action it does not define."""
+
+
+@dataclass(frozen=True)
+class Action:
+    """One action a runbook allows, with how risky it is."""
+
+    name: str
+    risk: str
+    description: str
+
+    @property
+    def risky(self) -> bool:
+        """Say whether running the action needs a human's approval."""
+        return self.risk == "high"
+
+
+@dataclass(frozen=True)
+class Runbook:
+    """A failure class: how to recognise it, judge it and act on it."""
+
+    name: str
+    title: str
+    version: int
+    errors: tuple[str, ...]
+    metrics: tuple[str, ...]
+    default_severity: str
+    critical_above: dict[str, float]
+    critical_errors: tuple[str, ...]
+    grounding: str
+    actions: dict[str, Action]
+    default_action: str
+    critical_action: str | None
+    containment: str | None
+    deadline_minutes: int
+    quorum: int
+    approvers: tuple[str, ...] = field(default_factory=tuple)
+
+    def action(self, name: str) -> Action:
+        """Return the allowed action `name`, or raise if the runbook does not allow it."""
+        try:
+            return self.actions[name]
+        except KeyError:
+            allowed = ", ".join(sorted(self.actions))
+            raise RunbookError(f"action {name!r} is not allowed by runbook {self.name!r} ({allowed})") from None
+
+    @property
+    def allowed_actions(self) -> list[str]:
+        """Return the names of the actions this runbook allows, sorted."""
+        return sorted(self.actions)
+
+
+def _parse(raw: dict[str, Any], origin: str) -> Runbook:
+    try:
+        actions = {
+            name: Action(name=name, risk=spec["risk"], description=spec["description"])
+            for name, spec in (raw.get("actions") or {}).items()
+        }
+        severity = raw.get("severity") or {}
+        approval = raw.get("approval") or {}
+        book = Runbook(
+            name=raw["name"],
+            title=raw["title"],
+            version=int(raw.get("version", 1)),
+            errors=tuple(e.upper() for e in (raw.get("match") or {}).get("errors", [])),
+            metrics=tuple((raw.get("match") or {}).get("metrics", [])),
+            default_severity=severity.get("default", "warning"),
+            critical_above={k: float(v) for k, v in (severity.get("critical_above") or {}).items()},
+            critical_errors=tuple(e.upper() for e in severity.get("critical_errors", [])),
+            grounding=raw.get("grounding", "").strip(),
+            actions=actions,
+            default_action=raw["default_action"],
+            critical_action=raw.get("critical_action"),
+            containment=raw.get("containment"),
+            deadline_minutes=int(approval.get("deadline_minutes", 30)),
+            quorum=int(approval.get("quorum", 1)),
+            approvers=tuple(approval.get("approvers", [])),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RunbookError(f"{origin}: malformed runbook ({exc})") from exc
+    for name in filter(None, (book.default_action, book.critical_action, book.containment)):
+        book.action(name)
+    if any(a.risk not in RISKS for a in actions.values()):
+        raise RunbookError(f"{origin}: risk must be one of {RISKS}")
+    if book.quorum < 1 or book.deadline_minutes < 1:
+        raise RunbookError(f"{origin}: quorum and deadline_minutes must be positive")
+    return book
+
+
+@functools.cache
+def load_runbooks(directory: Path = RUNBOOK_DIR) -> dict[str, Runbook]:
+    """Load every runbook in `directory`, keyed by name."""
+    import yaml  # only when runbooks are needed: the DAG file imports this module's errors
+
+    books = {}
+    for path in sorted(directory.glob("*.yaml")):
+        book = _parse(yaml.safe_load(path.read_text(encoding="utf-8")) or {}, path.name)
+        books[book.name] = book
+    if FALLBACK not in books:
+        raise RunbookError(f"{directory}: the {FALLBACK!r} runbook is required")
+    return books
+
+
+def get_runbook(name: str) -> Runbook:
+    """Return the runbook called `name`."""
+    books = load_runbooks()
+    if name not in books:
+        raise RunbookError(f"unknown runbook {name!r}")
+    return books[name]
+
+
+def match_runbook(error: str, metrics: dict[str, float] | None = None) -> Runbook:
+    """Pick the runbook for an alert: its error code first, then the metrics it carries."""
+    books = load_runbooks()
+    code = error.strip().upper()
+    for book in books.values():
+        if code in book.errors:
+            return book
+    for book in books.values():
+        if metrics and any(m in metrics for m in book.metrics):
+            return book
+    return books[FALLBACK]

@@ -1,0 +1,74 @@
+"""Runtime settings read from Airflow Variables and the environment (never at DAG parse time)."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from include.approval_policy import ApproverPolicy
+
+CHANNELS_VARIABLE = "incident_slack_channels"
+APPROVERS_VARIABLE = "incident_approvers"
+DEFAULT_CHANNEL = "#incidents"
+# Operators may shorten every runbook's approval deadline (drills, staging).
+DEADLINE_OVERRIDE_ENV = "INCIDENT_APPROVAL_DEADLINE_SECONDS"
+
+
+class ConfigError(ValueError):
+    """A Variable holds a value of the wrong shape."""
+
+
+def _variable_json(key: str) -> Any:
+    from airflow.sdk import Variable
+
+    raw = Variable.get(key, default=None)
+    if raw is None or isinstance(raw, (dict, list)):
+        return raw
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"Variable {key} is not valid JSON: {exc}") from exc
+
+
+def slack_channels() -> dict[str, str]:
+    """Return the channel map, e.g. {"oncall": "#oncall", "default": "#incidents"}."""
+    value = _variable_json(CHANNELS_VARIABLE) or {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ConfigError(f"Variable {CHANNELS_VARIABLE} must be a JSON object of channel names")
+    return value
+
+
+def channel_for(purpose: str) -> str:
+    """Return the channel for `purpose` (oncall, tickets, approvals, default)."""
+    channels = slack_channels()
+    return channels.get(purpose) or channels.get("default") or DEFAULT_CHANNEL
+
+
+def approver_policy() -> ApproverPolicy:
+    """Return who may approve, from the `incident_approvers` Variable."""
+    from include.approval_policy import ApproverPolicy
+
+    return ApproverPolicy.from_config(_variable_json(APPROVERS_VARIABLE))
+
+
+def deadline_override_seconds() -> float | None:
+    """Return the operator's deadline override in seconds, if set."""
+    raw = os.environ.get(DEADLINE_OVERRIDE_ENV)
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{DEADLINE_OVERRIDE_ENV} must be a number of seconds, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{DEADLINE_OVERRIDE_ENV} must be positive")
+    return value
+
+
+def airflow_base_url() -> str:
+    """Return the public address of the Airflow UI, for links in messages."""
+    from airflow.configuration import conf
+
+    return (conf.get("api", "base_url", fallback="") or "http://localhost:8080").rstrip("/")

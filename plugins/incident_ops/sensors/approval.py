@@ -1,0 +1,125 @@
+"""A deferrable sensor that waits for the decision on an approval record."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from include.store import Approval
+
+EVENT_STATES = ("approved", "rejected", "expired", "cancelled", "error")
+
+
+class ApprovalError(Exception):
+    """The approval record could not be waited on (it vanished, or the event was malformed)."""
+
+
+class ApprovalSensor(BaseSensorOperator):
+    """Wait, deferred, until an approval record is approved, rejected, expired or cancelled.
+
+    It checks the record once and, if it is still pending, defers to :class:`ApprovalTrigger`;
+    the deadline of the record is the sensor's timeout. Expiry is recorded here as the record's
+    decision and returned like any other outcome, so it never fails the task.
+
+    :param approval_id: The record to wait for (templated; usually pulled from `request_approval`).
+    :param store_conn_id: Airflow connection of the incident store.
+    :param poll_interval: Seconds between the trigger's reads of the record.
+    :param grace: Extra time allowed past the deadline before Airflow's own deferral timeout.
+    """
+
+    template_fields = ("approval_id",)
+    ui_color = "#fde2c4"
+
+    def __init__(
+        self,
+        *,
+        approval_id: str,
+        store_conn_id: str = "incident_store",
+        poll_interval: float = 1.0,
+        grace: timedelta = timedelta(minutes=1),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if poll_interval <= 0:
+            raise ValueError("poll_interval must be positive")
+        self.approval_id = approval_id
+        self.store_conn_id = store_conn_id
+        self.poll_interval = poll_interval
+        self.grace = grace
+
+    def _store(self):
+        from incident_ops.hooks.incident_store import get_store
+
+        return get_store(self.store_conn_id)
+
+    def poke(self, context: Context) -> bool:
+        """Say whether the record is already decided."""
+        return self._store().get_approval(self.approval_id).decided
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Return at once if the record is decided (or past its deadline); otherwise defer."""
+        from incident_ops.triggers.approval import ApprovalTrigger
+
+        record = self._store().get_approval(self.approval_id)
+        if record.decided:
+            return self._outcome(record)
+        if datetime.now(UTC) >= record.expires_at:
+            return self._expire()
+        remaining = record.expires_at - datetime.now(UTC)
+        self.log.info("Approval %s pending; waiting deferred until %s", self.approval_id, record.expires_at)
+        self.defer(
+            trigger=ApprovalTrigger(
+                approval_id=self.approval_id,
+                expires_at=record.expires_at.isoformat(),
+                store_conn_id=self.store_conn_id,
+                poll_interval=self.poll_interval,
+            ),
+            method_name="execute_complete",
+            timeout=remaining + self.grace,
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Turn the trigger's event into the outcome handed to `approval_decision`."""
+        state = (event or {}).get("state")
+        if state not in EVENT_STATES:
+            raise ApprovalError(f"unexpected event from the approval trigger: {event!r}")
+        if state == "error":
+            raise ApprovalError(f"approval record {self.approval_id} cannot be read: {event.get('reason')}")
+        if state == "expired":
+            return self._expire()
+        return self._outcome(self._store().get_approval(self.approval_id))
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context):
+        """Treat Airflow's deferral timeout as the deadline passing, not as a failure."""
+        from airflow.sdk.exceptions import TaskDeferralTimeout
+
+        try:
+            return super().resume_execution(next_method, next_kwargs, context)
+        except TaskDeferralTimeout:
+            self.log.warning("Deferral timed out for approval %s; recording it as expired", self.approval_id)
+            return self._expire()
+        except Exception as exc:
+            if isinstance(exc.__cause__, TaskDeferralTimeout):
+                return self._expire()
+            raise
+
+    def _expire(self) -> dict[str, Any]:
+        # A vote may have landed just before the deadline: close_approval keeps it if so.
+        from incident_ops.decisions import refresh_approval_message
+
+        store = self._store()
+        record = store.close_approval(self.approval_id, state="expired")
+        if record.state == "expired":
+            refresh_approval_message(store, record)
+        return self._outcome(record)
+
+    def _outcome(self, record: Approval) -> dict[str, Any]:
+        from include.models import ApprovalOutcome
+
+        self.log.info("Approval %s is %s", record.id, record.state)
+        return ApprovalOutcome(approval_id=record.id, state=record.state, decided_by=record.deciders).to_xcom()

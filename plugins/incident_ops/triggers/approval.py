@@ -1,0 +1,75 @@
+"""Wait asynchronously, in the triggerer, until an approval record leaves `pending` or its deadline passes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from include.store import NotFound
+
+
+class ApprovalTrigger(BaseTrigger):
+    """Poll the incident store for a decision on one approval record.
+
+    It only reads: it may run more than once (triggerer restarts, HA), and expiry is left to the
+    sensor to record. Its kwargs hold ids and a conn id, never secrets.
+
+    :param approval_id: The record to watch.
+    :param expires_at: The record's deadline (ISO 8601, UTC); at it the trigger reports `expired`.
+    :param store_conn_id: Airflow connection of the incident store.
+    :param poll_interval: Seconds between two reads of the record.
+    """
+
+    def __init__(
+        self,
+        *,
+        approval_id: str,
+        expires_at: str,
+        store_conn_id: str = "incident_store",
+        poll_interval: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.approval_id = approval_id
+        self.expires_at = expires_at
+        self.store_conn_id = store_conn_id
+        self.poll_interval = poll_interval
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Return the class path and kwargs the triggerer rebuilds this trigger from."""
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "approval_id": self.approval_id,
+                "expires_at": self.expires_at,
+                "store_conn_id": self.store_conn_id,
+                "poll_interval": self.poll_interval,
+            },
+        )
+
+    def _read_state(self) -> str:
+        from incident_ops.hooks.incident_store import get_store
+
+        return get_store(self.store_conn_id).approval_state(self.approval_id)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Yield one event: the record's decided state, `expired`, or `error`."""
+        deadline = datetime.fromisoformat(self.expires_at)
+        while True:
+            try:
+                # The store's drivers are synchronous; a thread keeps the triggerer's loop free.
+                state = await asyncio.to_thread(self._read_state)
+            except NotFound:
+                yield TriggerEvent({"approval_id": self.approval_id, "state": "error", "reason": "not_found"})
+                return
+            if state != "pending":
+                yield TriggerEvent({"approval_id": self.approval_id, "state": state})
+                return
+            remaining = (deadline - datetime.now(UTC)).total_seconds()
+            if remaining <= 0:
+                yield TriggerEvent({"approval_id": self.approval_id, "state": "expired"})
+                return
+            await asyncio.sleep(min(self.poll_interval, remaining))
