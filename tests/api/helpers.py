@@ -1,0 +1,119 @@
+"""Helpers of the API tests: records as request_approval makes them, and requests as Slack signs them."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+USERS = {"admin": "admin", "alice": "user", "bob": "user", "carol": "user", "victor": "viewer"}
+SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
+PREFIX = "/incident-response"
+APPROVERS = {
+    "default": ["alice", "bob", "slack:U0ALICE", "slack:U0BOB"],
+    "actions": {"open_bypass_valve": ["admin"]},
+}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def make_record(
+    store,
+    *,
+    action: str = "restart_pump",
+    quorum: int = 1,
+    approvers: Any = "policy",
+    deadline: timedelta = timedelta(hours=1),
+    alert: dict[str, Any] | None = None,
+    analysis: dict[str, Any] | None = None,
+    run_id: str | None = None,
+):
+    """Open an incident with a diagnosis and create its approval record, as request_approval does."""
+    from incident_ops.config import approver_policy
+
+    run_id = run_id or f"manual__{uuid.uuid4().hex[:10]}"
+    alert = {"device_id": "PUMP-07B", "error": "PRESSURE_SPIKE_DETECTED", "source": "api", **(alert or {})}
+    incident_id = store.open_incident(
+        dag_id="incident_response", run_id=run_id, incident_key=uuid.uuid4().hex[:16], alert=alert
+    )
+    store.update_incident(
+        incident_id,
+        severity="critical",
+        analysis={
+            "severity": "critical",
+            "summary": "Pressure spike on PUMP-07B",
+            "diagnosis": "Outlet valve stuck; pressure rising past the safe limit.",
+            "recommended_action": action,
+            "confidence": 0.82,
+            "analyzer": "rules",
+            "runbook": "pressure_spike",
+            **(analysis or {}),
+        },
+    )
+    if approvers == "policy":
+        approvers = approver_policy().approvers_for(action)
+    return store.create_approval(
+        incident_id=incident_id,
+        dag_id="incident_response",
+        run_id=run_id,
+        action=action,
+        risk="high",
+        reasons=[f"action {action} is high risk"],
+        quorum=quorum,
+        approvers=approvers,
+        deadline=deadline,
+    )
+
+
+def snapshot(record) -> tuple:
+    """Return what a refused or rejected request must not change: state, decision time, counted votes."""
+    counted = tuple((v.identity, v.decision) for v in record.votes if v.accepted)
+    return record.state, record.decided_at, counted
+
+
+def click_payload(record_id: str, *, user: str = "U0ALICE", action_id: str = "approve",
+                  response_url: str | None = None) -> dict[str, Any]:
+    """Return a block_actions payload shaped like the one Slack sends for a button click."""
+    payload: dict[str, Any] = {
+        "type": "block_actions",
+        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": "T0FAKETEAM"},
+        "api_app_id": "A0INCIDENT",
+        "token": "legacy-verification-token",
+        "container": {"type": "message", "message_ts": "1700000000.000100", "channel_id": "C0ONCALL01"},
+        "trigger_id": "1.2.3",
+        "team": {"id": "T0FAKETEAM", "domain": "fake"},
+        "channel": {"id": "C0ONCALL01", "name": "oncall"},
+        "actions": [
+            {
+                "action_id": action_id,
+                "block_id": f"approval:{record_id}",
+                "value": record_id,
+                "type": "button",
+                "action_ts": "1700000001.000200",
+            }
+        ],
+    }
+    if response_url:
+        payload["response_url"] = response_url
+    return payload
+
+
+def signed(payload: dict[str, Any] | None = None, *, body: bytes | None = None, secret: str = SIGNING_SECRET,
+           timestamp: int | str | None = None) -> tuple[bytes, dict[str, str]]:
+    """Play Slack: form-encode the payload and sign `v0:{timestamp}:{body}` with HMAC-SHA256."""
+    if body is None:
+        body = urlencode({"payload": json.dumps(payload)}).encode()
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(secret.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
+    return body, {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": f"v0={digest}",
+    }
