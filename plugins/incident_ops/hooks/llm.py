@@ -1,0 +1,273 @@
+"""An OpenAI-compatible chat completions endpoint through an Airflow HTTP connection (`llm_default`)."""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any, ClassVar
+
+from airflow.providers.http.hooks.http import HttpHook
+
+from include.llm_settings import OPTION_KEYS, LlmSettings
+
+__all__ = [
+    "ChatResult",
+    "LlmError",
+    "LlmHook",
+    "LlmPermanentError",
+    "LlmTransientError",
+    "LlmUnavailableError",
+    "RetryBudget",
+    "parse_retry_after",
+]
+
+# Statuses a later attempt may get past; any other non-2xx answer repeats on a retry.
+_TRANSIENT_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+
+class LlmError(Exception):
+    """A model call did not return an answer.
+
+    :param reason: A short code for records: ``rate_limited``, ``timeout``, ``http_503``, ``deadline``...
+    :param status_code: HTTP status of the last answer, if any.
+    :param retry_after: Seconds the server asked us to wait, if it did.
+    :param requests: HTTP requests made before giving up.
+    :param failures: The reason of every failed attempt, in order.
+    """
+
+    permanent: ClassVar[bool] = False
+
+    def __init__(self, reason: str, *, status_code: int | None = None, retry_after: float | None = None,
+                 requests: int = 0, failures: tuple[str, ...] = ()) -> None:
+        self.reason = reason
+        self.failures = failures
+        self.status_code = status_code
+        self.retry_after = retry_after
+        self.requests = requests
+        super().__init__(f"LLM call failed: {reason}")
+
+
+class LlmTransientError(LlmError):
+    """A failure a later attempt may get past: 429, 5xx, timeout, connection error."""
+
+
+class LlmPermanentError(LlmError):
+    """A failure that repeats on every attempt: a refused key, a bad request, an unknown model."""
+
+    permanent = True
+
+
+class LlmUnavailableError(LlmError):
+    """Transient failures outlasted the attempts, the wait budget or the deadline."""
+
+
+@dataclass
+class RetryBudget:
+    """Limits shared by every model call of one step.
+
+    :param deadline: Monotonic time after which no request starts.
+    :param wait_left: Seconds of backoff the step may still sleep.
+    """
+
+    deadline: float
+    wait_left: float
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    """A completion body and what it took to get it."""
+
+    body: dict[str, Any]
+    requests: int
+    latency_s: float
+    waited_s: float = 0.0
+    failures: tuple[str, ...] = field(default_factory=tuple)
+
+
+def parse_retry_after(headers: Any, *, now: datetime | None = None) -> float | None:
+    """Return the delay a 429/503 answer asks for (``retry-after-ms``, ``Retry-After`` seconds or date)."""
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return max(0.0, float(raw_ms) / 1000)
+        except ValueError:
+            pass
+    raw = headers.get("Retry-After")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+class LlmHook(HttpHook):
+    """
+    Call ``/v1/chat/completions`` on the host of an HTTP connection, retrying what may succeed later.
+
+    The connection's extra holds the headers (``{"headers": {"Authorization": "Bearer ..."}}``, or the
+    HTTP provider's convention of top-level header keys) and the model settings of
+    :class:`include.llm_settings.LlmSettings` (``model``, ``temperature``, ``timeout``, ``max_tokens``...),
+    which are never sent as headers. A password without a login becomes ``Authorization: Bearer``.
+
+    :param llm_conn_id: The HTTP connection to the endpoint.
+    :param settings: Settings to use instead of reading them from the connection's extra.
+    :param sleep: Called to wait between attempts (tests pass a recorder).
+    :param clock: Monotonic clock for deadlines.
+    :param jitter: Returns a factor in [0, 1] mixed into backoffs so workers do not retry in step.
+    """
+
+    conn_name_attr = "llm_conn_id"
+    default_conn_name = "llm_default"
+
+    def __init__(
+        self,
+        llm_conn_id: str = default_conn_name,
+        *,
+        settings: LlmSettings | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        super().__init__(method="POST", http_conn_id=llm_conn_id)
+        self.llm_conn_id = llm_conn_id
+        self._settings = settings
+        self._sleep = sleep
+        self._clock = clock
+        self._jitter = jitter
+
+    @cached_property
+    def settings(self) -> LlmSettings:
+        """Return the model settings (from the connection's extra unless given)."""
+        if self._settings is not None:
+            return self._settings
+        return LlmSettings.from_extra(self.get_connection(self.llm_conn_id).extra_dejson)
+
+    def get_conn(self, headers: dict[Any, Any] | None = None, extra_options: dict[str, Any] | None = None):
+        """Return a session whose headers are the connection's headers only, never its model settings."""
+        session = super().get_conn(headers, extra_options)
+        connection = self.get_connection(self.llm_conn_id)
+        extra = connection.extra_dejson
+        # The HTTP provider turns every extra key into a header; ours are settings, not headers.
+        for key in (*OPTION_KEYS, "headers"):
+            session.headers.pop(key, None)
+        nested = extra.get("headers")
+        if isinstance(nested, dict):
+            session.headers.update({str(k): str(v) for k, v in nested.items()})
+        if connection.password and not connection.login and "Authorization" not in session.headers:
+            session.headers["Authorization"] = f"Bearer {connection.password}"
+        if headers:
+            session.headers.update(headers)
+        return session
+
+    def budget(self) -> RetryBudget:
+        """Return a fresh budget for one step, from the settings' deadline and max_wait."""
+        return RetryBudget(deadline=self._clock() + self.settings.deadline, wait_left=self.settings.max_wait)
+
+    def request_body(
+        self, messages: list[dict[str, str]], response_format: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """Return the chat completion request for `messages`."""
+        settings = self.settings
+        body: dict[str, Any] = {
+            "model": settings.model,
+            "messages": messages,
+            "temperature": settings.temperature,
+            settings.max_tokens_field: settings.max_tokens,
+        }
+        if response_format is not None:
+            body["response_format"] = response_format
+        return body
+
+    def chat(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        response_format: dict[str, Any] | None = None,
+        budget: RetryBudget | None = None,
+    ) -> ChatResult:
+        """Post one chat completion; retry 429, 5xx, timeouts and connection errors with capped backoff."""
+        settings = self.settings
+        budget = budget or self.budget()
+        body = self.request_body(messages, response_format)
+        started, waited, failures = self._clock(), 0.0, []
+        for attempt in range(1, settings.max_attempts + 1):
+            remaining = budget.deadline - self._clock()
+            if remaining <= 0:
+                raise LlmUnavailableError("deadline", requests=attempt - 1, failures=tuple(failures))
+            try:
+                answer = self._post(body, timeout=min(settings.timeout, remaining))
+                return ChatResult(body=answer, requests=attempt, latency_s=self._clock() - started,
+                                  waited_s=waited, failures=tuple(failures))
+            except LlmPermanentError as exc:
+                exc.requests, exc.failures = attempt, (*failures, exc.reason)
+                raise
+            except LlmTransientError as exc:
+                failures.append(exc.reason)
+                last = attempt == settings.max_attempts
+                delay = None if last else self._delay(attempt, exc.retry_after, budget)
+                if delay is None:
+                    raise LlmUnavailableError(
+                        exc.reason, status_code=exc.status_code, retry_after=exc.retry_after,
+                        requests=attempt, failures=tuple(failures),
+                    ) from None
+                self.log.info("LLM call failed (%s), attempt %d of %d; retrying in %.2fs",
+                              exc.reason, attempt, settings.max_attempts, delay)
+                budget.wait_left -= delay
+                waited += delay
+                self._sleep(delay)
+        raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+    def _delay(self, attempt: int, retry_after: float | None, budget: RetryBudget) -> float | None:
+        """Return how long to wait before the next attempt, or None when the budget cannot cover it."""
+        settings = self.settings
+        room = min(budget.wait_left, budget.deadline - self._clock())
+        if retry_after is not None:
+            # The server said when; waiting less is wasted, waiting past our caps is not allowed.
+            if retry_after > settings.backoff_max or retry_after > room:
+                return None
+            return retry_after
+        backoff = min(settings.backoff_max, settings.backoff_initial * 2 ** (attempt - 1))
+        backoff *= 0.5 + 0.5 * self._jitter()
+        if room <= 0:
+            return None
+        return min(backoff, room)
+
+    def _post(self, body: dict[str, Any], *, timeout: float) -> dict[str, Any]:
+        """Make one HTTP request and classify any failure."""
+        import requests
+
+        try:
+            # check_response off: we read 429/5xx ourselves, and the provider would log the body.
+            response = self.run(self.settings.endpoint, json=body,
+                                extra_options={"timeout": timeout, "check_response": False})
+        except requests.exceptions.Timeout:
+            raise LlmTransientError("timeout") from None
+        except requests.exceptions.ConnectionError:
+            raise LlmTransientError("connection_error") from None
+        status = response.status_code
+        if status in _TRANSIENT_STATUSES:
+            reason = "rate_limited" if status == 429 else f"http_{status}"
+            retry_after = parse_retry_after(response.headers)
+            raise LlmTransientError(reason, status_code=status, retry_after=retry_after)
+        if not 200 <= status < 300:
+            raise LlmPermanentError(f"http_{status}", status_code=status)
+        try:
+            answer = response.json()
+        except ValueError:
+            raise LlmTransientError("bad_body", status_code=status) from None
+        if not isinstance(answer, dict):
+            raise LlmTransientError("bad_body", status_code=status)
+        return answer
