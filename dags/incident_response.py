@@ -1,4 +1,4 @@
-"""The `incident_response` DAG: wiring, trigger form and documentation only; the work is in plugins/incident_ops."""
+"""The `incident_response` DAG: wiring, trigger form and docs only; the work is in plugins/incident_ops."""
 
 from __future__ import annotations
 
@@ -47,50 +47,92 @@ OPTIONS = "Run options"
 
 PARAMS = {
     "device_id": Param(
-        "PUMP-07B", type="string", minLength=1, maxLength=128, title="Device or service",
-        description="The device (or service) that raised the alert, e.g. PUMP-07B.", section=ALERT,
+        "PUMP-07B",
+        type="string",
+        minLength=1,
+        maxLength=128,
+        title="Device or service",
+        description="The device (or service) that raised the alert, e.g. PUMP-07B.",
+        section=ALERT,
     ),
     "error": Param(
-        "PRESSURE_SPIKE_DETECTED", type="string", minLength=1, maxLength=128, title="Error code",
+        "PRESSURE_SPIKE_DETECTED",
+        type="string",
+        minLength=1,
+        maxLength=128,
+        title="Error code",
         description="The alert's error code, e.g. PRESSURE_SPIKE_DETECTED, OVERHEATING, SENSOR_FAULT.",
         section=ALERT,
     ),
     "message": Param(
-        None, type=["null", "string"], maxLength=4000, title="Message",
-        description="Free text from the sender, shown to the on-call engineer.", section=ALERT,
+        None,
+        type=["null", "string"],
+        maxLength=4000,
+        title="Message",
+        description="Free text from the sender, shown to the on-call engineer.",
+        section=ALERT,
     ),
     "source": Param(
-        "ui", type="string", enum=["alertmanager", "grafana", "pagerduty", "iot", "ui", "api", "generic"],
-        title="Source", description="Where the alert came from.", section=ALERT,
+        "ui",
+        type="string",
+        enum=["alertmanager", "grafana", "pagerduty", "iot", "ui", "api", "generic"],
+        title="Source",
+        description="Where the alert came from.",
+        section=ALERT,
     ),
     "severity": Param(
-        None, type=["null", "string"], enum=[None, "critical", "warning", "info"], title="Severity hint",
-        description="The sender's severity; it can raise the analysed severity, never lower it.", section=ALERT,
+        None,
+        type=["null", "string"],
+        enum=[None, "critical", "warning", "info"],
+        title="Severity hint",
+        description="The sender's severity; it can raise the analysed severity, never lower it.",
+        section=ALERT,
     ),
     "metrics": Param(
-        {}, type="object", additionalProperties={"type": "number"}, title="Metrics",
-        description='Numeric readings, e.g. {"pressure_bar": 9.4, "temperature_c": 71}.', section=ALERT,
+        {},
+        type="object",
+        additionalProperties={"type": "number"},
+        title="Metrics",
+        description='Numeric readings, e.g. {"pressure_bar": 9.4, "temperature_c": 71}.',
+        section=ALERT,
     ),
     "labels": Param(
-        {}, type="object", additionalProperties={"type": "string"}, title="Labels",
-        description='String labels from the alerting system, e.g. {"site": "plant-north"}.', section=ALERT,
+        {},
+        type="object",
+        additionalProperties={"type": "string"},
+        title="Labels",
+        description='String labels from the alerting system, e.g. {"site": "plant-north"}.',
+        section=ALERT,
     ),
     "fingerprint": Param(
-        None, type=["null", "string"], maxLength=256, title="Fingerprint",
+        None,
+        type=["null", "string"],
+        maxLength=256,
+        title="Fingerprint",
         description="The alerting system's id for this alert; repeats with the same value are one incident.",
         section=ALERT,
     ),
     "started_at": Param(
-        None, type=["null", "string"], format="date-time", title="Started at",
-        description="When the alert started (RFC 3339).", section=ALERT,
+        None,
+        type=["null", "string"],
+        format="date-time",
+        title="Started at",
+        description="When the alert started (RFC 3339).",
+        section=ALERT,
     ),
     "require_approval": Param(
-        False, type="boolean", title="Require approval",
-        description="Ask a human before any fix, whatever the runbook says.", section=OPTIONS,
+        False,
+        type="boolean",
+        title="Require approval",
+        description="Ask a human before any fix, whatever the runbook says.",
+        section=OPTIONS,
     ),
     "dry_run": Param(
-        False, type="boolean", title="Dry run",
-        description="Go through every step but send no action to devices.", section=OPTIONS,
+        False,
+        type="boolean",
+        title="Dry run",
+        description="Go through every step but send no action to devices.",
+        section=OPTIONS,
     ),
 }
 
@@ -101,28 +143,70 @@ NO_RETRY_ON_BAD_INPUT = [
     RetryRule(exception="include.runbooks.RunbookError", action=RetryAction.FAIL, reason="runbook error"),
     RetryRule(exception="incident_ops.config.ConfigError", action=RetryAction.FAIL, reason="configuration"),
 ]
-STORE_RETRY = {"retries": 3, "retry_delay": timedelta(seconds=5), "retry_exponential_backoff": 2.0,
-               "max_retry_delay": timedelta(minutes=1), "retry_policy": ExceptionRetryPolicy(NO_RETRY_ON_BAD_INPUT)}
-AI_RETRY = {"retries": 4, "retry_delay": timedelta(seconds=10), "retry_exponential_backoff": 2.0,
-            "max_retry_delay": timedelta(minutes=2), "execution_timeout": timedelta(minutes=5),
-            "retry_policy": ExceptionRetryPolicy(NO_RETRY_ON_BAD_INPUT)}
-SLACK_RETRY = {
-    "retries": 5, "retry_delay": timedelta(seconds=15), "retry_exponential_backoff": 2.0,
-    "max_retry_delay": timedelta(minutes=5),
-    "retry_policy": ExceptionRetryPolicy([
-        RetryRule(exception="incident_ops.hooks.errors.SlackPermanentError", action=RetryAction.FAIL,
-                  reason="Slack refused the message; a retry would be refused too"),
-        # The Slack client already waited out Retry-After a few times; back off a full minute.
-        RetryRule(exception="incident_ops.hooks.errors.SlackRateLimitedError", action=RetryAction.RETRY,
-                  retry_delay=timedelta(minutes=1), reason="Slack rate limit"),
-        *NO_RETRY_ON_BAD_INPUT,
-    ]),
+STORE_RETRY = {
+    "retries": 3,
+    "retry_delay": timedelta(seconds=5),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=1),
+    "retry_policy": ExceptionRetryPolicy(NO_RETRY_ON_BAD_INPUT),
 }
-# Actions on devices: few retries, each under the same idempotency key.
-DEVICE_RETRY = {"retries": 2, "retry_delay": timedelta(seconds=30), "execution_timeout": timedelta(minutes=5),
-                "retry_policy": ExceptionRetryPolicy(NO_RETRY_ON_BAD_INPUT)}
-BRANCH_RETRY = {"retries": 1, "retry_delay": timedelta(seconds=5),
-                "retry_policy": ExceptionRetryPolicy(NO_RETRY_ON_BAD_INPUT)}
+AI_RETRY = {
+    "retries": 4,
+    "retry_delay": timedelta(seconds=10),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=2),
+    "execution_timeout": timedelta(minutes=5),
+    "retry_policy": ExceptionRetryPolicy(NO_RETRY_ON_BAD_INPUT),
+}
+SLACK_RETRY = {
+    "retries": 5,
+    "retry_delay": timedelta(seconds=15),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=5),
+    "retry_policy": ExceptionRetryPolicy(
+        [
+            RetryRule(
+                exception="incident_ops.hooks.errors.SlackPermanentError",
+                action=RetryAction.FAIL,
+                reason="Slack refused the message; a retry would be refused too",
+            ),
+            RetryRule(
+                exception="incident_ops.hooks.errors.ServiceRejectedError",
+                action=RetryAction.FAIL,
+                reason="the ticketing API refused the ticket",
+            ),
+            # The Slack client already waited out Retry-After a few times; back off a full minute.
+            RetryRule(
+                exception="incident_ops.hooks.errors.SlackRateLimitedError",
+                action=RetryAction.RETRY,
+                retry_delay=timedelta(minutes=1),
+                reason="Slack rate limit",
+            ),
+            *NO_RETRY_ON_BAD_INPUT,
+        ]
+    ),
+}
+# Actions on devices: few retries, each under the same idempotency key; a refusal is final.
+DEVICE_RETRY = {
+    "retries": 2,
+    "retry_delay": timedelta(seconds=30),
+    "execution_timeout": timedelta(minutes=5),
+    "retry_policy": ExceptionRetryPolicy(
+        [
+            RetryRule(
+                exception="incident_ops.hooks.errors.ServiceRejectedError",
+                action=RetryAction.FAIL,
+                reason="the device-control API refused the action",
+            ),
+            *NO_RETRY_ON_BAD_INPUT,
+        ]
+    ),
+}
+BRANCH_RETRY = {
+    "retries": 1,
+    "retry_delay": timedelta(seconds=5),
+    "retry_policy": ExceptionRetryPolicy(NO_RETRY_ON_BAD_INPUT),
+}
 JOIN = "none_failed_min_one_success"
 
 with DAG(
@@ -168,7 +252,9 @@ with DAG(
     )
     escalate = PythonOperator(task_id="escalate", python_callable=tasks.escalate, **SLACK_RETRY)
 
-    create_ticket = PythonOperator(task_id="create_ticket", python_callable=tasks.create_ticket, **SLACK_RETRY)
+    create_ticket = PythonOperator(
+        task_id="create_ticket", python_callable=tasks.create_ticket, **SLACK_RETRY
+    )
     diagnostic_report = PythonOperator(
         task_id="diagnostic_report", python_callable=tasks.diagnostic_report, **SLACK_RETRY
     )

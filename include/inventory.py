@@ -27,5 +27,9 @@ def lookup(device_id: str, path: Path = INVENTORY_FILE) -> Enrichment:
 
 def enrichment_from_record(device_id: str, record: dict[str, Any], *, source: str) -> Enrichment:
     """Build an Enrichment from an inventory record, ignoring fields the model does not know."""
-    fields = {k: str(v) for k, v in record.items() if k in Enrichment.model_fields and k not in ("device_id", "known", "source") and v is not None}
+    fields = {
+        k: str(v)
+        for k, v in record.items()
+        if k in Enrichment.model_fields and k not in ("device_id", "known", "source") and v is not None
+    }
     return Enrichment(device_id=device_id, known=True, source=source, **fields)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import datetime
-from enum import Enum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -94,15 +93,6 @@ class Analysis(Document):
     confidence: float = Field(ge=0.0, le=1.0)
     analyzer: Annotated[str, StringConstraints(pattern=r"^(llm|rules)$")]
     runbook: str = Field(min_length=1, max_length=64)
-
-
-class Decision(str, Enum):
-    """How an approval record ended."""
-
-    APPROVED = "approved"
-    REJECTED = "rejected"
-    EXPIRED = "expired"
-    CANCELLED = "cancelled"
 
 
 class ApprovalOutcome(Document):

@@ -48,21 +48,29 @@ def final_report_text(
     """Return the final report: what happened, who decided, what ran, and how long it took."""
     analysis = incident.get("analysis") or {}
     lines = [
-        f"Incident {incident['id']}: {incident['error']} on {incident['device_id']} - {incident.get('outcome') or 'open'}",
+        f"Incident {incident['id']}: {incident['error']} on {incident['device_id']}"
+        f" - {incident.get('outcome') or 'open'}",
         f"Severity {incident.get('severity') or 'unknown'}; analyser {analysis.get('analyzer', 'n/a')}, "
         f"confidence {analysis.get('confidence', 0):.0%}",
         f"Diagnosis: {analysis.get('diagnosis', 'n/a')}",
     ]
     acknowledged = None
     for record in approvals:
-        voters = [f"{v['identity']} ({v['channel']}, {v['decision']})" for v in record["votes"] if v["accepted"]]
-        lines.append(f"Approval {record['id']} for {record['action']}: {record['state']}"
-                     + (f" by {', '.join(voters)}" if voters else ""))
+        voters = [
+            f"{v['identity']} ({v['channel']}, {v['decision']})" for v in record["votes"] if v["accepted"]
+        ]
+        lines.append(
+            f"Approval {record['id']} for {record['action']}: {record['state']}"
+            + (f" by {', '.join(voters)}" if voters else "")
+        )
         if record["decided_at"]:
             acknowledged = acknowledged or datetime.fromisoformat(record["decided_at"])
     for action in actions:
         mode = (action.get("result") or {}).get("mode", "")
-        lines.append(f"Action {action['action']} on {action['target']}: {action['state']}" + (f" ({mode})" if mode else ""))
+        lines.append(
+            f"Action {action['action']} on {action['target']}: {action['state']}"
+            + (f" ({mode})" if mode else "")
+        )
     if incident.get("ticket_id"):
         lines.append(f"Ticket: {incident['ticket_id']}")
     lines.append("Timeline:")

@@ -44,7 +44,11 @@ def analyze(alert: Alert, enrichment: Enrichment) -> Analysis:
     if alert.severity and _rank(alert.severity) > _rank(severity):
         severity = alert.severity
         why += f" Raised to {severity} by the sender's severity hint."
-    action = runbook.critical_action if severity == "critical" and runbook.critical_action else runbook.default_action
+    action = (
+        runbook.critical_action
+        if severity == "critical" and runbook.critical_action
+        else runbook.default_action
+    )
     where = f" at {enrichment.site}" if enrichment.site else ""
     kind = enrichment.kind or "device"
     summary = f"{alert.error} on {kind} {alert.device_id}{where}"

@@ -57,7 +57,9 @@ class Runbook:
             return self.actions[name]
         except KeyError:
             allowed = ", ".join(sorted(self.actions))
-            raise RunbookError(f"action {name!r} is not allowed by runbook {self.name!r} ({allowed})") from None
+            raise RunbookError(
+                f"action {name!r} is not allowed by runbook {self.name!r} ({allowed})"
+            ) from None
 
     @property
     def allowed_actions(self) -> list[str]:

@@ -33,11 +33,18 @@ def page_blocks(alert: Alert, analysis: Analysis, *, run_url: str | None = None)
     """Render the on-call page for a critical incident."""
     emoji = SEVERITY_EMOJI.get(analysis.severity, "")
     blocks = [
-        _section(f"{emoji} *{_mrkdwn_escape(incident_header(alert, analysis))}*\n{_mrkdwn_escape(analysis.summary)}"),
-        _section(f"*Diagnosis* ({analysis.analyzer}, confidence {analysis.confidence:.0%})\n"
-                 f"{_mrkdwn_escape(analysis.diagnosis)}"),
-        _context(f"Recommended action: `{analysis.recommended_action}` · runbook `{analysis.runbook}`"
-                 f" · source {alert.source}"),
+        _section(
+            f"{emoji} *{_mrkdwn_escape(incident_header(alert, analysis))}*\n"
+            f"{_mrkdwn_escape(analysis.summary)}"
+        ),
+        _section(
+            f"*Diagnosis* ({analysis.analyzer}, confidence {analysis.confidence:.0%})\n"
+            f"{_mrkdwn_escape(analysis.diagnosis)}"
+        ),
+        _context(
+            f"Recommended action: `{analysis.recommended_action}` · runbook `{analysis.runbook}`"
+            f" · source {alert.source}"
+        ),
     ]
     if run_url:
         blocks.append(_context(f"<{run_url}|Open the DAG run in Airflow>"))
@@ -47,9 +54,13 @@ def page_blocks(alert: Alert, analysis: Analysis, *, run_url: str | None = None)
 def ticket_blocks(alert: Alert, analysis: Analysis, *, ticket_id: str) -> list[dict[str, Any]]:
     """Render the notice that a ticket was opened for a warning."""
     return [
-        _section(f"{SEVERITY_EMOJI['warning']} *{_mrkdwn_escape(incident_header(alert, analysis))}*\n"
-                 f"{_mrkdwn_escape(analysis.summary)}"),
-        _context(f"Ticket `{_mrkdwn_escape(ticket_id)}` opened · suggested action `{analysis.recommended_action}`"),
+        _section(
+            f"{SEVERITY_EMOJI['warning']} *{_mrkdwn_escape(incident_header(alert, analysis))}*\n"
+            f"{_mrkdwn_escape(analysis.summary)}"
+        ),
+        _context(
+            f"Ticket `{_mrkdwn_escape(ticket_id)}` opened · suggested action `{analysis.recommended_action}`"
+        ),
     ]
 
 
@@ -67,31 +78,54 @@ def approval_blocks(
     """Render the approval request with Approve and Reject buttons (action ids `approve` / `reject`)."""
     needs = "one approval" if quorum == 1 else f"{quorum} approvals from different people"
     return [
-        _section(f":raised_hand: *Approval needed: `{analysis.recommended_action}` on {_mrkdwn_escape(alert.device_id)}*"
-                 f"\n{_mrkdwn_escape(analysis.summary)}"),
-        _context(f"Risk {risk} · needs {needs} · why: {_mrkdwn_escape('; '.join(reasons))} · "
-                 f"expires {expires_at}"),
+        _section(
+            f":raised_hand: *Approval needed: `{analysis.recommended_action}` on "
+            f"{_mrkdwn_escape(alert.device_id)}*"
+            f"\n{_mrkdwn_escape(analysis.summary)}"
+        ),
+        _context(
+            f"Risk {risk} · needs {needs} · why: {_mrkdwn_escape('; '.join(reasons))} · expires {expires_at}"
+        ),
         {
             "type": "actions",
             "block_id": f"approval:{approval_id}",
             "elements": [
-                {"type": "button", "action_id": "approve", "value": approval_id, "style": "primary",
-                 "text": {"type": "plain_text", "text": "Approve"}},
-                {"type": "button", "action_id": "reject", "value": approval_id, "style": "danger",
-                 "text": {"type": "plain_text", "text": "Reject"}},
-                {"type": "button", "action_id": "open_record", "url": record_url,
-                 "text": {"type": "plain_text", "text": "Open record"}},
+                {
+                    "type": "button",
+                    "action_id": "approve",
+                    "value": approval_id,
+                    "style": "primary",
+                    "text": {"type": "plain_text", "text": "Approve"},
+                },
+                {
+                    "type": "button",
+                    "action_id": "reject",
+                    "value": approval_id,
+                    "style": "danger",
+                    "text": {"type": "plain_text", "text": "Reject"},
+                },
+                {
+                    "type": "button",
+                    "action_id": "open_record",
+                    "url": record_url,
+                    "text": {"type": "plain_text", "text": "Open record"},
+                },
             ],
         },
     ]
 
 
-def decided_blocks(*, action: str, device_id: str, state: str, deciders: list[str], when: str,
-                   record_url: str) -> list[dict[str, Any]]:
+def decided_blocks(
+    *, action: str, device_id: str, state: str, deciders: list[str], when: str, record_url: str
+) -> list[dict[str, Any]]:
     """Render the approval message once decided: the outcome instead of the buttons."""
     who = ", ".join(_mention(d) for d in deciders) or "nobody (deadline passed)"
-    icon = {"approved": ":white_check_mark:", "rejected": ":x:", "expired": ":hourglass:",
-            "cancelled": ":heavy_minus_sign:"}.get(state, "")
+    icon = {
+        "approved": ":white_check_mark:",
+        "rejected": ":x:",
+        "expired": ":hourglass:",
+        "cancelled": ":heavy_minus_sign:",
+    }.get(state, "")
     return [
         _section(f"{icon} *`{action}` on {_mrkdwn_escape(device_id)}: {state}*"),
         _context(f"By {who} at {when} · <{record_url}|approval record>"),

@@ -312,7 +312,9 @@ class IncidentStore:
                         created_at=utcnow(),
                     )
                 )
-                self._event(conn, incident_id, "opened", {"device_id": alert["device_id"], "error": alert["error"]})
+                self._event(
+                    conn, incident_id, "opened", {"device_id": alert["device_id"], "error": alert["error"]}
+                )
         return incident_id
 
     def get_incident(self, incident_id: str) -> dict[str, Any]:
@@ -343,7 +345,9 @@ class IncidentStore:
                 .values(slack_channel=channel, slack_ts=ts)
             )
             row = conn.execute(
-                sa.select(incidents.c.slack_channel, incidents.c.slack_ts).where(incidents.c.id == incident_id)
+                sa.select(incidents.c.slack_channel, incidents.c.slack_ts).where(
+                    incidents.c.id == incident_id
+                )
             ).one()
         return row.slack_channel, row.slack_ts
 
@@ -418,14 +422,18 @@ class IncidentStore:
                         expires_at=now + deadline,
                     )
                 )
-                self._event(conn, incident_id, "approval_requested", {"approval_id": approval_id, "action": action})
+                self._event(
+                    conn, incident_id, "approval_requested", {"approval_id": approval_id, "action": action}
+                )
         return self.get_approval(approval_id)
 
     def set_approval_message(self, approval_id: str, *, channel: str, ts: str) -> None:
         """Remember the Slack message that carries the record's buttons."""
         with self._tx() as conn:
             conn.execute(
-                approvals.update().where(approvals.c.id == approval_id).values(slack_channel=channel, slack_ts=ts)
+                approvals.update()
+                .where(approvals.c.id == approval_id)
+                .values(slack_channel=channel, slack_ts=ts)
             )
 
     def get_approval(self, approval_id: str) -> Approval:
@@ -441,7 +449,9 @@ class IncidentStore:
             raise NotFound(f"no approval record {approval_id}")
         return state
 
-    def list_approvals(self, *, state: str | None = None, run_id: str | None = None, limit: int = 100) -> list[Approval]:
+    def list_approvals(
+        self, *, state: str | None = None, run_id: str | None = None, limit: int = 100
+    ) -> list[Approval]:
         """Return records, newest first, optionally filtered by state and DAG run."""
         query = sa.select(approvals.c.id).order_by(approvals.c.created_at.desc()).limit(limit)
         if state:
@@ -528,9 +538,16 @@ class IncidentStore:
                     conn,
                     record.incident_id,
                     "vote",
-                    {"approval_id": approval_id, "identity": identity, "channel": channel, "decision": decision},
+                    {
+                        "approval_id": approval_id,
+                        "identity": identity,
+                        "channel": channel,
+                        "decision": decision,
+                    },
                 )
-                approvals_so_far = {v.identity for v in record.votes if v.accepted and v.decision == "approve"}
+                approvals_so_far = {
+                    v.identity for v in record.votes if v.accepted and v.decision == "approve"
+                }
                 if decision == "reject":
                     self._decide(conn, record, "rejected", now)
                 elif len(approvals_so_far | {identity}) >= record.quorum:
@@ -540,7 +557,12 @@ class IncidentStore:
                     conn,
                     record.incident_id,
                     "vote_refused",
-                    {"approval_id": approval_id, "identity": identity, "channel": channel, "why": refused_because},
+                    {
+                        "approval_id": approval_id,
+                        "identity": identity,
+                        "channel": channel,
+                        "why": refused_because,
+                    },
                 )
         if not accepted:
             raise VoteRefused(refused_because, code=code)
@@ -598,15 +620,27 @@ class IncidentStore:
                 row = conn.execute(sa.select(outbox).where(outbox.c.key == key)).mappings().one()
         return dict(row)
 
-    def mark_message(self, key: str, *, state: str, slack_ts: str | None = None, thread_ts: str | None = None,
-                     note: str | None = None) -> None:
+    def mark_message(
+        self,
+        key: str,
+        *,
+        state: str,
+        slack_ts: str | None = None,
+        thread_ts: str | None = None,
+        note: str | None = None,
+    ) -> None:
         """Record how a queued message fared."""
         with self._tx() as conn:
             conn.execute(
                 outbox.update()
                 .where(outbox.c.key == key)
-                .values(state=state, slack_ts=slack_ts, thread_ts=thread_ts, note=note,
-                        sent_at=utcnow() if state == "sent" else None)
+                .values(
+                    state=state,
+                    slack_ts=slack_ts,
+                    thread_ts=thread_ts,
+                    note=note,
+                    sent_at=utcnow() if state == "sent" else None,
+                )
             )
 
     def messages(self, incident_id: str) -> list[dict[str, Any]]:
@@ -630,8 +664,13 @@ class IncidentStore:
             if row is None:
                 conn.execute(
                     actions.insert().values(
-                        idempotency_key=key, incident_id=incident_id, action=action, target=target,
-                        state="started", dry_run=dry_run, started_at=utcnow(),
+                        idempotency_key=key,
+                        incident_id=incident_id,
+                        action=action,
+                        target=target,
+                        state="started",
+                        dry_run=dry_run,
+                        started_at=utcnow(),
                     )
                 )
             else:

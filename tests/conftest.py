@@ -25,7 +25,9 @@ os.environ.update(
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_HOME / 'airflow.db'}",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), str(REPO / "plugins"), os.environ.get("PYTHONPATH")])),
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(REPO), str(REPO / "plugins"), os.environ.get("PYTHONPATH")])
+        ),
     }
 )
 for _name in [n for n in os.environ if n.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_"))]:
@@ -44,7 +46,10 @@ def airflow_db() -> Path:
     """Migrate the throw-away Airflow metadata DB once per session (dag.test needs it)."""
     result = subprocess.run(
         [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
-        capture_output=True, text=True, timeout=300, env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ.copy(),
     )
     if result.returncode:
         pytest.fail(f"airflow db migrate failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
@@ -68,6 +73,6 @@ def slack_server() -> Iterator[FakeSlackServer]:
 
 @pytest.fixture
 def slack_connection(monkeypatch: pytest.MonkeyPatch, slack_server: FakeSlackServer) -> str:
-    """Define ``slack_api_default`` (via ``AIRFLOW_CONN_SLACK_API_DEFAULT``) pointing at the fake; return its id."""
+    """Point ``slack_api_default`` (via ``AIRFLOW_CONN_SLACK_API_DEFAULT``) at the fake; return its id."""
     monkeypatch.setenv("AIRFLOW_CONN_SLACK_API_DEFAULT", slack_server.connection_json())
     return "slack_api_default"

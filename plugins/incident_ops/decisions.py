@@ -35,7 +35,12 @@ def record_decision(
         forbid_self_approval=record.forbid_self_approval,
     )
     updated = store.cast_vote(
-        approval_id, identity=identity, channel=channel, decision=decision, comment=comment, refused_because=why
+        approval_id,
+        identity=identity,
+        channel=channel,
+        decision=decision,
+        comment=comment,
+        refused_because=why,
     )
     if updated.decided:
         refresh_approval_message(store, updated)
@@ -46,19 +51,23 @@ def refresh_approval_message(store: IncidentStore, record: Approval) -> None:
     """Replace the Slack approval request with its outcome; a Slack failure never undoes the decision."""
     if not (record.slack_channel and record.slack_ts):
         return
-    from include.slack_blocks import decided_blocks
     from incident_ops.messaging import update
     from incident_ops.tasks import record_url
+    from include.slack_blocks import decided_blocks
 
-    when = (record.decided_at.strftime("%Y-%m-%d %H:%M:%S UTC") if record.decided_at else "")
+    when = record.decided_at.strftime("%Y-%m-%d %H:%M:%S UTC") if record.decided_at else ""
     try:
         update(
             channel=record.slack_channel,
             ts=record.slack_ts,
             text=f"{record.action}: {record.state}",
             blocks=decided_blocks(
-                action=record.action, device_id=store.get_incident(record.incident_id)["device_id"], state=record.state,
-                deciders=record.deciders, when=when, record_url=record_url(record.id),
+                action=record.action,
+                device_id=store.get_incident(record.incident_id)["device_id"],
+                state=record.state,
+                deciders=record.deciders,
+                when=when,
+                record_url=record_url(record.id),
             ),
         )
     except Exception:

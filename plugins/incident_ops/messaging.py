@@ -6,8 +6,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from include.store import IncidentStore
 from incident_ops.hooks.slack import DEFAULT_SLACK_CONN_ID, SlackClient
+from include.store import IncidentStore
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,9 @@ def deliver(
         return Delivery(key=key, sent=True, channel=row["channel"], ts=row["slack_ts"])
     if not SlackClient.is_configured(slack_conn_id):
         log.warning(
-            "No Slack connection %r: message %s kept in the incident store's outbox, not sent", slack_conn_id, key
+            "No Slack connection %r: message %s kept in the incident store's outbox, not sent",
+            slack_conn_id,
+            key,
         )
         return Delivery(key=key, sent=False, channel=channel)
     incident = store.get_incident(incident_id)
@@ -57,7 +59,11 @@ def deliver(
 
 
 def update(
-    *, channel: str, ts: str, text: str, blocks: list[dict[str, Any]] | None,
+    *,
+    channel: str,
+    ts: str,
+    text: str,
+    blocks: list[dict[str, Any]] | None,
     slack_conn_id: str = DEFAULT_SLACK_CONN_ID,
 ) -> bool:
     """Replace a posted message (the approval request once decided); False when Slack is not configured."""

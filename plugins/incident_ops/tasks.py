@@ -110,14 +110,16 @@ def enrich(ti, dag_run, **_: Any) -> dict[str, Any]:
 
     alert = _alert(ti)
     enrichment = inventory.lookup(alert.device_id)
-    _store().add_event(_incident_id(dag_run), "enriched", {"known": enrichment.known, "site": enrichment.site})
+    _store().add_event(
+        _incident_id(dag_run), "enriched", {"known": enrichment.known, "site": enrichment.site}
+    )
     return enrichment.to_xcom()
 
 
 def ai_summarize(ti, dag_run, **_: Any) -> dict[str, Any]:
     """Summarise the alert for humans."""
-    from include.models import Enrichment
     from incident_ops.analysis import summarize
+    from include.models import Enrichment
 
     alert, enrichment = _alert(ti), Enrichment.from_xcom(ti.xcom_pull(task_ids=ENRICH))
     return summarize(alert, enrichment)
@@ -125,8 +127,8 @@ def ai_summarize(ti, dag_run, **_: Any) -> dict[str, Any]:
 
 def ai_diagnose(ti, dag_run, **_: Any) -> dict[str, Any]:
     """Diagnose the incident and recommend an action from the runbook."""
-    from include.models import Enrichment
     from incident_ops.analysis import diagnose
+    from include.models import Enrichment
 
     alert, enrichment = _alert(ti), Enrichment.from_xcom(ti.xcom_pull(task_ids=ENRICH))
     analysis = diagnose(alert, enrichment, ti.xcom_pull(task_ids=SUMMARIZE))
@@ -135,8 +137,12 @@ def ai_diagnose(ti, dag_run, **_: Any) -> dict[str, Any]:
     store.add_event(
         incident_id,
         "diagnosed",
-        {"analyzer": analysis.analyzer, "severity": analysis.severity, "action": analysis.recommended_action,
-         "confidence": analysis.confidence},
+        {
+            "analyzer": analysis.analyzer,
+            "severity": analysis.severity,
+            "action": analysis.recommended_action,
+            "confidence": analysis.confidence,
+        },
     )
     return analysis.to_xcom()
 
@@ -157,7 +163,10 @@ def page_oncall(ti, dag_run, **_: Any) -> dict[str, Any]:
 
     alert, analysis = _alert(ti), _analysis(ti)
     return _deliver(
-        dag_run, key="page", purpose="oncall", text=incident_header(alert, analysis),
+        dag_run,
+        key="page",
+        purpose="oncall",
+        text=incident_header(alert, analysis),
         blocks=page_blocks(alert, analysis, run_url=run_url(dag_run)),
     )
 
@@ -178,11 +187,12 @@ def approval_needed(ti, dag_run, **_: Any) -> str:
 
 def request_approval(ti, dag_run, **_: Any) -> str:
     """Create the approval record and post the request with Approve / Reject buttons."""
+    from incident_ops import config
+    from incident_ops.decisions import refresh_approval_message
+    from incident_ops.messaging import deliver
     from include.approval_policy import approval_reasons
     from include.runbooks import get_runbook
     from include.slack_blocks import approval_blocks
-    from incident_ops import config
-    from incident_ops.messaging import deliver
 
     alert, analysis = _alert(ti), _analysis(ti)
     runbook = get_runbook(analysis.runbook)
@@ -211,13 +221,22 @@ def request_approval(ti, dag_run, **_: Any) -> str:
         channel=config.channel_for("approvals"),
         text=f"Approval needed: {action.name} on {alert.device_id}",
         blocks=approval_blocks(
-            approval_id=record.id, alert=alert, analysis=analysis, risk=action.risk, reasons=record.reasons,
-            quorum=record.quorum, expires_at=record.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+            approval_id=record.id,
+            alert=alert,
+            analysis=analysis,
+            risk=action.risk,
+            reasons=record.reasons,
+            quorum=record.quorum,
+            expires_at=record.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
             record_url=record_url(record.id),
         ),
     )
     if delivery.sent:
         store.set_approval_message(record.id, channel=delivery.channel, ts=delivery.ts)
+        # A decision that landed before the message's ts was stored could not update it: do it now.
+        current = store.get_approval(record.id)
+        if current.decided:
+            refresh_approval_message(store, current)
     log.info("Approval record %s pending until %s: %s", record.id, record.expires_at, record_url(record.id))
     return record.id
 
@@ -260,8 +279,14 @@ def execute_fix(ti, dag_run, **_: Any) -> dict[str, Any]:
     """Run the recommended action on the device."""
     alert, analysis = _alert(ti), _analysis(ti)
     outcome = _run_action(dag_run, alert, analysis.recommended_action, purpose="fix")
-    _deliver(dag_run, key="fix", purpose="oncall", text=f"Fix `{analysis.recommended_action}` done on "
-             f"{alert.device_id} ({outcome['result'].get('mode', 'api')})", blocks=None)
+    _deliver(
+        dag_run,
+        key="fix",
+        purpose="oncall",
+        text=f"Fix `{analysis.recommended_action}` done on "
+        f"{alert.device_id} ({outcome['result'].get('mode', 'api')})",
+        blocks=None,
+    )
     return outcome
 
 
@@ -279,23 +304,31 @@ def automated_containment(ti, dag_run, **_: Any) -> dict[str, Any]:
 
 def escalate(ti, dag_run, **_: Any) -> dict[str, Any]:
     """Escalate a rejected or expired approval: page the secondary on-call and open a ticket."""
-    from include.slack_blocks import text_blocks
     from incident_ops.hooks.http_services import open_ticket
+    from include.slack_blocks import text_blocks
 
     alert, analysis = _alert(ti), _analysis(ti)
     outcome = _outcome(ti)
     store, incident_id = _store(), _incident_id(dag_run)
     ticket = open_ticket(
-        incident_id=incident_id, title=f"Escalated: {alert.error} on {alert.device_id}",
+        incident_id=incident_id,
+        title=f"Escalated: {alert.error} on {alert.device_id}",
         body=f"{analysis.summary}\nApproval {outcome.state}; {analysis.recommended_action} was not run.",
         severity=analysis.severity,
     )
     store.update_incident(incident_id, ticket_id=ticket["ticket_id"])
     store.add_event(incident_id, "escalated", {"approval": outcome.state, "ticket_id": ticket["ticket_id"]})
-    text = (f"Escalation: approval {outcome.state}, `{analysis.recommended_action}` not run on "
-            f"{alert.device_id}. Ticket {ticket['ticket_id']}.")
-    delivery = _deliver(dag_run, key="escalate", purpose="secondary", text=text,
-                        blocks=text_blocks("Escalated to the secondary on-call", text))
+    text = (
+        f"Escalation: approval {outcome.state}, `{analysis.recommended_action}` not run on "
+        f"{alert.device_id}. Ticket {ticket['ticket_id']}."
+    )
+    delivery = _deliver(
+        dag_run,
+        key="escalate",
+        purpose="secondary",
+        text=text,
+        blocks=text_blocks("Escalated to the secondary on-call", text),
+    )
     return {"approval": outcome.state, "ticket_id": ticket["ticket_id"], "message": delivery}
 
 
@@ -304,17 +337,26 @@ def escalate(ti, dag_run, **_: Any) -> dict[str, Any]:
 
 def create_ticket(ti, dag_run, **_: Any) -> dict[str, Any]:
     """Open a ticket for a warning and post the notice."""
-    from include.slack_blocks import incident_header, ticket_blocks
     from incident_ops.hooks.http_services import open_ticket
+    from include.slack_blocks import incident_header, ticket_blocks
 
     alert, analysis = _alert(ti), _analysis(ti)
     store, incident_id = _store(), _incident_id(dag_run)
-    ticket = open_ticket(incident_id=incident_id, title=incident_header(alert, analysis), body=analysis.diagnosis,
-                         severity=analysis.severity)
+    ticket = open_ticket(
+        incident_id=incident_id,
+        title=incident_header(alert, analysis),
+        body=analysis.diagnosis,
+        severity=analysis.severity,
+    )
     store.update_incident(incident_id, ticket_id=ticket["ticket_id"])
     store.add_event(incident_id, "ticket_opened", ticket)
-    _deliver(dag_run, key="ticket", purpose="tickets", text=incident_header(alert, analysis),
-             blocks=ticket_blocks(alert, analysis, ticket_id=ticket["ticket_id"]))
+    _deliver(
+        dag_run,
+        key="ticket",
+        purpose="tickets",
+        text=incident_header(alert, analysis),
+        blocks=ticket_blocks(alert, analysis, ticket_id=ticket["ticket_id"]),
+    )
     return ticket
 
 
@@ -326,8 +368,13 @@ def diagnostic_report(ti, dag_run, **_: Any) -> dict[str, Any]:
 
     alert, analysis = _alert(ti), _analysis(ti)
     text = diagnostic_text(alert, analysis, get_runbook(analysis.runbook))
-    return _deliver(dag_run, key="diagnostics", purpose="tickets", text=text,
-                    blocks=text_blocks("Diagnostic report", text))
+    return _deliver(
+        dag_run,
+        key="diagnostics",
+        purpose="tickets",
+        text=text,
+        blocks=text_blocks("Diagnostic report", text),
+    )
 
 
 def log_only(ti, dag_run, **_: Any) -> dict[str, Any]:
@@ -371,6 +418,11 @@ def final_report(ti, dag_run, **_: Any) -> dict[str, Any]:
         actions=store.actions_for(incident_id),
         approvals=[a.to_json() for a in store.list_approvals(run_id=dag_run.run_id)],
     )
-    delivery = _deliver(dag_run, key="final_report", purpose="oncall", text=report.splitlines()[0],
-                        blocks=text_blocks("Incident report", report))
+    delivery = _deliver(
+        dag_run,
+        key="final_report",
+        purpose="oncall",
+        text=report.splitlines()[0],
+        blocks=text_blocks("Incident report", report),
+    )
     return {"incident_id": incident_id, "report_sent": delivery["sent"], "lines": len(report.splitlines())}

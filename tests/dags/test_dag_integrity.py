@@ -79,8 +79,19 @@ def test_every_task_has_explicit_retries_and_a_failure_callback(dag):
 
 
 def test_conf_is_declared_as_params_with_help(dag):
-    expected = {"device_id", "error", "message", "source", "severity", "metrics", "labels", "fingerprint",
-                "started_at", "require_approval", "dry_run"}
+    expected = {
+        "device_id",
+        "error",
+        "message",
+        "source",
+        "severity",
+        "metrics",
+        "labels",
+        "fingerprint",
+        "started_at",
+        "require_approval",
+        "dry_run",
+    }
     assert set(dag.params) == expected
     for name in expected:
         param = dag.params.get_param(name)
@@ -114,7 +125,10 @@ PROBE = textwrap.dedent(
 
 def test_parsing_touches_no_variables_connections_or_network():
     result = subprocess.run(
-        [sys.executable, "-c", PROBE, str(DAG_FILE)], capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", PROBE, str(DAG_FILE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
         env=os.environ.copy(),
     )
     assert result.returncode == 0, result.stderr[-2000:]
@@ -135,8 +149,13 @@ def test_dag_module_imports_nothing_heavy():
         "         'airflow.providers.slack', 'airflow.providers.http')\n"
         "print(','.join(sorted(m for m in set(sys.modules) - before if m.startswith(heavy))))\n"
     )
-    result = subprocess.run([sys.executable, "-c", probe, str(DAG_FILE)], capture_output=True, text=True,
-                            timeout=120, env=os.environ.copy())
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(DAG_FILE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ.copy(),
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1:] in ([], [""])
 

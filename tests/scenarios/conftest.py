@@ -33,7 +33,9 @@ class Outcome:
         return self.store.list_approvals(run_id=self.run_id)
 
 
-def _decide_when_pending(decide: Callable[[Any, str], None], errors: list[BaseException], stop: threading.Event) -> None:
+def _decide_when_pending(
+    decide: Callable[[Any, str], None], errors: list[BaseException], stop: threading.Event
+) -> None:
     """Wait for the run's approval record to appear, then decide it as the product does."""
     from incident_ops.hooks.incident_store import get_store
 
@@ -53,7 +55,7 @@ def _decide_when_pending(decide: Callable[[Any, str], None], errors: list[BaseEx
 
 @pytest.fixture
 def incident_dag(airflow_db):
-    """Load `incident_response` afresh from the dags folder (dag.test() leaves the run's conf in its params)."""
+    """Load `incident_response` afresh (dag.test() leaves the run's conf in the DAG's params)."""
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag()
@@ -80,6 +82,8 @@ def run_incident(incident_dag, incident_store_url):
             if worker:
                 worker.join(timeout=10)
         tasks = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
-        return Outcome(state=dag_run.state, tasks=tasks, run_id=dag_run.run_id, store=get_store(), decider_errors=errors)
+        return Outcome(
+            state=dag_run.state, tasks=tasks, run_id=dag_run.run_id, store=get_store(), decider_errors=errors
+        )
 
     return run

@@ -10,8 +10,18 @@ from incident_ops.decisions import record_decision
 pytestmark = pytest.mark.scenario
 
 CRITICAL = {"device_id": "PUMP-07B", "error": "PRESSURE_SPIKE_DETECTED", "metrics": {"pressure_bar": 9.4}}
-CRITICAL_PATH = ["ingest", "enrich", "ai_summarize", "ai_diagnose", "analyze_severity", "page_oncall",
-                 "automated_containment", "approval_needed", "resolve_incident", "final_report"]
+CRITICAL_PATH = [
+    "ingest",
+    "enrich",
+    "ai_summarize",
+    "ai_diagnose",
+    "analyze_severity",
+    "page_oncall",
+    "automated_containment",
+    "approval_needed",
+    "resolve_incident",
+    "final_report",
+]
 WARNING_ONLY = ["create_ticket", "diagnostic_report"]
 APPROVAL_PATH = ["request_approval", "wait_for_approval", "approval_decision"]
 
@@ -55,7 +65,10 @@ def test_critical_approved_runs_the_fix(run_incident):
     # No Slack connection: every message is kept in the outbox, none pretends to be sent.
     messages = outcome.store.messages(incident["id"])
     assert [m["key"].removeprefix(f"{outcome.run_id}:") for m in messages] == [
-        "page", f"approval:{record.id}", "fix", "final_report"
+        "page",
+        f"approval:{record.id}",
+        "fix",
+        "final_report",
     ]
     assert {m["state"] for m in messages} == {"pending"}
 
@@ -108,13 +121,22 @@ def test_warning_opens_a_ticket_and_reports(run_incident):
     assert _states(outcome, WARNING_ONLY + ["resolve_incident", "final_report"]) == _all(
         WARNING_ONLY + ["resolve_incident", "final_report"], "success"
     )
-    skipped = ["page_oncall", "automated_containment", "approval_needed", *APPROVAL_PATH, "execute_fix",
-               "escalate", "log_only"]
+    skipped = [
+        "page_oncall",
+        "automated_containment",
+        "approval_needed",
+        *APPROVAL_PATH,
+        "execute_fix",
+        "escalate",
+        "log_only",
+    ]
     assert _states(outcome, skipped) == _all(skipped, "skipped")
     incident = outcome.incident
     assert (incident["severity"], incident["outcome"]) == ("warning", "ticketed")
     assert [m["key"].removeprefix(f"{outcome.run_id}:") for m in outcome.store.messages(incident["id"])] == [
-        "ticket", "diagnostics", "final_report"
+        "ticket",
+        "diagnostics",
+        "final_report",
     ]
 
 
@@ -123,8 +145,16 @@ def test_info_is_only_logged(run_incident):
 
     assert outcome.state == "success"
     assert outcome.tasks["log_only"] == "success"
-    skipped = ["page_oncall", "automated_containment", "create_ticket", "diagnostic_report", "execute_fix",
-               "escalate", *APPROVAL_PATH, "approval_needed"]
+    skipped = [
+        "page_oncall",
+        "automated_containment",
+        "create_ticket",
+        "diagnostic_report",
+        "execute_fix",
+        "escalate",
+        *APPROVAL_PATH,
+        "approval_needed",
+    ]
     assert _states(outcome, skipped) == _all(skipped, "skipped")
     assert outcome.incident["outcome"] == "logged"
     assert outcome.store.actions_for(outcome.incident["id"]) == []

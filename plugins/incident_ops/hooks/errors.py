@@ -6,6 +6,8 @@ import re
 from typing import Any, ClassVar
 
 __all__ = [
+    "ServiceRejectedError",
+    "ServiceUnavailableError",
     "SLACK_TRANSIENT_ERROR_CODES",
     "SlackDeliveryError",
     "SlackNotConfiguredError",
@@ -138,3 +140,35 @@ def slack_error_for(
     ):
         return SlackTransientError(code, **kwargs)
     return SlackPermanentError(code, **kwargs)
+
+
+class ServiceRejectedError(Exception):
+    """A device-control or ticketing API refused the request (4xx other than 408/429): retrying will not help.
+
+    :param conn_id: The Airflow connection of the service.
+    :param status_code: The HTTP status it answered.
+    """
+
+    def __init__(self, conn_id: str, status_code: int) -> None:
+        self.conn_id = conn_id
+        self.status_code = status_code
+        super().__init__(f"{conn_id} refused the request with HTTP {status_code}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.conn_id, self.status_code))
+
+
+class ServiceUnavailableError(Exception):
+    """A device-control or ticketing API failed in a way a later attempt may fix (5xx, 408, 429).
+
+    :param conn_id: The Airflow connection of the service.
+    :param status_code: The HTTP status it answered.
+    """
+
+    def __init__(self, conn_id: str, status_code: int) -> None:
+        self.conn_id = conn_id
+        self.status_code = status_code
+        super().__init__(f"{conn_id} is unavailable (HTTP {status_code})")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.conn_id, self.status_code))

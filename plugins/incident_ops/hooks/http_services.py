@@ -26,9 +26,22 @@ def connection_exists(conn_id: str) -> bool:
 def _post(conn_id: str, endpoint: str, body: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
     from airflow.providers.http.hooks.http import HttpHook
 
+    from incident_ops.hooks.errors import ServiceRejectedError, ServiceUnavailableError
+
     hook = HttpHook(method="POST", http_conn_id=conn_id)
-    # The key lets the service drop a repeat if our retry follows a lost response.
-    response = hook.run(endpoint, json=body, headers={"Idempotency-Key": idempotency_key})
+    # The key lets the service drop a repeat if our retry follows a lost response. Statuses are
+    # checked here, not by the hook, which would log the response body.
+    response = hook.run(
+        endpoint,
+        json=body,
+        headers={"Idempotency-Key": idempotency_key},
+        extra_options={"check_response": False},
+    )
+    status = response.status_code
+    if status >= 500 or status in (408, 429):
+        raise ServiceUnavailableError(conn_id, status)
+    if status >= 400:
+        raise ServiceRejectedError(conn_id, status)
     try:
         return response.json()
     except ValueError:
@@ -41,9 +54,13 @@ def run_device_action(*, action: str, device_id: str, idempotency_key: str, dry_
         log.info("Dry run: %s on %s not sent", action, device_id)
         return {"mode": "dry_run", "action": action, "device_id": device_id}
     if not connection_exists(DEVICE_CONTROL_CONN_ID):
-        log.warning("No %s connection: %s on %s is simulated, not sent", DEVICE_CONTROL_CONN_ID, action, device_id)
+        log.warning(
+            "No %s connection: %s on %s is simulated, not sent", DEVICE_CONTROL_CONN_ID, action, device_id
+        )
         return {"mode": "simulated", "action": action, "device_id": device_id}
-    answer = _post(DEVICE_CONTROL_CONN_ID, "/actions", {"action": action, "device_id": device_id}, idempotency_key)
+    answer = _post(
+        DEVICE_CONTROL_CONN_ID, "/actions", {"action": action, "device_id": device_id}, idempotency_key
+    )
     return {"mode": "api", "action": action, "device_id": device_id, "response": answer}
 
 

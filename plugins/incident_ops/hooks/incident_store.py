@@ -54,7 +54,8 @@ def url_from_connection(conn) -> str:
     if kind == "sqlite":
         return f"sqlite:///{conn.host}"
     raise IncidentStoreConfigError(
-        f"connection {conn.conn_id!r} has type {conn.conn_type!r}; use postgres (or sqlite for a single machine)"
+        f"connection {conn.conn_id!r} has type {conn.conn_type!r}; "
+        "use postgres (or sqlite for a single machine)"
     )
 
 

@@ -24,23 +24,34 @@ class IncidentFailureNotifier(BaseNotifier):
 
     def notify(self, context: dict[str, Any]) -> None:
         """Record the failure and post it; never raise, a callback error would hide the real one."""
-        from include.store import incident_id_for
         from incident_ops import config
         from incident_ops.hooks.incident_store import get_store
         from incident_ops.messaging import deliver
+        from include.store import incident_id_for
 
         ti, dag_run = context["ti"], context["dag_run"]
         error = context.get("exception")
-        detail = {"task_id": ti.task_id, "try_number": ti.try_number, "error": type(error).__name__ if error else None}
+        detail = {
+            "task_id": ti.task_id,
+            "try_number": ti.try_number,
+            "error": type(error).__name__ if error else None,
+        }
         try:
             store = get_store()
             incident_id = incident_id_for(dag_run.dag_id, dag_run.run_id)
             store.add_event(incident_id, "task_failed", detail)
-            text = (f":boom: Task `{ti.task_id}` failed after {ti.try_number} tries "
-                    f"({detail['error'] or 'unknown error'}); the incident needs a human.")
+            text = (
+                f":boom: Task `{ti.task_id}` failed after {ti.try_number} tries "
+                f"({detail['error'] or 'unknown error'}); the incident needs a human."
+            )
             deliver(
-                store, incident_id=incident_id, key=f"{dag_run.run_id}:failed:{ti.task_id}:{ti.try_number}",
-                channel=config.channel_for("oncall"), text=text, blocks=None, slack_conn_id=self.slack_conn_id,
+                store,
+                incident_id=incident_id,
+                key=f"{dag_run.run_id}:failed:{ti.task_id}:{ti.try_number}",
+                channel=config.channel_for("oncall"),
+                text=text,
+                blocks=None,
+                slack_conn_id=self.slack_conn_id,
             )
         except Exception:
             log.exception("Could not report the failure of %s", ti.task_id)

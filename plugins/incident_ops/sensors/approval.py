@@ -96,17 +96,13 @@ class ApprovalSensor(BaseSensorOperator):
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context):
         """Treat Airflow's deferral timeout as the deadline passing, not as a failure."""
-        from airflow.sdk.exceptions import TaskDeferralTimeout
+        from airflow.sdk.exceptions import AirflowSensorTimeout
 
         try:
             return super().resume_execution(next_method, next_kwargs, context)
-        except TaskDeferralTimeout:
+        except AirflowSensorTimeout:
             self.log.warning("Deferral timed out for approval %s; recording it as expired", self.approval_id)
             return self._expire()
-        except Exception as exc:
-            if isinstance(exc.__cause__, TaskDeferralTimeout):
-                return self._expire()
-            raise
 
     def _expire(self) -> dict[str, Any]:
         # A vote may have landed just before the deadline: close_approval keeps it if so.
@@ -122,4 +118,6 @@ class ApprovalSensor(BaseSensorOperator):
         from include.models import ApprovalOutcome
 
         self.log.info("Approval %s is %s", record.id, record.state)
-        return ApprovalOutcome(approval_id=record.id, state=record.state, decided_by=record.deciders).to_xcom()
+        return ApprovalOutcome(
+            approval_id=record.id, state=record.state, decided_by=record.deciders
+        ).to_xcom()

@@ -1,0 +1,115 @@
+"""ApprovalTrigger: rebuilt from its serialized form, and one event for each way a record can end."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from incident_ops.hooks.incident_store import get_store
+from incident_ops.triggers.approval import ApprovalTrigger
+from include.store import IncidentStore
+
+
+@pytest.fixture
+def store(incident_store_url) -> IncidentStore:
+    return get_store()
+
+
+def _record(store: IncidentStore, *, deadline: timedelta = timedelta(minutes=30), run_id: str = "run-1"):
+    incident_id = store.open_incident(
+        dag_id="incident_response",
+        run_id=run_id,
+        incident_key="k",
+        alert={"device_id": "PUMP-07B", "error": "E"},
+    )
+    return store.create_approval(
+        incident_id=incident_id,
+        dag_id="incident_response",
+        run_id=run_id,
+        action="isolate_pump",
+        risk="high",
+        reasons=["risky"],
+        quorum=1,
+        approvers=None,
+        deadline=deadline,
+    )
+
+
+def _first_event(trigger: ApprovalTrigger, timeout: float = 20):
+    async def first():
+        async for event in trigger.run():
+            return event.payload
+
+    return asyncio.run(asyncio.wait_for(first(), timeout))
+
+
+def test_serialization_round_trip_keeps_only_ids():
+    trigger = ApprovalTrigger(approval_id="apr-1", expires_at="2026-01-01T00:00:00+00:00", poll_interval=0.5)
+    classpath, kwargs = trigger.serialize()
+
+    assert classpath == "incident_ops.triggers.approval.ApprovalTrigger"
+    assert kwargs == {
+        "approval_id": "apr-1",
+        "expires_at": "2026-01-01T00:00:00+00:00",
+        "store_conn_id": "incident_store",
+        "poll_interval": 0.5,
+    }
+    module, name = classpath.rsplit(".", 1)
+    rebuilt = getattr(__import__(module, fromlist=[name]), name)(**kwargs)
+    assert rebuilt.serialize() == (classpath, kwargs)
+
+
+def test_decision_made_before_the_trigger_starts_is_seen_at_once(store):
+    record = _record(store)
+    store.cast_vote(record.id, identity="admin", channel="web", decision="approve")
+
+    started = time.monotonic()
+    event = _first_event(ApprovalTrigger(approval_id=record.id, expires_at=record.expires_at.isoformat()))
+
+    assert event == {"approval_id": record.id, "state": "approved"}
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize(("decision", "state"), [("approve", "approved"), ("reject", "rejected")])
+def test_decision_while_waiting_fires_one_event(store, decision, state):
+    record = _record(store)
+    voter = threading.Timer(
+        0.5, lambda: store.cast_vote(record.id, identity="admin", channel="web", decision=decision)
+    )
+    voter.start()
+    try:
+        event = _first_event(
+            ApprovalTrigger(
+                approval_id=record.id, expires_at=record.expires_at.isoformat(), poll_interval=0.1
+            )
+        )
+    finally:
+        voter.join()
+    assert event == {"approval_id": record.id, "state": state}
+
+
+def test_cancelled_record_fires_cancelled(store):
+    record = _record(store)
+    store.close_approval(record.id, state="cancelled")
+    event = _first_event(ApprovalTrigger(approval_id=record.id, expires_at=record.expires_at.isoformat()))
+    assert event["state"] == "cancelled"
+
+
+def test_deadline_fires_expired_without_writing(store):
+    record = _record(store, deadline=timedelta(seconds=1))
+    event = _first_event(
+        ApprovalTrigger(approval_id=record.id, expires_at=record.expires_at.isoformat(), poll_interval=0.2)
+    )
+    assert event == {"approval_id": record.id, "state": "expired"}
+    # The trigger may run twice (triggerer restart): recording expiry is the sensor's job.
+    assert store.get_approval(record.id).state == "pending"
+
+
+def test_unknown_record_fires_an_error_event(store):
+    expires = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
+    event = _first_event(ApprovalTrigger(approval_id="apr-missing", expires_at=expires))
+    assert event == {"approval_id": "apr-missing", "state": "error", "reason": "not_found"}
