@@ -1,0 +1,125 @@
+"""The real `incident_response` DAG with the fake LLM behind `llm_default`: good and bad model behaviour."""
+
+# The fixtures are imported into this module (not conftest.py); their use as parameters is not a redefinition.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from incident_ops.decisions import record_decision
+from tests.fakes.llm_fixtures import llm_connection, llm_server  # noqa: F401
+from tests.fakes.llm_server import Reply
+
+pytestmark = pytest.mark.scenario
+
+CRITICAL = {"device_id": "PUMP-07B", "error": "PRESSURE_SPIKE_DETECTED", "metrics": {"pressure_bar": 9.4},
+            "message": "Spike reported by ops@example.org with token=tok_abcdef123456"}
+# The sensor runbook's action is low risk and the rules are confident: no approval unless the analysis is weak
+SENSOR_CRITICAL = {"device_id": "SENSOR-T-88", "error": "SENSOR_FAULT", "severity": "critical"}
+APPROVAL_PATH = ["request_approval", "wait_for_approval", "approval_decision"]
+LLM_SUMMARY = "Pump PUMP-07B at Plant North reports 9.4 bar, above its 8 bar limit."
+
+
+def _approve(store, approval_id):
+    record_decision(store, approval_id, identity="admin", channel="web", decision="approve", role="admin")
+
+
+def _diagnosis(action, confidence=0.9, severity="critical"):
+    return Reply.json({"severity": severity, "diagnosis": "A closed downstream valve; relieve pressure.",
+                       "recommended_action": action, "confidence": confidence})
+
+
+def test_a_good_model_answers_end_to_end(run_incident, llm_server, llm_connection):
+    llm_server.enqueue(Reply.json({"summary": LLM_SUMMARY}), _diagnosis("open_bypass_valve"))
+
+    outcome = run_incident(CRITICAL)
+
+    assert outcome.state == "success"
+    analysis = outcome.incident["analysis"]
+    assert (analysis["analyzer"], analysis["recommended_action"], analysis["confidence"]) == (
+        "llm", "open_bypass_valve", 0.9)
+    assert analysis["summary"] == LLM_SUMMARY
+    # A confident, low-risk recommendation runs without a human.
+    assert outcome.tasks["execute_fix"] == "success"
+    assert all(outcome.tasks[t] == "skipped" for t in APPROVAL_PATH)
+    assert outcome.incident["outcome"] == "fixed"
+    actions = [a["action"] for a in outcome.store.actions_for(outcome.incident["id"])]
+    assert actions == ["open_bypass_valve"]  # containment and fix are the same action: it runs once
+    summarize, diagnose = llm_server.requests
+    assert summarize.schema_name == "incident_summary" and diagnose.action_enum == [
+        "isolate_pump", "open_bypass_valve", "reduce_load"]
+    sent = json.dumps([r.body for r in llm_server.requests])
+    assert "ops@example.org" not in sent and "tok_abcdef123456" not in sent
+
+
+def test_a_risky_model_choice_goes_through_approval(run_incident, llm_server, llm_connection):
+    llm_server.enqueue(Reply.json({"summary": LLM_SUMMARY}), _diagnosis("isolate_pump", confidence=0.95))
+
+    outcome = run_incident(CRITICAL, decide=_approve)
+
+    assert not outcome.decider_errors
+    assert outcome.state == "success"
+    assert outcome.incident["analysis"]["analyzer"] == "llm"
+    [record] = outcome.approvals()
+    assert (record.state, record.action, record.risk) == ("approved", "isolate_pump", "high")
+    assert outcome.tasks["execute_fix"] == "success"
+
+
+def test_garbage_answers_fall_back_to_the_rules_and_force_approval(run_incident, llm_server, llm_connection):
+    llm_server.default = Reply.text("As an AI model I think the sensor is sad. {not json")
+
+    outcome = run_incident(SENSOR_CRITICAL, decide=_approve)
+
+    assert not outcome.decider_errors
+    assert outcome.state == "success"
+    analysis = outcome.incident["analysis"]
+    assert (analysis["analyzer"], analysis["confidence"]) == ("rules", 0.5)
+    assert analysis["recommended_action"] == "recalibrate_sensor"
+    # Without the model's failure this alert runs its fix directly (see test_incident_paths.py).
+    [record] = outcome.approvals()
+    assert record.state == "approved" and any("confidence" in r for r in record.reasons)
+    assert outcome.tasks["execute_fix"] == "success"
+    assert len(llm_server.requests) == 4  # two attempts for each of summarize and diagnose
+    assert all(state in ("success", "skipped") for state in outcome.tasks.values())
+
+
+def test_an_action_outside_the_allow_list_is_never_run(run_incident, llm_server, llm_connection):
+    llm_server.default = Reply.valid(action="shutdown_device")  # a real action, but from another runbook
+
+    outcome = run_incident(CRITICAL, decide=_approve)
+
+    assert outcome.state == "success"
+    analysis = outcome.incident["analysis"]
+    assert analysis["analyzer"] == "rules" and analysis["recommended_action"] == "isolate_pump"
+    actions = {a["action"] for a in outcome.store.actions_for(outcome.incident["id"])}
+    assert "shutdown_device" not in actions
+
+
+def test_a_model_that_is_down_does_not_fail_the_run(run_incident, llm_server, llm_connection):
+    llm_connection(max_attempts=2)
+    llm_server.default = Reply.error(503)
+
+    outcome = run_incident({"device_id": "SENSOR-T-88", "error": "STUCK_READING"})
+
+    assert outcome.state == "success"
+    assert outcome.tasks["ai_summarize"] == "success" and outcome.tasks["ai_diagnose"] == "success"
+    assert outcome.incident["analysis"]["analyzer"] == "rules"
+    assert outcome.incident["outcome"] == "ticketed"
+    assert len(llm_server.requests) == 4
+
+
+def test_a_rate_limit_is_waited_out_inside_the_step(run_incident, llm_server, llm_connection):
+    llm_server.enqueue(Reply.error(429, retry_after=0.1), Reply.json({"summary": "Stuck sensor."}),
+                       Reply.error(429, retry_after=0.1),
+                       _diagnosis("reset_sensor", confidence=0.8, severity="warning"))
+
+    outcome = run_incident({"device_id": "SENSOR-T-88", "error": "STUCK_READING"})
+
+    assert outcome.state == "success"
+    analysis = outcome.incident["analysis"]
+    assert (analysis["analyzer"], analysis["recommended_action"], analysis["summary"]) == (
+        "llm", "reset_sensor", "Stuck sensor.")
+    assert outcome.tasks["create_ticket"] == "success"
