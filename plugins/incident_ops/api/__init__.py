@@ -1,1 +1,1 @@
-"""Api of the incident-response package."""
+"""The incident-response API served by Airflow's API server: approval pages, JSON API, Slack interactivity."""

@@ -1,0 +1,26 @@
+"""Build the incident-response FastAPI app that the plugin mounts at /incident-response."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from incident_ops.api import routes_approvals, routes_pages, routes_slack
+
+
+def create_app() -> FastAPI:
+    """Create the app: HTML pages, the JSON approvals API and the Slack interactivity endpoint."""
+    app = FastAPI(
+        title="Incident response",
+        description=(
+            "Approval records of the incident_response DAG. Authenticate with Airflow's own login: a JWT "
+            "from `POST /auth/token` as a Bearer token, or the Airflow UI's session cookie."
+        ),
+        version="1",
+        # Swagger UI would load scripts from a CDN; the schema itself stays available.
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.include_router(routes_pages.router)
+    app.include_router(routes_approvals.router)
+    app.include_router(routes_slack.router)
+    return app

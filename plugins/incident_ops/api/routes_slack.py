@@ -1,0 +1,212 @@
+"""Slack interactivity: the Approve and Reject buttons of the approval request message.
+
+Order matters: the size is checked before the body is read, the signature on the raw body before
+anything is parsed, and only then is the vote recorded (through `record_decision`, like every
+channel). Slack wants an answer within 3 seconds, so the vote gets a budget; a slower vote still
+completes and its outcome follows through the interaction's `response_url`.
+
+An unknown record id is answered 200 with a text saying so: a non-200 answer only makes Slack show a
+generic error icon on the button, while the text reaches the person who clicked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, BackgroundTasks, Request, status
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from include.slack_interactions import (
+    BlockAction,
+    Clock,
+    InteractionPayloadError,
+    SlackSignatureError,
+    parse_block_action,
+    verify_slack_signature,
+)
+from include.store import NotFound, VoteRefused
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["slack"])
+
+SLACK_CONN_ID = "slack_api_default"
+SIGNING_SECRET_ENV = "SLACK_SIGNING_SECRET"
+MAX_BODY_BYTES = 64 * 1024
+# Slack gives up after 3 s; leave room for the network both ways.
+ANSWER_BUDGET_SECONDS = 2.0
+REPLY_TIMEOUT_SECONDS = 5
+# Where Slack's response_url may point; the Slack connection's base_url host is trusted as well
+# (a proxy, or a fake Slack in tests).
+SLACK_REPLY_ORIGINS = frozenset({"https://hooks.slack.com", "https://hooks.slack-gov.com"})
+# Tests replace this with a fixed clock; None means the system clock.
+clock: Clock | None = None
+
+
+class BodyTooLarge(Exception):
+    """The request body is larger than MAX_BODY_BYTES."""
+
+
+@dataclass(frozen=True)
+class SlackSettings:
+    """What the route needs from the Slack connection and the environment."""
+
+    signing_secret: str | None
+    reply_origins: frozenset[str]
+    proxy: str | None = None
+
+
+def slack_settings() -> SlackSettings:
+    """Read the signing secret (connection extra first, then the environment) and reply targets."""
+    from airflow.sdk.bases.hook import BaseHook
+
+    extra: dict = {}
+    try:
+        extra = BaseHook.get_connection(SLACK_CONN_ID).extra_dejson
+    except Exception:
+        # Missing (or unreadable) means "not configured here": the environment may still hold a secret.
+        log.debug("Slack connection %s is not available", SLACK_CONN_ID)
+    secret = extra.get("signing_secret") or os.environ.get(SIGNING_SECRET_ENV)
+    origins = set(SLACK_REPLY_ORIGINS)
+    base = urlsplit(str(extra.get("base_url") or ""))
+    if base.scheme in ("http", "https") and base.netloc:
+        origins.add(f"{base.scheme}://{base.netloc}")
+    proxy = extra.get("proxy")
+    return SlackSettings(
+        signing_secret=secret if isinstance(secret, str) and secret.strip() else None,
+        reply_origins=frozenset(origins),
+        proxy=proxy if isinstance(proxy, str) and proxy else None,
+    )
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """Read the body, giving up (BodyTooLarge) as soon as it passes `limit` bytes."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error(code: int, detail: str) -> JSONResponse:
+    return JSONResponse(status_code=code, content={"detail": detail})
+
+
+def _mrkdwn(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def decide(action: BlockAction) -> str:
+    """Record the click as a vote and return the text for the person who clicked."""
+    from incident_ops.decisions import record_decision
+    from incident_ops.hooks.incident_store import get_store
+
+    try:
+        record = record_decision(
+            get_store(), action.record_id, identity=action.identity, channel="slack", decision=action.decision
+        )
+    except NotFound:
+        return (
+            f"This approval request ({_mrkdwn(action.record_id)}) does not exist (any more); "
+            "nothing was recorded."
+        )
+    except VoteRefused as refused:
+        return f"Your vote was not counted: {_mrkdwn(refused.reason)}."
+    except Exception:
+        log.exception("Could not record the Slack vote on approval %s", action.record_id)
+        return "Your vote could not be recorded because of an error; please vote on the record's page."
+    if record.decided:
+        return f"Your vote was counted: `{record.action}` is *{record.state}*."
+    approvals = len({v.identity for v in record.votes if v.accepted and v.decision == "approve"})
+    return (
+        f"Your vote was counted: {approvals} of {record.quorum} approvals for `{record.action}`. "
+        "The request stays open until the others needed have approved."
+    )
+
+
+def post_reply(response_url: str | None, text: str, settings: SlackSettings) -> None:
+    """Show `text` to the person who clicked (ephemeral), through the interaction's response_url."""
+    if not response_url:
+        return
+    target = urlsplit(response_url)
+    if f"{target.scheme}://{target.netloc}" not in settings.reply_origins:
+        log.warning("Not replying to an untrusted response_url host %s", target.netloc)
+        return
+    from slack_sdk.webhook import WebhookClient
+
+    try:
+        response = WebhookClient(response_url, timeout=REPLY_TIMEOUT_SECONDS, proxy=settings.proxy).send(
+            text=text, response_type="ephemeral", replace_original=False
+        )
+    except Exception as exc:
+        # The vote is recorded; a lost reply is only logged.
+        log.warning("Could not reply through response_url: %s", type(exc).__name__)
+        return
+    if response.status_code != 200:
+        log.warning("Slack refused the reply through response_url: HTTP %s", response.status_code)
+
+
+async def _reply_when_done(vote: asyncio.Future, action: BlockAction, settings: SlackSettings) -> None:
+    text = await vote
+    await run_in_threadpool(post_reply, action.response_url, text, settings)
+
+
+@router.post(
+    "/slack/interactions",
+    responses={
+        200: {"description": "Acknowledged; `text` says what happened to the vote"},
+        400: {"description": "Signed, but not a readable interaction payload"},
+        401: {"description": "Missing, malformed, stale or wrong Slack signature"},
+        413: {"description": "Body larger than 64 KiB"},
+        503: {"description": "No Slack signing secret is configured"},
+    },
+)
+async def slack_interactions(request: Request, background: BackgroundTasks) -> Response:
+    """Receive a Slack interaction (form field `payload`) and record Approve / Reject clicks."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+        return _error(status.HTTP_413_CONTENT_TOO_LARGE, "request body too large (64 KiB at most)")
+    settings = await run_in_threadpool(slack_settings)
+    if settings.signing_secret is None:
+        return _error(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "Slack interactivity is not configured: set signing_secret in the extra of connection "
+            f"{SLACK_CONN_ID}, or the {SIGNING_SECRET_ENV} environment variable",
+        )
+    try:
+        body = await read_limited(request, MAX_BODY_BYTES)
+    except BodyTooLarge:
+        return _error(status.HTTP_413_CONTENT_TOO_LARGE, "request body too large (64 KiB at most)")
+    try:
+        verify_slack_signature(
+            body=body,
+            timestamp=request.headers.get("x-slack-request-timestamp"),
+            signature=request.headers.get("x-slack-signature"),
+            signing_secret=settings.signing_secret,
+            clock=clock,
+        )
+    except SlackSignatureError as exc:
+        log.warning("Refused a Slack interaction: %s", exc)
+        return _error(status.HTTP_401_UNAUTHORIZED, f"invalid Slack request signature: {exc}")
+    try:
+        action = parse_block_action(body)
+    except InteractionPayloadError as exc:
+        return _error(status.HTTP_400_BAD_REQUEST, f"malformed interaction payload: {exc}")
+    if action is None:
+        return Response(status_code=status.HTTP_200_OK)
+
+    vote = asyncio.get_running_loop().run_in_executor(None, decide, action)
+    try:
+        text = await asyncio.wait_for(asyncio.shield(vote), ANSWER_BUDGET_SECONDS)
+    except TimeoutError:
+        text = "Your vote was received and is still being recorded; the outcome will follow here."
+        background.add_task(_reply_when_done, vote, action, settings)
+    else:
+        background.add_task(post_reply, action.response_url, text, settings)
+    return JSONResponse({"response_type": "ephemeral", "replace_original": False, "text": text})
