@@ -25,11 +25,13 @@ _SECRET_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("github_token", re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}")),
     ("aws_access_key", re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b")),
 )
-# `password=hunter2`, `api_key: "abc"`, `"client_secret": "abc"`: keep the key, drop the value.
+# `password=hunter2`, `api_key: "abc"`, `"client_secret": "abc"`: keep the key, drop the value. The
+# keyword must end the key (`max_tokens: 800` stays); whatever precedes it (`aws_secret_access_`) is
+# kept as is, so the pattern needs no look-back and stays cheap on long prompts.
 _PAIR = re.compile(
     r"""(?ix)
-    (?P<key>["']?\b[\w.-]{0,32}?
-        (?:password|passwd|pwd|passphrase|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key
+    (?=[pstac])  # every keyword starts with one of these: a cheap filter before the alternation
+    (?P<key>(?:password|passwd|pwd|passphrase|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key
            |credentials?|auth(?:orization)?|session[_-]?id|cookie)
         ["']?)
     (?P<sep>\s*[:=]\s*)
