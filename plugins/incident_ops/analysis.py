@@ -75,7 +75,7 @@ def _hook() -> LlmHook:
         # The message names the key and the expected type, never a value.
         log.error("Connection %s has invalid settings (%s): the rules analyser answers", LLM_CONN_ID, exc)
         raise _BadConfig from None
-    return LlmHook(LLM_CONN_ID, settings=settings)
+    return LlmHook(LLM_CONN_ID, settings=settings, connection=connection)
 
 
 def _redactor(hook: LlmHook):

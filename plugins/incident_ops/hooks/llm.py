@@ -124,6 +124,7 @@ class LlmHook(HttpHook):
 
     :param llm_conn_id: The HTTP connection to the endpoint.
     :param settings: Settings to use instead of reading them from the connection's extra.
+    :param connection: The connection, when the caller already fetched it (saves a lookup per request).
     :param sleep: Called to wait between attempts (tests pass a recorder).
     :param clock: Monotonic clock for deadlines.
     :param jitter: Returns a factor in [0, 1] mixed into backoffs so workers do not retry in step.
@@ -137,6 +138,7 @@ class LlmHook(HttpHook):
         llm_conn_id: str = default_conn_name,
         *,
         settings: LlmSettings | None = None,
+        connection: Any = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
@@ -144,21 +146,27 @@ class LlmHook(HttpHook):
         super().__init__(method="POST", http_conn_id=llm_conn_id)
         self.llm_conn_id = llm_conn_id
         self._settings = settings
+        self._connection = connection
         self._sleep = sleep
         self._clock = clock
         self._jitter = jitter
+
+    def _llm_connection(self) -> Any:
+        if self._connection is None:
+            self._connection = self.get_connection(self.llm_conn_id)
+        return self._connection
 
     @cached_property
     def settings(self) -> LlmSettings:
         """Return the model settings (from the connection's extra unless given)."""
         if self._settings is not None:
             return self._settings
-        return LlmSettings.from_extra(self.get_connection(self.llm_conn_id).extra_dejson)
+        return LlmSettings.from_extra(self._llm_connection().extra_dejson)
 
     def get_conn(self, headers: dict[Any, Any] | None = None, extra_options: dict[str, Any] | None = None):
         """Return a session whose headers are the connection's headers only, never its model settings."""
         session = super().get_conn(headers, extra_options)
-        connection = self.get_connection(self.llm_conn_id)
+        connection = self._llm_connection()
         extra = connection.extra_dejson
         # The HTTP provider turns every extra key into a header; ours are settings, not headers.
         for key in (*OPTION_KEYS, "headers"):
