@@ -66,10 +66,13 @@ class ApproverPolicy:
         actions = raw.get("actions") or {}
         if not isinstance(actions, dict):
             raise ApproverConfigError("incident_approvers.actions must be an object")
+        forbid = raw.get("forbid_self_approval", False)
+        if not isinstance(forbid, bool):
+            raise ApproverConfigError("incident_approvers.forbid_self_approval must be true or false")
         return cls(
             default=default,
             actions={a: names(v, f"actions.{a}") for a, v in actions.items()},
-            forbid_self_approval=bool(raw.get("forbid_self_approval", False)),
+            forbid_self_approval=forbid,
         )
 
     def approvers_for(self, action: str) -> list[str] | None:
@@ -94,9 +97,9 @@ def refusal(
     if forbid_self_approval and requested_by and identity == requested_by:
         return "requesters may not approve their own request"
     if approvers is None:
-        if identity.startswith(SLACK_PREFIX):
+        if channel == "slack" or identity.startswith(SLACK_PREFIX):
             return "no Slack approvers are configured (set the incident_approvers Variable)"
-        if channel != "slack" and (role or "").lower() not in APPROVER_ROLES:
+        if (role or "").lower() not in APPROVER_ROLES:
             return "approving needs the user role or above"
         return None
     if identity not in approvers:

@@ -7,7 +7,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict, StringConstraints, field_validator
 
 Severity = Annotated[str, StringConstraints(pattern=r"^(critical|warning|info)$")]
 SEVERITIES = ("critical", "warning", "info")
@@ -45,7 +45,8 @@ class Alert(Document):
     message: str | None = Field(default=None, max_length=4000)
     source: str = "api"
     severity: Severity | None = None
-    metrics: dict[str, float] = Field(default_factory=dict)
+    # Strict and finite, like the trigger form's schema: no true-as-1.0, no "95", no NaN.
+    metrics: dict[str, Annotated[float, Strict(), AllowInfNan(False)]] = Field(default_factory=dict)
     labels: dict[str, str] = Field(default_factory=dict)
     fingerprint: str | None = Field(default=None, max_length=256)
     started_at: datetime | None = None

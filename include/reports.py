@@ -63,8 +63,11 @@ def final_report_text(
             f"Approval {record['id']} for {record['action']}: {record['state']}"
             + (f" by {', '.join(voters)}" if voters else "")
         )
-        if record["decided_at"]:
-            acknowledged = acknowledged or datetime.fromisoformat(record["decided_at"])
+        # Acknowledged means a human answered: the first counted vote, not a deadline passing.
+        for vote in record["votes"]:
+            if vote["accepted"]:
+                at = datetime.fromisoformat(vote["at"])
+                acknowledged = min(acknowledged, at) if acknowledged else at
     for action in actions:
         mode = (action.get("result") or {}).get("mode", "")
         lines.append(

@@ -34,7 +34,7 @@ def analyze(alert: Alert, enrichment: Enrichment) -> Analysis:
     elif runbook.name == FALLBACK:
         severity, confidence = "warning", CONFIDENCE_UNKNOWN
         why = f"No runbook recognises error {alert.error!r}; an engineer should look at it."
-    elif alert.error.upper() in runbook.critical_errors:
+    elif alert.error.strip().upper() in runbook.critical_errors:
         severity, confidence = "critical", CONFIDENCE_ERROR_MATCH
         why = f"{runbook.title}: {alert.error} is critical by itself."
     else:

@@ -67,7 +67,12 @@ class Runbook:
         return sorted(self.actions)
 
 
-def _parse(raw: dict[str, Any], origin: str) -> Runbook:
+def _parse(raw: Any, origin: str) -> Runbook:
+    if not isinstance(raw, dict):
+        raise RunbookError(f"{origin}: malformed runbook (the file must be a mapping)")
+    for section in ("actions", "severity", "approval", "match"):
+        if raw.get(section) is not None and not isinstance(raw[section], dict):
+            raise RunbookError(f"{origin}: malformed runbook ({section} must be a mapping)")
     try:
         actions = {
             name: Action(name=name, risk=spec["risk"], description=spec["description"])
@@ -111,7 +116,11 @@ def load_runbooks(directory: Path = RUNBOOK_DIR) -> dict[str, Runbook]:
 
     books = {}
     for path in sorted(directory.glob("*.yaml")):
-        book = _parse(yaml.safe_load(path.read_text(encoding="utf-8")) or {}, path.name)
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise RunbookError(f"{path.name}: not valid YAML ({exc})") from exc
+        book = _parse(raw, path.name)
         books[book.name] = book
     if FALLBACK not in books:
         raise RunbookError(f"{directory}: the {FALLBACK!r} runbook is required")

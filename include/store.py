@@ -278,16 +278,31 @@ class IncidentStore:
 
     def create_schema(self) -> None:
         """Create missing tables; safe to call any number of times, also concurrently."""
-        try:
-            metadata.create_all(self.engine, checkfirst=True)
-        except (sa.exc.OperationalError, sa.exc.IntegrityError, sa.exc.ProgrammingError):
-            # Another process created them between the check and the CREATE.
-            metadata.create_all(self.engine, checkfirst=True)
+        # Another worker may create a table between our check and our CREATE (SQLite commits each
+        # CREATE on its own): every clash leaves one table fewer to create, so this ends.
+        for _ in range(len(metadata.tables)):
+            try:
+                metadata.create_all(self.engine, checkfirst=True)
+                return
+            except (sa.exc.OperationalError, sa.exc.IntegrityError, sa.exc.ProgrammingError):
+                continue
+        metadata.create_all(self.engine, checkfirst=True)
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
         with self.engine.begin() as conn:
             yield conn
+
+    @staticmethod
+    def _insert_once(conn: Connection, table: sa.Table, **values: Any) -> bool:
+        """Insert a row unless its key exists, even if a concurrent twin just wrote it; True if inserted."""
+        if conn.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        elif conn.dialect.name == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            raise StoreError(f"unsupported database {conn.dialect.name}: use PostgreSQL or SQLite")
+        return bool(conn.execute(insert(table).values(**values).on_conflict_do_nothing()).rowcount)
 
     # -- incidents -------------------------------------------------------------------------------
 
@@ -295,23 +310,22 @@ class IncidentStore:
         """Create the run's incident if it does not exist yet; return its id."""
         incident_id = incident_id_for(dag_id, run_id)
         with self._tx() as conn:
-            exists = conn.execute(sa.select(incidents.c.id).where(incidents.c.id == incident_id)).first()
-            if not exists:
-                conn.execute(
-                    incidents.insert().values(
-                        id=incident_id,
-                        incident_key=incident_key,
-                        dag_id=dag_id,
-                        run_id=run_id,
-                        device_id=alert["device_id"],
-                        error=alert["error"],
-                        source=alert.get("source") or "api",
-                        state="open",
-                        severity=alert.get("severity"),
-                        alert=alert,
-                        created_at=utcnow(),
-                    )
-                )
+            inserted = self._insert_once(
+                conn,
+                incidents,
+                id=incident_id,
+                incident_key=incident_key,
+                dag_id=dag_id,
+                run_id=run_id,
+                device_id=alert["device_id"],
+                error=alert["error"],
+                source=alert.get("source") or "api",
+                state="open",
+                severity=alert.get("severity"),
+                alert=alert,
+                created_at=utcnow(),
+            )
+            if inserted:
                 self._event(
                     conn, incident_id, "opened", {"device_id": alert["device_id"], "error": alert["error"]}
                 )
@@ -402,26 +416,25 @@ class IncidentStore:
         approval_id = approval_id_for(dag_id, run_id, action)
         now = utcnow()
         with self._tx() as conn:
-            exists = conn.execute(sa.select(approvals.c.id).where(approvals.c.id == approval_id)).first()
-            if not exists:
-                conn.execute(
-                    approvals.insert().values(
-                        id=approval_id,
-                        incident_id=incident_id,
-                        dag_id=dag_id,
-                        run_id=run_id,
-                        action=action,
-                        risk=risk,
-                        reasons=reasons,
-                        quorum=quorum,
-                        approvers=approvers,
-                        requested_by=requested_by,
-                        forbid_self_approval=forbid_self_approval,
-                        state=PENDING,
-                        created_at=now,
-                        expires_at=now + deadline,
-                    )
-                )
+            inserted = self._insert_once(
+                conn,
+                approvals,
+                id=approval_id,
+                incident_id=incident_id,
+                dag_id=dag_id,
+                run_id=run_id,
+                action=action,
+                risk=risk,
+                reasons=reasons,
+                quorum=quorum,
+                approvers=approvers,
+                requested_by=requested_by,
+                forbid_self_approval=forbid_self_approval,
+                state=PENDING,
+                created_at=now,
+                expires_at=now + deadline,
+            )
+            if inserted:
                 self._event(
                     conn, incident_id, "approval_requested", {"approval_id": approval_id, "action": action}
                 )
@@ -604,20 +617,18 @@ class IncidentStore:
     ) -> dict[str, Any]:
         """Queue a message under an idempotency key; a retry gets the row already queued."""
         with self._tx() as conn:
-            row = conn.execute(sa.select(outbox).where(outbox.c.key == key)).mappings().first()
-            if row is None:
-                conn.execute(
-                    outbox.insert().values(
-                        key=key,
-                        incident_id=incident_id,
-                        channel=channel,
-                        text=text,
-                        blocks=blocks,
-                        state="pending",
-                        created_at=utcnow(),
-                    )
-                )
-                row = conn.execute(sa.select(outbox).where(outbox.c.key == key)).mappings().one()
+            self._insert_once(
+                conn,
+                outbox,
+                key=key,
+                incident_id=incident_id,
+                channel=channel,
+                text=text,
+                blocks=blocks,
+                state="pending",
+                created_at=utcnow(),
+            )
+            row = conn.execute(sa.select(outbox).where(outbox.c.key == key)).mappings().one()
         return dict(row)
 
     def mark_message(
@@ -658,25 +669,28 @@ class IncidentStore:
     ) -> tuple[dict[str, Any], bool]:
         """Claim an action under its idempotency key; return (row, True) only for the first claim."""
         with self._tx() as conn:
-            row = conn.execute(sa.select(actions).where(actions.c.idempotency_key == key)).mappings().first()
-            if row is not None and row["state"] != "failed":
-                return dict(row), False
-            if row is None:
-                conn.execute(
-                    actions.insert().values(
-                        idempotency_key=key,
-                        incident_id=incident_id,
-                        action=action,
-                        target=target,
-                        state="started",
-                        dry_run=dry_run,
-                        started_at=utcnow(),
-                    )
+            claimed = self._insert_once(
+                conn,
+                actions,
+                idempotency_key=key,
+                incident_id=incident_id,
+                action=action,
+                target=target,
+                state="started",
+                dry_run=dry_run,
+                started_at=utcnow(),
+            )
+            if not claimed:
+                # Only a failed attempt may be taken over, and only by one of the workers that try.
+                claimed = bool(
+                    conn.execute(
+                        actions.update()
+                        .where(actions.c.idempotency_key == key, actions.c.state == "failed")
+                        .values(state="started", started_at=utcnow(), finished_at=None)
+                    ).rowcount
                 )
-            else:
-                conn.execute(actions.update().where(actions.c.idempotency_key == key).values(state="started"))
             row = conn.execute(sa.select(actions).where(actions.c.idempotency_key == key)).mappings().one()
-        return dict(row), True
+        return dict(row), claimed
 
     def finish_action(self, key: str, *, state: str, result: dict[str, Any]) -> None:
         """Record an action's result (done or failed)."""

@@ -144,12 +144,6 @@ def test_config_error_is_a_value_error() -> None:
 
 
 @pytest.mark.parametrize("value", ["false", "no", 1, [True]])
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="bug: include/approval_policy.py from_config uses bool(raw.get('forbid_self_approval')), so a "
-    'non-boolean like "false" is silently read as True (and 0/"" as False) instead of ApproverConfigError',
-)
 def test_forbid_self_approval_must_be_a_boolean(value) -> None:
     with pytest.raises(ApproverConfigError, match="forbid_self_approval"):
         ApproverPolicy.from_config({"forbid_self_approval": value})
@@ -174,13 +168,6 @@ def test_slack_user_is_refused_without_config() -> None:
     assert why is not None and "no Slack approvers are configured" in why
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: include/approval_policy.py refusal() skips the role check when channel == 'slack' "
-    '(`if channel != "slack" and role not in APPROVER_ROLES`), so with no approvers configured a Slack '
-    "vote whose identity is not written slack:… (e.g. mapped to an Airflow name) is allowed with no role",
-)
 def test_any_vote_through_slack_is_refused_without_config() -> None:
     assert _refusal(identity="alice", channel="slack", role=None) is not None
 

@@ -135,12 +135,6 @@ def test_metrics_must_be_numbers(value) -> None:
         pytest.param("95", id="numeric-string"),
     ],
 )
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="bug: Alert.metrics (include/models.py) is dict[str, float] in pydantic's lax mode, so true "
-    "becomes 1.0 and '95' becomes 95.0, while the DAG Params schema ({type: number}) refuses both",
-)
 def test_metrics_refuse_values_json_schema_does_not_call_numbers(value) -> None:
     with pytest.raises(ValidationError):
         Alert.model_validate({**MINIMAL, "metrics": {"temperature_c": value}})

@@ -100,13 +100,6 @@ def test_critical_error_code_by_itself() -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: include/rules_analyzer.py analyze() tests `alert.error.upper() in runbook.critical_errors` "
-    "without .strip(), while match_runbook strips: ' BOOT_LOOP ' matches the firmware runbook but is "
-    "classified warning instead of critical",
-)
 def test_critical_error_code_with_surrounding_spaces() -> None:
     result = _analyze(error=" boot_loop ")
     assert result.runbook == "firmware"

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from include.runbooks import (
     FALLBACK,
@@ -238,13 +237,6 @@ def test_non_numeric_quorum(tmp_path: Path) -> None:
         pytest.param("- name: broken\n- title: T\n", id="top-level-list"),
         pytest.param("name: broken\ntitle: [unclosed\n", id="invalid-yaml"),
     ],
-)
-@pytest.mark.xfail(
-    strict=True,
-    raises=(AttributeError, yaml.YAMLError),
-    reason="bug: include/runbooks.py _parse catches only KeyError/TypeError/ValueError and load_runbooks "
-    "does not catch yaml.YAMLError, so a wrongly shaped or unparsable file raises AttributeError / "
-    "YAMLError without the file name instead of RunbookError",
 )
 def test_wrongly_shaped_file_is_a_runbook_error(tmp_path: Path, text: str) -> None:
     _valid_dir(tmp_path)

@@ -238,13 +238,6 @@ def test_postgres_concurrent_first_start_creates_schema(empty_postgres_url: str,
             opened.engine.dispose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=sa.exc.OperationalError,
-    reason="bug: include/store.py create_schema retries create_all only once; on SQLite each CREATE TABLE "
-    "commits on its own, so a second worker creating the tables at the same time can win the race on the "
-    "retry too and 'table ... already exists' escapes (4 threads opening a fresh file fail most runs)",
-)
 def test_sqlite_schema_creation_tolerates_a_concurrent_creator(tmp_path: Path, run_id: str) -> None:
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     mine, theirs = IncidentStore(make_engine(url)), IncidentStore(make_engine(url))
@@ -704,13 +697,6 @@ RACES = {
 
 
 @pytest.mark.parametrize("operation", sorted(RACES))
-@pytest.mark.xfail(
-    strict=True,
-    raises=sa.exc.IntegrityError,
-    reason="bug: include/store.py begin_action, open_incident, create_approval and enqueue_message check "
-    "for the row with SELECT and then INSERT; when a concurrent worker commits the same key in between, "
-    "the INSERT raises IntegrityError (unique key) instead of returning the existing row",
-)
 def test_idempotent_writes_survive_a_concurrent_twin(
     store_url: str, store: IncidentStore, run_id: str, operation: str
 ) -> None:
