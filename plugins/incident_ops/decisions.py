@@ -51,8 +51,8 @@ def refresh_approval_message(store: IncidentStore, record: Approval) -> None:
     """Replace the Slack approval request with its outcome; a Slack failure never undoes the decision."""
     if not (record.slack_channel and record.slack_ts):
         return
+    from incident_ops.links import record_url
     from incident_ops.messaging import update
-    from incident_ops.tasks import record_url
     from include.slack_blocks import decided_blocks
 
     when = record.decided_at.strftime("%Y-%m-%d %H:%M:%S UTC") if record.decided_at else ""

@@ -11,6 +11,8 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from incident_ops.links import record_url, run_url
+
 if TYPE_CHECKING:
     from include.models import Alert, Analysis
     from include.store import IncidentStore
@@ -71,22 +73,6 @@ def _deliver(dag_run, *, key: str, purpose: str, text: str, blocks: list[dict] |
         blocks=blocks,
     )
     return {"key": delivery.key, "sent": delivery.sent, "channel": delivery.channel, "ts": delivery.ts}
-
-
-def run_url(dag_run) -> str:
-    """Return the Airflow UI address of a DAG run."""
-    from urllib.parse import quote
-
-    from incident_ops.config import airflow_base_url
-
-    return f"{airflow_base_url()}/dags/{quote(dag_run.dag_id)}/runs/{quote(dag_run.run_id, safe='')}"
-
-
-def record_url(approval_id: str) -> str:
-    """Return the address of an approval record's page."""
-    from incident_ops.config import airflow_base_url
-
-    return f"{airflow_base_url()}/incident-response/approvals/{approval_id}"
 
 
 # -- intake and analysis ---------------------------------------------------------------------------

@@ -104,3 +104,23 @@ def test_malformed_event_fails_clearly(record):
 def test_poll_interval_is_checked_without_io():
     with pytest.raises(ValueError, match="poll_interval"):
         ApprovalSensor(task_id="w", approval_id="x", poll_interval=0)
+
+
+def test_first_deferral_asks_for_a_half_time_reminder(record):
+    with pytest.raises(TaskDeferred) as deferred:
+        _sensor(record.id).execute(context={})
+    remind_at = deferred.value.trigger.serialize()[1]["remind_at"]
+    assert remind_at == (record.created_at + timedelta(minutes=15)).isoformat()
+
+
+def test_reminder_is_posted_once_then_the_sensor_waits_again(store, record):
+    sensor = _sensor(record.id)
+    for _ in range(2):  # a repeated reminder event (triggerer restart) posts nothing new
+        with pytest.raises(TaskDeferred) as deferred:
+            sensor.execute_complete(context={}, event={"approval_id": record.id, "state": "reminder"})
+        assert deferred.value.trigger.serialize()[1]["remind_at"] is None
+    [message] = store.messages(record.incident_id)
+    assert message["key"] == f"r:reminder:{record.id}"
+    assert "still waits for approval (0 of 1)" in message["text"]
+    assert f"/incident-response/approvals/{record.id}" in message["text"]
+    assert store.get_approval(record.id).state == "pending"

@@ -57,6 +57,7 @@ def test_serialization_round_trip_keeps_only_ids():
         "expires_at": "2026-01-01T00:00:00+00:00",
         "store_conn_id": "incident_store",
         "poll_interval": 0.5,
+        "remind_at": None,
     }
     module, name = classpath.rsplit(".", 1)
     rebuilt = getattr(__import__(module, fromlist=[name]), name)(**kwargs)
@@ -113,3 +114,16 @@ def test_unknown_record_fires_an_error_event(store):
     expires = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
     event = _first_event(ApprovalTrigger(approval_id="apr-missing", expires_at=expires))
     assert event == {"approval_id": "apr-missing", "state": "error", "reason": "not_found"}
+
+
+def test_half_time_fires_a_reminder_while_pending(store):
+    record = _record(store, deadline=timedelta(minutes=5))
+    remind_at = (datetime.now(UTC) + timedelta(seconds=0.5)).isoformat()
+    trigger = ApprovalTrigger(
+        approval_id=record.id,
+        expires_at=record.expires_at.isoformat(),
+        poll_interval=0.1,
+        remind_at=remind_at,
+    )
+    assert trigger.serialize()[1]["remind_at"] == remind_at
+    assert _first_event(trigger) == {"approval_id": record.id, "state": "reminder"}

@@ -98,6 +98,10 @@ def test_critical_expired_escalates_without_failing(run_incident, monkeypatch):
     [record] = outcome.approvals()
     assert record.state == "expired" and record.votes == ()
     assert outcome.incident["outcome"] == "escalated_expired"
+    keys = [
+        m["key"].removeprefix(f"{outcome.run_id}:") for m in outcome.store.messages(outcome.incident["id"])
+    ]
+    assert keys == ["page", f"approval:{record.id}", f"reminder:{record.id}", "escalate", "final_report"]
 
 
 def test_critical_without_approval_runs_the_fix_directly(run_incident):

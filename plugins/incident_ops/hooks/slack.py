@@ -113,7 +113,9 @@ class SlackClient:
         # Passing retry_handlers replaces slack_sdk's defaults (connection errors only), so the
         # connection handler is listed explicitly. 5xx is deliberately not retried here: the post
         # may have landed, and a blind retry would duplicate it; the task's retry policy decides.
-        handlers: list[RetryHandler] = [RateLimitErrorRetryHandler(max_retry_count=self.max_rate_limit_retries)]
+        handlers: list[RetryHandler] = [
+            RateLimitErrorRetryHandler(max_retry_count=self.max_rate_limit_retries)
+        ]
         if self.max_connection_retries:
             handlers.append(ConnectionErrorRetryHandler(max_retry_count=self.max_connection_retries))
         return handlers
@@ -143,7 +145,9 @@ class SlackClient:
             kwargs["blocks"] = blocks
         if thread_ts:
             kwargs["thread_ts"] = thread_ts
-        response = self._call("chat.postMessage", channel, lambda: self.hook.client.chat_postMessage(**kwargs))
+        response = self._call(
+            "chat.postMessage", channel, lambda: self.hook.client.chat_postMessage(**kwargs)
+        )
         ref = self._ref(response, "chat.postMessage", channel)
         log.info("Posted Slack message channel=%s ts=%s thread_ts=%s", ref.channel, ref.ts, thread_ts)
         return ref

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
     from include.store import Approval
 
-EVENT_STATES = ("approved", "rejected", "expired", "cancelled", "error")
+EVENT_STATES = ("approved", "rejected", "expired", "cancelled", "reminder", "error")
 
 
 class ApprovalError(Exception):
@@ -23,8 +23,9 @@ class ApprovalSensor(BaseSensorOperator):
     """Wait, deferred, until an approval record is approved, rejected, expired or cancelled.
 
     It checks the record once and, if it is still pending, defers to :class:`ApprovalTrigger`;
-    the deadline of the record is the sensor's timeout. Expiry is recorded here as the record's
-    decision and returned like any other outcome, so it never fails the task.
+    the deadline of the record is the sensor's timeout. At half time it posts a reminder in the
+    incident's thread and defers again. Expiry is recorded here as the record's decision and
+    returned like any other outcome, so it never fails the task.
 
     :param approval_id: The record to wait for (templated; usually pulled from `request_approval`).
     :param store_conn_id: Airflow connection of the incident store.
@@ -63,24 +64,28 @@ class ApprovalSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Return at once if the record is decided (or past its deadline); otherwise defer."""
-        from incident_ops.triggers.approval import ApprovalTrigger
-
         record = self._store().get_approval(self.approval_id)
         if record.decided:
             return self._outcome(record)
         if datetime.now(UTC) >= record.expires_at:
             return self._expire()
-        remaining = record.expires_at - datetime.now(UTC)
-        self.log.info("Approval %s pending; waiting deferred until %s", self.approval_id, record.expires_at)
+        half_time = record.created_at + (record.expires_at - record.created_at) / 2
+        self._defer(record, remind_at=half_time if datetime.now(UTC) < half_time else None)
+
+    def _defer(self, record: Approval, *, remind_at: datetime | None) -> None:
+        from incident_ops.triggers.approval import ApprovalTrigger
+
+        self.log.info("Approval %s pending; waiting deferred until %s", record.id, record.expires_at)
         self.defer(
             trigger=ApprovalTrigger(
-                approval_id=self.approval_id,
+                approval_id=record.id,
                 expires_at=record.expires_at.isoformat(),
                 store_conn_id=self.store_conn_id,
                 poll_interval=self.poll_interval,
+                remind_at=remind_at.isoformat() if remind_at else None,
             ),
             method_name="execute_complete",
-            timeout=remaining + self.grace,
+            timeout=record.expires_at - datetime.now(UTC) + self.grace,
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -92,7 +97,11 @@ class ApprovalSensor(BaseSensorOperator):
             raise ApprovalError(f"approval record {self.approval_id} cannot be read: {event.get('reason')}")
         if state == "expired":
             return self._expire()
-        return self._outcome(self._store().get_approval(self.approval_id))
+        record = self._store().get_approval(self.approval_id)
+        if state == "reminder" and not record.decided:
+            self._remind(record)
+            self._defer(record, remind_at=None)
+        return self._outcome(record)
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context):
         """Treat Airflow's deferral timeout as the deadline passing, not as a failure."""
@@ -103,6 +112,26 @@ class ApprovalSensor(BaseSensorOperator):
         except AirflowSensorTimeout:
             self.log.warning("Deferral timed out for approval %s; recording it as expired", self.approval_id)
             return self._expire()
+
+    def _remind(self, record: Approval) -> None:
+        """Post the half-time reminder in the incident's thread (once per record)."""
+        from incident_ops import config
+        from incident_ops.links import record_url
+        from incident_ops.messaging import deliver
+
+        left = max(0, int((record.expires_at - datetime.now(UTC)).total_seconds() // 60))
+        progress = f"{len(record.deciders)} of {record.quorum}"
+        text = (
+            f"Reminder: `{record.action}` still waits for approval ({progress}); "
+            f"it expires in about {left} min and then escalates. {record_url(record.id)}"
+        )
+        deliver(
+            self._store(),
+            incident_id=record.incident_id,
+            key=f"{record.run_id}:reminder:{record.id}",
+            channel=config.channel_for("approvals"),
+            text=text,
+        )
 
     def _expire(self) -> dict[str, Any]:
         # A vote may have landed just before the deadline: close_approval keeps it if so.

@@ -22,6 +22,7 @@ class ApprovalTrigger(BaseTrigger):
     :param expires_at: The record's deadline (ISO 8601, UTC); at it the trigger reports `expired`.
     :param store_conn_id: Airflow connection of the incident store.
     :param poll_interval: Seconds between two reads of the record.
+    :param remind_at: When to report `reminder` if the record is still pending (ISO 8601), or None.
     """
 
     def __init__(
@@ -31,12 +32,14 @@ class ApprovalTrigger(BaseTrigger):
         expires_at: str,
         store_conn_id: str = "incident_store",
         poll_interval: float = 1.0,
+        remind_at: str | None = None,
     ) -> None:
         super().__init__()
         self.approval_id = approval_id
         self.expires_at = expires_at
         self.store_conn_id = store_conn_id
         self.poll_interval = poll_interval
+        self.remind_at = remind_at
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the class path and kwargs the triggerer rebuilds this trigger from."""
@@ -47,6 +50,7 @@ class ApprovalTrigger(BaseTrigger):
                 "expires_at": self.expires_at,
                 "store_conn_id": self.store_conn_id,
                 "poll_interval": self.poll_interval,
+                "remind_at": self.remind_at,
             },
         )
 
@@ -56,8 +60,9 @@ class ApprovalTrigger(BaseTrigger):
         return get_store(self.store_conn_id).approval_state(self.approval_id)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Yield one event: the record's decided state, `expired`, or `error`."""
+        """Yield one event: the record's decided state, `reminder`, `expired`, or `error`."""
         deadline = datetime.fromisoformat(self.expires_at)
+        remind_at = datetime.fromisoformat(self.remind_at) if self.remind_at else None
         while True:
             try:
                 # The store's drivers are synchronous; a thread keeps the triggerer's loop free.
@@ -68,8 +73,12 @@ class ApprovalTrigger(BaseTrigger):
             if state != "pending":
                 yield TriggerEvent({"approval_id": self.approval_id, "state": state})
                 return
-            remaining = (deadline - datetime.now(UTC)).total_seconds()
+            now = datetime.now(UTC)
+            remaining = (deadline - now).total_seconds()
             if remaining <= 0:
                 yield TriggerEvent({"approval_id": self.approval_id, "state": "expired"})
+                return
+            if remind_at and now >= remind_at:
+                yield TriggerEvent({"approval_id": self.approval_id, "state": "reminder"})
                 return
             await asyncio.sleep(min(self.poll_interval, remaining))
