@@ -17,9 +17,9 @@ from tests.api.helpers import APPROVERS, SIGNING_SECRET, USERS
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def passwords(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """Configure the SimpleAuthManager users and their passwords file for the session."""
+    """Configure the SimpleAuthManager users and their passwords file while tests/api runs."""
     secrets = {name: f"{name}-password-{uuid.uuid4().hex[:8]}" for name in USERS}
     path = tmp_path_factory.mktemp("auth") / "simple_auth_manager_passwords.json"
     path.write_text(json.dumps(secrets))
@@ -34,7 +34,7 @@ def passwords(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         yield secrets
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def airflow_app(airflow_db, passwords):
     """Return Airflow's own API server app (plugins, auth manager, middlewares), built once."""
     from airflow.api_fastapi.app import create_app
@@ -42,7 +42,7 @@ def airflow_app(airflow_db, passwords):
     return create_app()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def tokens(airflow_app, passwords) -> dict[str, str]:
     """Return a JWT per user, each from POST /auth/token."""
     from fastapi.testclient import TestClient
