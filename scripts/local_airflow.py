@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import base64
 import configparser
+import http.client
 import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -215,7 +217,7 @@ class LocalAirflow:
         """Return the JWT secret, API secret key and Fernet key of this home, created once."""
         path = self.home / SECRETS_FILE_NAME
         if path.exists():
-            return json.loads(path.read_text())
+            return _read_json(path)
         # Airflow signs JWTs with HS512, and PyJWT warns about HMAC keys shorter than 64 bytes.
         keys = {"jwt_secret": secrets.token_urlsafe(64), "api_secret_key": secrets.token_urlsafe(64)}
         # A home made by plain `airflow` has a Fernet key in airflow.cfg: keep it so the connections
@@ -479,7 +481,7 @@ class LocalAirflow:
         """GET without a token, mapping connection failures to status 0."""
         try:
             return self.api("GET", path, auth=False, timeout=5)
-        except (urllib.error.URLError, OSError):
+        except (OSError, http.client.HTTPException):  # URLError is an OSError
             return 0, None
 
     def _expect(self, method: str, path: str, body: Any = None, ok: Iterable[int] = (200,)) -> Any:
@@ -491,7 +493,7 @@ class LocalAirflow:
 
     def passwords(self) -> dict[str, str]:
         """Return the SimpleAuthManager passwords by username."""
-        return json.loads(self.passwords_file.read_text())
+        return _read_json(self.passwords_file)
 
     def token(self, username: str, password: str) -> str:
         """Log in through `POST /auth/token` and return the JWT."""
@@ -507,24 +509,34 @@ class LocalAirflow:
         self.default_token = self.token(username, self.passwords()[username])
         return self.default_token
 
-    def wait_for_dag(self, dag_id: str, timeout: float = 120.0) -> dict[str, Any]:
-        """Wait until the DAG has been parsed and return it."""
+    def wait_for_dag(
+        self, dag_id: str, timeout: float = 120.0, *, fail_on_import_error: bool = False
+    ) -> dict[str, Any]:
+        """Wait until the DAG has been parsed and return it; optionally stop at the first import error."""
         path = f"/api/v2/dags/{_q(dag_id)}"
 
         def parsed() -> dict[str, Any] | None:
             self.check_alive()
             status, answer = self.api("GET", path)
-            return answer if status == 200 else None
+            if status == 200:
+                return answer
+            if fail_on_import_error and self.import_errors():
+                raise LocalAirflowError(f"DAG {dag_id!r} is not loaded. {self.import_errors_text()}")
+            return None
 
         try:
             return self._poll(parsed, timeout, f"DAG {dag_id!r} to be parsed", interval=1.0)
         except TimeoutError as err:
             raise TimeoutError(f"{err}\n{self.import_errors_text()}") from err
 
+    def import_errors(self) -> list[dict[str, Any]]:
+        """Return the DAG import errors Airflow reports."""
+        status, answer = self.api("GET", "/api/v2/importErrors?limit=20")
+        return answer.get("import_errors", []) if status == 200 and isinstance(answer, dict) else []
+
     def import_errors_text(self) -> str:
         """Return the DAG import errors Airflow reports, as text."""
-        status, answer = self.api("GET", "/api/v2/importErrors?limit=20")
-        errors = answer.get("import_errors", []) if status == 200 and isinstance(answer, dict) else []
+        errors = self.import_errors()
         if not errors:
             return "Airflow reports no DAG import errors."
         return "DAG import errors:\n" + "\n".join(f"{e['filename']}:\n{e['stack_trace']}" for e in errors)
@@ -600,6 +612,25 @@ class LocalAirflow:
 def _is_airflow_variable(name: str) -> bool:
     """Return whether a variable configures Airflow or the product."""
     return name.startswith("AIRFLOW") or name in PRODUCT_ENV
+
+
+def _read_json(path: Path) -> Any:
+    """Read a JSON file we or Airflow wrote, with a clear error if it was damaged."""
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:
+        raise LocalAirflowError(f"{path} is not valid JSON ({err}); fix or delete it") from err
+
+
+def port_free(host: str, port: int) -> bool:
+    """Return whether a TCP port can be bound on host right now."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _airflow_command(*args: str) -> list[str]:
@@ -766,8 +797,8 @@ def _start_demo(stack: LocalAirflow, alert_path: Path, timeout: float) -> None:
     """Unpause the incident_response DAG and trigger one demo incident."""
     _say(f"Waiting for DAG {DEMO_DAG_ID} to be parsed ...")
     try:
-        stack.wait_for_dag(DEMO_DAG_ID, timeout)
-    except TimeoutError as err:
+        stack.wait_for_dag(DEMO_DAG_ID, timeout, fail_on_import_error=True)
+    except (TimeoutError, LocalAirflowError) as err:
         _say(f"DAG {DEMO_DAG_ID} did not appear, so no demo run was started.\n{err}")
         return
     stack.unpause(DEMO_DAG_ID)
@@ -825,20 +856,7 @@ def main(argv: list[str] | None = None) -> int:
     stack = LocalAirflow(home, repo=REPO)
     signal.signal(signal.SIGTERM, _raise_stop)
     try:
-        _say(f"Preparing Airflow in {stack.home} ...")
-        stack.prepare()
-        _say("Starting api-server, scheduler, dag-processor and triggerer ...")
-        stack.start()
-        stack.wait_ready(args.timeout)
-        _say(f"Airflow is up after {stack.ready_after:.0f}s.")
-        username = _login_user(stack)
-        if not args.no_demo and username:
-            _start_demo(stack, args.alert, args.timeout)
-        _print_banner(stack, username)
-        died = stack.wait_for_exit()
-        _say(str(ComponentDied(died.name, died.process.returncode, died.log_path)))
-        _say("Stopping the other processes ...")
-        return 1
+        return _run(stack, args)
     except (KeyboardInterrupt, _Stop):
         _say("\nStopping Airflow ...")
         return 0
@@ -849,8 +867,31 @@ def main(argv: list[str] | None = None) -> int:
         # A second Ctrl-C must not interrupt the clean-up and leave processes behind.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        stack.stop()
-        _say("Stopped.")
+        if stack.components:
+            stack.stop()
+            _say("Stopped.")
+
+
+def _run(stack: LocalAirflow, args: argparse.Namespace) -> int:
+    """Start the stack and the demo, then block until a process dies (returns 1) or we are stopped."""
+    host = stack.env.get("AIRFLOW__API__HOST", "127.0.0.1")
+    if not port_free(host, stack.api_port):
+        _say(f"Port {stack.api_port} is in use; choose another, e.g. AIRFLOW__API__PORT=8090 make run")
+        return 1
+    _say(f"Preparing Airflow in {stack.home} ...")
+    stack.prepare()
+    _say("Starting api-server, scheduler, dag-processor and triggerer ...")
+    stack.start()
+    stack.wait_ready(args.timeout)
+    _say(f"Airflow is up after {stack.ready_after:.0f}s.")
+    username = _login_user(stack)
+    if not args.no_demo and username:
+        _start_demo(stack, args.alert, args.timeout)
+    _print_banner(stack, username)
+    died = stack.wait_for_exit()
+    _say(str(ComponentDied(died.name, died.process.returncode, died.log_path)))
+    _say("Stopping the other processes ...")
+    return 1
 
 
 if __name__ == "__main__":
