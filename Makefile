@@ -1,6 +1,7 @@
 # Developer entry points. `make run` starts Airflow with the incident_response DAG on this machine;
 # `make test` is what CI runs (.ci/run). Every Airflow setting can be overridden from the environment,
-# e.g. `AIRFLOW__API__PORT=8090 make run` or `AIRFLOW_HOME=/tmp/af make run`.
+# e.g. `AIRFLOW__API__PORT=8090 make run` or `AIRFLOW_HOME=/tmp/af make run`. The UI listens on 127.0.0.1
+# only (SimpleAuthManager keeps plaintext passwords); `AIRFLOW__API__HOST=0.0.0.0 make run` shares it.
 
 PYTHON ?= python3.11
 VENV := .venv
