@@ -108,8 +108,10 @@ class Prompt:
     def response_format(self, kind: str = "json_schema") -> dict[str, Any] | None:
         """Return the request's ``response_format`` for `kind` (json_schema, json_object or none)."""
         if kind == "json_schema":
-            return {"type": "json_schema", "json_schema": {"name": self.schema_name, "strict": True,
-                                                             "schema": self.schema}}
+            return {
+                "type": "json_schema",
+                "json_schema": {"name": self.schema_name, "strict": True, "schema": self.schema},
+            }
         if kind == "json_object":
             return {"type": "json_object"}
         return None
@@ -172,8 +174,13 @@ def _actions(runbook: Runbook) -> str:
     return "\n".join(f"- {a.name} ({a.risk} risk): {a.description}" for a in actions)
 
 
-def _finish(template: PromptTemplate, values: dict[str, str], redactor: Redactor, schema_name: str,
-            schema: dict[str, Any]) -> Prompt:
+def _finish(
+    template: PromptTemplate,
+    values: dict[str, str],
+    redactor: Redactor,
+    schema_name: str,
+    schema: dict[str, Any],
+) -> Prompt:
     system, user = template.render(values)
     # Redact the rendered messages, not the inputs one by one: nothing reaches the wire unredacted,
     # whatever field (label, message, inventory note, runbook text) a secret arrived in.
@@ -184,8 +191,10 @@ def _finish(template: PromptTemplate, values: dict[str, str], redactor: Redactor
     return Prompt(
         version=template.prompt_id,
         sha256=template.sha256,
-        messages=[{"role": "system", "content": clean_system.text},
-                  {"role": "user", "content": clean_user.text}],
+        messages=[
+            {"role": "system", "content": clean_system.text},
+            {"role": "user", "content": clean_user.text},
+        ],
         schema_name=schema_name,
         schema=schema,
         redactions=counts,
@@ -193,7 +202,11 @@ def _finish(template: PromptTemplate, values: dict[str, str], redactor: Redactor
 
 
 def build_summarize_prompt(
-    alert: Alert, enrichment: Enrichment, runbook: Runbook, *, redactor: Redactor,
+    alert: Alert,
+    enrichment: Enrichment,
+    runbook: Runbook,
+    *,
+    redactor: Redactor,
     prompt_id: str = SUMMARIZE_PROMPT,
 ) -> Prompt:
     """Return the redacted summarize prompt for an alert."""
@@ -207,12 +220,20 @@ def build_summarize_prompt(
 
 
 def build_diagnose_prompt(
-    alert: Alert, enrichment: Enrichment, runbook: Runbook, *, rules: Analysis, summary: str | None,
-    redactor: Redactor, prompt_id: str = DIAGNOSE_PROMPT,
+    alert: Alert,
+    enrichment: Enrichment,
+    runbook: Runbook,
+    *,
+    rules: Analysis,
+    summary: str | None,
+    redactor: Redactor,
+    prompt_id: str = DIAGNOSE_PROMPT,
 ) -> Prompt:
     """Return the redacted diagnose prompt: alert, inventory, the runbook's grounding and allowed actions."""
-    reading = (f"severity {rules.severity}, action {rules.recommended_action}, confidence "
-               f"{rules.confidence:.2f}. {rules.diagnosis}")
+    reading = (
+        f"severity {rules.severity}, action {rules.recommended_action}, confidence "
+        f"{rules.confidence:.2f}. {rules.diagnosis}"
+    )
     values = {
         "runbook_name": runbook.name,
         "runbook_title": runbook.title,

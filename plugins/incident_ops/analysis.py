@@ -137,8 +137,15 @@ def _log_record(record: CallRecord) -> None:
     # Codes and counts only: never the prompt, the answer, the alert or the key.
     log.info(
         "AI %s: analyzer=%s model=%s prompt=%s requests=%d latency=%dms tokens=%d invalid=%s fallback=%s",
-        record.step, record.analyzer, record.model, record.prompt_version, record.requests, record.latency_ms,
-        record.usage.total_tokens, ",".join(record.invalid_answers) or "-", record.fallback_reason or "-",
+        record.step,
+        record.analyzer,
+        record.model,
+        record.prompt_version,
+        record.requests,
+        record.latency_ms,
+        record.usage.total_tokens,
+        ",".join(record.invalid_answers) or "-",
+        record.fallback_reason or "-",
     )
 
 
@@ -156,8 +163,9 @@ def _guarded(step: str, work: Callable[[CallRecord], T | None]) -> tuple[T | Non
     except Exception as exc:
         # The model's misbehaviour (or a bug around it) must not fail the incident run. The type is
         # enough to find it: a traceback or message could carry the prompt.
-        log.error("AI %s: unexpected %s on the LLM path; the rules analyser answers", step,
-                  type(exc).__name__)
+        log.error(
+            "AI %s: unexpected %s on the LLM path; the rules analyser answers", step, type(exc).__name__
+        )
         record.fallback_reason = f"error:{type(exc).__name__}"
         record.analyzer = "rules"
         value = None
@@ -174,8 +182,9 @@ def summarize_with_record(alert: Alert, enrichment: Enrichment) -> tuple[dict[st
 
     def work(record: CallRecord) -> str | None:
         hook = _hook()
-        prompt = build_summarize_prompt(alert, enrichment, match_runbook(alert.error, alert.metrics),
-                                        redactor=_redactor(hook))
+        prompt = build_summarize_prompt(
+            alert, enrichment, match_runbook(alert.error, alert.metrics), redactor=_redactor(hook)
+        )
         return _ask(hook, prompt, record, parse_summary)
 
     summary, record = _guarded("summarize", work)
@@ -208,8 +217,11 @@ def _fallback(rules: Analysis, reason: str) -> Analysis:
     """Return the rules' analysis marked as a fallback, with confidence low enough to force approval."""
     note = f" (The LLM did not give a usable answer: {reason}. Rules analyser used; a human must approve.)"
     return Analysis.model_validate(
-        {**rules.model_dump(), "confidence": min(rules.confidence, FALLBACK_CONFIDENCE),
-         "diagnosis": rules.diagnosis[: 4000 - len(note)] + note}
+        {
+            **rules.model_dump(),
+            "confidence": min(rules.confidence, FALLBACK_CONFIDENCE),
+            "diagnosis": rules.diagnosis[: 4000 - len(note)] + note,
+        }
     )
 
 
@@ -227,8 +239,9 @@ def diagnose_with_record(alert: Alert, enrichment: Enrichment, summary: dict[str
         hook = _hook()
         # Retrieval: the rules chose the runbook; the model only sees, and may only pick from, its actions.
         runbook = get_runbook(rules.runbook)
-        prompt = build_diagnose_prompt(alert, enrichment, runbook, rules=rules, summary=rules.summary,
-                                       redactor=_redactor(hook))
+        prompt = build_diagnose_prompt(
+            alert, enrichment, runbook, rules=rules, summary=rules.summary, redactor=_redactor(hook)
+        )
 
         def parse(reply: ChatReply) -> Analysis:
             return raise_severity(parse_diagnosis(reply, runbook=runbook, summary=rules.summary), floor, why)

@@ -1,6 +1,6 @@
 """Fixtures for the fake LLM endpoint; import them into a test module:
 
-    from tests.fakes.llm_fixtures import llm_server, llm_connection  # noqa: F401
+from tests.fakes.llm_fixtures import llm_server, llm_connection  # noqa: F401
 """
 
 from __future__ import annotations

@@ -114,9 +114,15 @@ class Reply:
         return cls("hang", hang=min(seconds, MAX_HANG_SECONDS))
 
     @classmethod
-    def valid(cls, *, action: str | None = None, severity: str = "critical", confidence: float = 0.85,
-              summary: str = "Pump pressure spiked well above its limit.",
-              diagnosis: str = "A closed downstream valve is the likely cause of the spike.") -> Reply:
+    def valid(
+        cls,
+        *,
+        action: str | None = None,
+        severity: str = "critical",
+        confidence: float = 0.85,
+        summary: str = "Pump pressure spiked well above its limit.",
+        diagnosis: str = "A closed downstream valve is the likely cause of the spike.",
+    ) -> Reply:
         """Answer a well-formed summary or diagnosis, whichever the request asks for.
 
         The action defaults to the first entry of the request's allow-list.
@@ -126,8 +132,14 @@ class Reply:
             if not request.is_diagnosis:
                 return cls.json({"summary": summary})
             chosen = action or (request.action_enum or ["reduce_load"])[0]
-            return cls.json({"severity": severity, "diagnosis": diagnosis, "recommended_action": chosen,
-                             "confidence": confidence})
+            return cls.json(
+                {
+                    "severity": severity,
+                    "diagnosis": diagnosis,
+                    "recommended_action": chosen,
+                    "confidence": confidence,
+                }
+            )
 
         return cls("dynamic", make=make)
 
@@ -178,8 +190,9 @@ class FakeLlmServer:
         if self._server is not None:
             raise RuntimeError("FakeLlmServer already started")
         self._server = _Server(self)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-llm", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-llm", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -247,8 +260,9 @@ class FakeLlmServer:
             body = json.loads(raw or b"{}")
         except ValueError:
             body = {"_unparsed": raw.decode("utf-8", "replace")}
-        request = LlmRequest(path=handler.path, headers=dict(handler.headers.items()), body=body,
-                             time=time.monotonic())
+        request = LlmRequest(
+            path=handler.path, headers=dict(handler.headers.items()), body=body, time=time.monotonic()
+        )
         with self._lock:
             self._requests.append(request)
             reply = self._queue.popleft() if self._queue else self.default
@@ -273,15 +287,23 @@ class FakeLlmServer:
     def _completion(request: LlmRequest, reply: Reply) -> dict[str, Any]:
         prompt_tokens = max(1, len(request.prompt) // 4)
         completion_tokens = max(1, len(reply.content or "") // 4)
-        usage = reply.usage or {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                                "total_tokens": prompt_tokens + completion_tokens}
+        usage = reply.usage or {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
         return {
             "id": "chatcmpl-fake",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": request.model or DEFAULT_MODEL,
-            "choices": [{"index": 0, "finish_reason": reply.finish_reason,
-                         "message": {"role": "assistant", "content": reply.content}}],
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": reply.finish_reason,
+                    "message": {"role": "assistant", "content": reply.content},
+                }
+            ],
             "usage": usage,
         }
 

@@ -15,8 +15,12 @@ from tests.fakes.llm_server import Reply
 
 pytestmark = pytest.mark.scenario
 
-CRITICAL = {"device_id": "PUMP-07B", "error": "PRESSURE_SPIKE_DETECTED", "metrics": {"pressure_bar": 9.4},
-            "message": "Spike reported by ops@example.org with token=tok_abcdef123456"}
+CRITICAL = {
+    "device_id": "PUMP-07B",
+    "error": "PRESSURE_SPIKE_DETECTED",
+    "metrics": {"pressure_bar": 9.4},
+    "message": "Spike reported by ops@example.org with token=tok_abcdef123456",
+}
 # The sensor runbook's action is low risk and the rules are confident: no approval unless the analysis is weak
 SENSOR_CRITICAL = {"device_id": "SENSOR-T-88", "error": "SENSOR_FAULT", "severity": "critical"}
 APPROVAL_PATH = ["request_approval", "wait_for_approval", "approval_decision"]
@@ -28,8 +32,14 @@ def _approve(store, approval_id):
 
 
 def _diagnosis(action, confidence=0.9, severity="critical"):
-    return Reply.json({"severity": severity, "diagnosis": "A closed downstream valve; relieve pressure.",
-                       "recommended_action": action, "confidence": confidence})
+    return Reply.json(
+        {
+            "severity": severity,
+            "diagnosis": "A closed downstream valve; relieve pressure.",
+            "recommended_action": action,
+            "confidence": confidence,
+        }
+    )
 
 
 def test_a_good_model_answers_end_to_end(run_incident, llm_server, llm_connection):
@@ -40,7 +50,10 @@ def test_a_good_model_answers_end_to_end(run_incident, llm_server, llm_connectio
     assert outcome.state == "success"
     analysis = outcome.incident["analysis"]
     assert (analysis["analyzer"], analysis["recommended_action"], analysis["confidence"]) == (
-        "llm", "open_bypass_valve", 0.9)
+        "llm",
+        "open_bypass_valve",
+        0.9,
+    )
     assert analysis["summary"] == LLM_SUMMARY
     # A confident, low-risk recommendation runs without a human.
     assert outcome.tasks["execute_fix"] == "success"
@@ -50,7 +63,10 @@ def test_a_good_model_answers_end_to_end(run_incident, llm_server, llm_connectio
     assert actions == ["open_bypass_valve"]  # containment and fix are the same action: it runs once
     summarize, diagnose = llm_server.requests
     assert summarize.schema_name == "incident_summary" and diagnose.action_enum == [
-        "isolate_pump", "open_bypass_valve", "reduce_load"]
+        "isolate_pump",
+        "open_bypass_valve",
+        "reduce_load",
+    ]
     sent = json.dumps([r.body for r in llm_server.requests])
     assert "ops@example.org" not in sent and "tok_abcdef123456" not in sent
 
@@ -112,14 +128,20 @@ def test_a_model_that_is_down_does_not_fail_the_run(run_incident, llm_server, ll
 
 
 def test_a_rate_limit_is_waited_out_inside_the_step(run_incident, llm_server, llm_connection):
-    llm_server.enqueue(Reply.error(429, retry_after=0.1), Reply.json({"summary": "Stuck sensor."}),
-                       Reply.error(429, retry_after=0.1),
-                       _diagnosis("reset_sensor", confidence=0.8, severity="warning"))
+    llm_server.enqueue(
+        Reply.error(429, retry_after=0.1),
+        Reply.json({"summary": "Stuck sensor."}),
+        Reply.error(429, retry_after=0.1),
+        _diagnosis("reset_sensor", confidence=0.8, severity="warning"),
+    )
 
     outcome = run_incident({"device_id": "SENSOR-T-88", "error": "STUCK_READING"})
 
     assert outcome.state == "success"
     analysis = outcome.incident["analysis"]
     assert (analysis["analyzer"], analysis["recommended_action"], analysis["summary"]) == (
-        "llm", "reset_sensor", "Stuck sensor.")
+        "llm",
+        "reset_sensor",
+        "Stuck sensor.",
+    )
     assert outcome.tasks["create_ticket"] == "success"

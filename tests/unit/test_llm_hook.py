@@ -50,8 +50,13 @@ def test_the_request_carries_model_options_schema_and_only_real_headers(llm_serv
     assert result.requests == 1 and "choices" in result.body
     assert request.path == "/v1/chat/completions"
     assert request.authorization == f"Bearer {DEFAULT_TEST_KEY}"
-    assert request.body == {"model": "fake-gpt", "messages": MESSAGES, "temperature": 0.3, "max_tokens": 321,
-                            "response_format": FORMAT}
+    assert request.body == {
+        "model": "fake-gpt",
+        "messages": MESSAGES,
+        "temperature": 0.3,
+        "max_tokens": 321,
+        "response_format": FORMAT,
+    }
     assert request.header("X-Team") == "ops"  # the HTTP provider's convention: other extra keys are headers
     sent = {k.lower() for k in request.headers}
     for setting in ("model", "temperature", "max_tokens", "redact_ips", "timeout", "headers", "max_wait"):

@@ -36,8 +36,9 @@ ENRICHMENT = Enrichment(device_id="PUMP-07B", known=True, site="Plant North", ki
 def _diagnose(alert=ALERT, redactor=None, summary="A summary."):
     runbook = get_runbook("pressure_spike")
     rules = rules_analyzer.analyze(alert, ENRICHMENT)
-    return build_diagnose_prompt(alert, ENRICHMENT, runbook, rules=rules, summary=summary,
-                                 redactor=redactor or Redactor())
+    return build_diagnose_prompt(
+        alert, ENRICHMENT, runbook, rules=rules, summary=summary, redactor=redactor or Redactor()
+    )
 
 
 def test_every_prompt_file_is_well_formed_and_versioned():
@@ -116,7 +117,10 @@ def test_response_format_kinds():
     assert fmt["type"] == "json_schema"
     assert fmt["json_schema"]["name"] == "incident_diagnosis" and fmt["json_schema"]["strict"] is True
     assert fmt["json_schema"]["schema"]["properties"]["recommended_action"]["enum"] == [
-        "isolate_pump", "open_bypass_valve", "reduce_load"]
+        "isolate_pump",
+        "open_bypass_valve",
+        "reduce_load",
+    ]
     assert prompt.response_format("json_object") == {"type": "json_object"}
     assert prompt.response_format("none") is None
 

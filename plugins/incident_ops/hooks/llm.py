@@ -42,8 +42,15 @@ class LlmError(Exception):
 
     permanent: ClassVar[bool] = False
 
-    def __init__(self, reason: str, *, status_code: int | None = None, retry_after: float | None = None,
-                 requests: int = 0, failures: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+        requests: int = 0,
+        failures: tuple[str, ...] = (),
+    ) -> None:
         self.reason = reason
         self.failures = failures
         self.status_code = status_code
@@ -217,8 +224,13 @@ class LlmHook(HttpHook):
                 raise LlmUnavailableError("deadline", requests=attempt - 1, failures=tuple(failures))
             try:
                 answer = self._post(body, timeout=min(settings.timeout, remaining))
-                return ChatResult(body=answer, requests=attempt, latency_s=self._clock() - started,
-                                  waited_s=waited, failures=tuple(failures))
+                return ChatResult(
+                    body=answer,
+                    requests=attempt,
+                    latency_s=self._clock() - started,
+                    waited_s=waited,
+                    failures=tuple(failures),
+                )
             except LlmPermanentError as exc:
                 exc.requests, exc.failures = attempt, (*failures, exc.reason)
                 raise
@@ -228,11 +240,19 @@ class LlmHook(HttpHook):
                 delay = None if last else self._delay(attempt, exc.retry_after, budget)
                 if delay is None:
                     raise LlmUnavailableError(
-                        exc.reason, status_code=exc.status_code, retry_after=exc.retry_after,
-                        requests=attempt, failures=tuple(failures),
+                        exc.reason,
+                        status_code=exc.status_code,
+                        retry_after=exc.retry_after,
+                        requests=attempt,
+                        failures=tuple(failures),
                     ) from None
-                self.log.info("LLM call failed (%s), attempt %d of %d; retrying in %.2fs",
-                              exc.reason, attempt, settings.max_attempts, delay)
+                self.log.info(
+                    "LLM call failed (%s), attempt %d of %d; retrying in %.2fs",
+                    exc.reason,
+                    attempt,
+                    settings.max_attempts,
+                    delay,
+                )
                 budget.wait_left -= delay
                 waited += delay
                 self._sleep(delay)
@@ -259,8 +279,9 @@ class LlmHook(HttpHook):
 
         try:
             # check_response off: we read 429/5xx ourselves, and the provider would log the body.
-            response = self.run(self.settings.endpoint, json=body,
-                                extra_options={"timeout": timeout, "check_response": False})
+            response = self.run(
+                self.settings.endpoint, json=body, extra_options={"timeout": timeout, "check_response": False}
+            )
         except requests.exceptions.Timeout:
             raise LlmTransientError("timeout") from None
         except requests.exceptions.ConnectionError:
