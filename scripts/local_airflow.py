@@ -592,6 +592,17 @@ class LocalAirflow:
             if offset >= page["total_entries"]:
                 return states
 
+    def wait_until(
+        self, check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5
+    ) -> T:
+        """Poll check until it returns something other than None; fail at once if a process died."""
+
+        def checked() -> T | None:
+            self.check_alive()
+            return check()
+
+        return self._poll(checked, timeout, what, interval)
+
     @staticmethod
     def _poll(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5) -> T:
         """Call check until it returns something other than None, or raise TimeoutError."""
@@ -602,7 +613,7 @@ class LocalAirflow:
                 return result
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+                raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
             time.sleep(min(interval, remaining))
 
 
