@@ -108,18 +108,24 @@ def ai_summarize(ti, dag_run, **_: Any) -> dict[str, Any]:
     from include.models import Enrichment
 
     alert, enrichment = _alert(ti), Enrichment.from_xcom(ti.xcom_pull(task_ids=ENRICH))
-    return summarize(alert, enrichment)
+    document = summarize(alert, enrichment)
+    if "llm" in document:  # a model is configured: record how it answered (never the prompt or answer)
+        _store().add_event(_incident_id(dag_run), "llm_call", document["llm"])
+    return document
 
 
 def ai_diagnose(ti, dag_run, **_: Any) -> dict[str, Any]:
     """Diagnose the incident and recommend an action from the runbook."""
-    from incident_ops.analysis import diagnose
+    from incident_ops.analysis import diagnose_with_record
     from include.models import Enrichment
 
     alert, enrichment = _alert(ti), Enrichment.from_xcom(ti.xcom_pull(task_ids=ENRICH))
-    analysis = diagnose(alert, enrichment, ti.xcom_pull(task_ids=SUMMARIZE))
+    analysis, record = diagnose_with_record(alert, enrichment, ti.xcom_pull(task_ids=SUMMARIZE))
     store, incident_id = _store(), _incident_id(dag_run)
     store.update_incident(incident_id, severity=analysis.severity, analysis=analysis.to_xcom())
+    if record["fallback_reason"] != "not_configured":
+        # Which analyser answered, the model, latency, tokens and any fallback reason.
+        store.add_event(incident_id, "llm_call", record)
     store.add_event(
         incident_id,
         "diagnosed",

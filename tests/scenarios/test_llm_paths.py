@@ -61,6 +61,16 @@ def test_a_good_model_answers_end_to_end(run_incident, llm_server, llm_connectio
     assert outcome.incident["outcome"] == "fixed"
     actions = [a["action"] for a in outcome.store.actions_for(outcome.incident["id"])]
     assert actions == ["open_bypass_valve"]  # containment and fix are the same action: it runs once
+    # The incident keeps how each model call went: analyser, model, latency, tokens; never the prompt.
+    calls = [e["detail"] for e in outcome.store.timeline(outcome.incident["id"]) if e["kind"] == "llm_call"]
+    assert [(c["step"], c["analyzer"], c["fallback_reason"]) for c in calls] == [
+        ("summarize", "llm", None),
+        ("diagnose", "llm", None),
+    ]
+    assert all(c["model"] and c["latency_ms"] >= 0 and c["usage"] for c in calls)
+    assert "prompt" not in str([sorted(c) for c in calls]).replace("prompt_version", "").replace(
+        "prompt_sha256", ""
+    )
     summarize, diagnose = llm_server.requests
     assert summarize.schema_name == "incident_summary" and diagnose.action_enum == [
         "isolate_pump",
