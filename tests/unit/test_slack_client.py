@@ -12,6 +12,11 @@ import urllib.request
 
 import pytest
 from airflow.providers.slack.hooks.slack import SlackHook
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+)
+
 from incident_ops.hooks.errors import (
     SlackDeliveryError,
     SlackNotConfiguredError,
@@ -21,11 +26,6 @@ from incident_ops.hooks.errors import (
     slack_error_for,
 )
 from incident_ops.hooks.slack import SlackClient, SlackMessageRef
-from slack_sdk.http_retry.builtin_handlers import (
-    ConnectionErrorRetryHandler,
-    RateLimitErrorRetryHandler,
-)
-
 from tests.fakes.slack_server import FakeSlackServer, slack_connection_json
 
 TS_RE = re.compile(r"^\d{10}\.\d{6}$")
@@ -127,7 +127,9 @@ def test_token_sent_as_bearer(client: SlackClient, slack_server: FakeSlackServer
 
 
 def test_wrong_token_is_permanent(monkeypatch: pytest.MonkeyPatch, slack_server: FakeSlackServer) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_SLACK_API_DEFAULT", slack_connection_json(slack_server.base_url, "xoxb-wrong"))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SLACK_API_DEFAULT", slack_connection_json(slack_server.base_url, "xoxb-wrong")
+    )
 
     with pytest.raises(SlackPermanentError) as info:
         SlackClient().post_message(channel="#oncall", text="hello")
@@ -191,7 +193,9 @@ def test_rate_limit_beyond_retries_is_transient(slack_connection: str, slack_ser
     assert slack_server.messages() == []
 
 
-def test_channel_not_found_is_permanent_and_not_retried(client: SlackClient, slack_server: FakeSlackServer) -> None:
+def test_channel_not_found_is_permanent_and_not_retried(
+    client: SlackClient, slack_server: FakeSlackServer
+) -> None:
     slack_server.mark_unknown("#does-not-exist")
 
     with pytest.raises(SlackPermanentError) as info:
@@ -266,7 +270,9 @@ def test_no_token_or_message_text_in_logs(
 
 
 def test_errors_pickle_round_trip() -> None:
-    err = slack_error_for(status_code=429, error="ratelimited", method="chat.postMessage", channel="#x", retry_after=3)
+    err = slack_error_for(
+        status_code=429, error="ratelimited", method="chat.postMessage", channel="#x", retry_after=3
+    )
 
     clone = pickle.loads(pickle.dumps(err))
 
@@ -302,7 +308,9 @@ def test_error_classification(status: int, error: str, expected: type[SlackDeliv
 def test_fake_accepts_form_encoded_bodies(slack_connection: str, slack_server: FakeSlackServer) -> None:
     # slack_sdk's typed methods send JSON; the generic call with data= sends a form body.
     hook = SlackHook(slack_conn_id=slack_connection)
-    response = hook.call("chat.postMessage", data={"channel": "#oncall", "text": "form", "blocks": json.dumps(BLOCKS)})
+    response = hook.call(
+        "chat.postMessage", data={"channel": "#oncall", "text": "form", "blocks": json.dumps(BLOCKS)}
+    )
 
     (call,) = slack_server.calls("chat.postMessage")
     assert call.content_type == "application/x-www-form-urlencoded"
