@@ -65,9 +65,28 @@ def store_url(conn_id: str = STORE_CONN_ID) -> str:
     return default_url() if conn is None else url_from_connection(conn)
 
 
-def get_store(conn_id: str = STORE_CONN_ID) -> IncidentStore:
-    """Return the process's store for `conn_id`, creating its tables the first time."""
-    url = store_url(conn_id)
+def store_for_url(url: str) -> IncidentStore:
+    """Return the process's store at `url`, creating its tables the first time."""
     if url not in _stores:
         _stores[url] = IncidentStore.from_url(url)
     return _stores[url]
+
+
+def get_store(conn_id: str = STORE_CONN_ID) -> IncidentStore:
+    """Return the store the connection `conn_id` points at (or the embedded default)."""
+    return store_for_url(store_url(conn_id))
+
+
+async def aget_store(conn_id: str = STORE_CONN_ID) -> IncidentStore:
+    """Return the store for `conn_id`, looking the connection up without blocking the event loop."""
+    import asyncio
+
+    from airflow.exceptions import AirflowNotFoundException
+    from airflow.sdk.bases.hook import BaseHook
+
+    try:
+        conn = await BaseHook.aget_connection(conn_id)
+    except AirflowNotFoundException:
+        conn = None
+    url = default_url() if conn is None else url_from_connection(conn)
+    return await asyncio.to_thread(store_for_url, url)

@@ -9,6 +9,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from incident_ops.hooks.incident_store import aget_store
 from include.store import NotFound
 
 
@@ -54,19 +55,16 @@ class ApprovalTrigger(BaseTrigger):
             },
         )
 
-    def _read_state(self) -> str:
-        from incident_ops.hooks.incident_store import get_store
-
-        return get_store(self.store_conn_id).approval_state(self.approval_id)
-
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Yield one event: the record's decided state, `reminder`, `expired`, or `error`."""
         deadline = datetime.fromisoformat(self.expires_at)
         remind_at = datetime.fromisoformat(self.remind_at) if self.remind_at else None
+        # The connection is looked up once; then each poll is one small read of the record.
+        store = await aget_store(self.store_conn_id)
         while True:
             try:
                 # The store's drivers are synchronous; a thread keeps the triggerer's loop free.
-                state = await asyncio.to_thread(self._read_state)
+                state = await asyncio.to_thread(store.approval_state, self.approval_id)
             except NotFound:
                 yield TriggerEvent({"approval_id": self.approval_id, "state": "error", "reason": "not_found"})
                 return
