@@ -866,6 +866,8 @@ def main(argv: list[str] | None = None) -> int:
     home = Path(os.environ.get("AIRFLOW_HOME") or REPO / ".airflow")
     stack = LocalAirflow(home, repo=REPO)
     signal.signal(signal.SIGTERM, _raise_stop)
+    # Launched from a script, SIGINT may arrive ignored; Ctrl-C must still stop what we start.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return _run(stack, args)
     except (KeyboardInterrupt, _Stop):
