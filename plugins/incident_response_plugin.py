@@ -16,6 +16,7 @@ from airflow.plugins_manager import AirflowPlugin
 
 URL_PREFIX = "/incident-response"
 APP_FACTORY = "incident_ops.api.app:create_app"
+CONF_GUARD = "incident_ops.api.conf_guard:ConfGuardMiddleware"
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -49,6 +50,35 @@ class LazyApp:
         await self.app(scope, receive, send)
 
 
+class LazyMiddleware:
+    """An ASGI middleware that imports and builds the real one on the first request.
+
+    :param app: The ASGI app the middleware wraps.
+    :param factory: ``module:class`` of the middleware, called with ``app``.
+    """
+
+    def __init__(self, app: Any, factory: str) -> None:
+        self.app = app
+        self.factory = factory
+        self._middleware: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def middleware(self) -> Any:
+        """Return the real middleware, building it once."""
+        if self._middleware is None:
+            with self._lock:
+                if self._middleware is None:
+                    import importlib
+
+                    module_name, _, attr = self.factory.partition(":")
+                    self._middleware = getattr(importlib.import_module(module_name), attr)(self.app)
+        return self._middleware
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.middleware(scope, receive, send)
+
+
 def _approvals_href() -> str:
     # The API server may live under a path ([api] base_url = https://host/airflow/).
     root = urlsplit(conf.get("api", "base_url", fallback="") or "").path.rstrip("/")
@@ -60,6 +90,15 @@ class IncidentResponsePlugin(AirflowPlugin):
 
     name = "incident_response"
     fastapi_apps = [{"app": LazyApp(APP_FACTORY), "url_prefix": URL_PREFIX, "name": "Incident response"}]
+    # Refuses unknown conf keys when incident_response is triggered (REST API and UI); see conf_guard.
+    fastapi_root_middlewares = [
+        {
+            "middleware": LazyMiddleware,
+            "args": [],
+            "kwargs": {"factory": CONF_GUARD},
+            "name": "Conf key guard",
+        }
+    ]
     # Airflow 3's replacement for appbuilder_menu_items: with url_route the UI shows the page inside
     # its own frame at /plugin/incident-approvals (same origin, so the session cookie applies).
     external_views = [

@@ -79,13 +79,39 @@ def _deliver(dag_run, *, key: str, purpose: str, text: str, blocks: list[dict] |
 
 
 def ingest(params: dict[str, Any], dag_run, **_: Any) -> dict[str, Any]:
-    """Validate the alert (the run's conf) and open the incident."""
+    """Validate the alert (the run's conf) and open the incident, unless it repeats an open one.
+
+    A repeat (an open incident of another run has the same fingerprint) and an alert its sender
+    resolved before this run started end the run here: every later task is skipped, nobody is
+    paged, and the run succeeds.
+    """
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from include.alert_sources import CONF_KEYS, unknown_conf_keys, unknown_conf_keys_allowed
     from include.models import Alert
 
-    alert = Alert.model_validate({k: v for k, v in params.items() if v is not None})
-    incident_id = _store().open_incident(
-        dag_id=dag_run.dag_id, run_id=dag_run.run_id, incident_key=alert.incident_key, alert=alert.to_xcom()
-    )
+    values = {k: v for k, v in params.items() if v is not None}
+    ignored = unknown_conf_keys(values) if unknown_conf_keys_allowed() else []
+    if ignored:
+        log.warning("Ignoring conf keys the DAG does not declare: %s", ", ".join(ignored))
+        values = {k: v for k, v in values.items() if k in CONF_KEYS}
+    alert = Alert.model_validate(values)
+    store = _store()
+    opening = {"dag_id": dag_run.dag_id, "run_id": dag_run.run_id, "incident_key": alert.incident_key}
+    if alert.fingerprint:
+        incident_id, duplicate_of = store.open_incident_unless_duplicate(**opening, alert=alert.to_xcom())
+        if duplicate_of:
+            log.info("Alert %s is already handled by open incident %s", alert.fingerprint, duplicate_of)
+            raise AirflowSkipException(f"duplicate of open incident {duplicate_of}")
+    else:
+        incident_id = store.open_incident(**opening, alert=alert.to_xcom())
+    if ignored:
+        store.add_event(incident_id, "ignored_conf_keys", {"keys": ignored})
+    intake = store.get_alert_run(dag_run.run_id)
+    if intake is not None and intake["state"] == "resolved":
+        store.resolve_incident(incident_id, outcome="resolved_upstream")
+        log.info("The sender resolved alert %s before this run started; nothing to do", alert.fingerprint)
+        raise AirflowSkipException("the alert was resolved before the run started")
     log.info("Incident %s opened for %s on %s", incident_id, alert.error, alert.device_id)
     return alert.to_xcom()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from incident_ops.api import routes_approvals, routes_pages, routes_slack
+from incident_ops.api import routes_alerts, routes_approvals, routes_pages, routes_slack
 
 
 def create_app() -> FastAPI:
@@ -23,4 +23,5 @@ def create_app() -> FastAPI:
     app.include_router(routes_pages.router)
     app.include_router(routes_approvals.router)
     app.include_router(routes_slack.router)
+    app.include_router(routes_alerts.router)
     return app
