@@ -414,11 +414,13 @@ class IncidentStore:
 
     def timeline(self, incident_id: str) -> list[dict[str, Any]]:
         """Return the incident's timeline, oldest first."""
+        return [{**row, "at": _aware(row["at"])} for row in self._incident_rows(events, incident_id)]
+
+    def _incident_rows(self, table: sa.Table, incident_id: str) -> list[dict[str, Any]]:
+        """Return the rows of `table` that belong to an incident, oldest first."""
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(events).where(events.c.incident_id == incident_id).order_by(events.c.id)
-            ).mappings()
-            return [{**row, "at": _aware(row["at"])} for row in rows]
+            query = sa.select(table).where(table.c.incident_id == incident_id).order_by(table.c.id)
+            return [dict(row) for row in conn.execute(query).mappings()]
 
     # -- approval records ------------------------------------------------------------------------
 
@@ -681,11 +683,7 @@ class IncidentStore:
 
     def messages(self, incident_id: str) -> list[dict[str, Any]]:
         """Return the incident's messages in the order they were queued."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(outbox).where(outbox.c.incident_id == incident_id).order_by(outbox.c.id)
-            ).mappings()
-            return [dict(r) for r in rows]
+        return self._incident_rows(outbox, incident_id)
 
     # -- actions ---------------------------------------------------------------------------------
 
@@ -732,11 +730,7 @@ class IncidentStore:
 
     def actions_for(self, incident_id: str) -> list[dict[str, Any]]:
         """Return the incident's actions, oldest first."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(actions).where(actions.c.incident_id == incident_id).order_by(actions.c.id)
-            ).mappings()
-            return [dict(r) for r in rows]
+        return self._incident_rows(actions, incident_id)
 
     # -- alert intake and deduplication ----------------------------------------------------------
 

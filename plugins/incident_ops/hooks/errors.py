@@ -6,6 +6,7 @@ import re
 from typing import Any, ClassVar
 
 __all__ = [
+    "ServiceError",
     "ServiceRejectedError",
     "ServiceUnavailableError",
     "SLACK_TRANSIENT_ERROR_CODES",
@@ -142,8 +143,8 @@ def slack_error_for(
     return SlackPermanentError(code, **kwargs)
 
 
-class ServiceRejectedError(Exception):
-    """A device-control or ticketing API refused the request (4xx other than 408/429): retrying will not help.
+class ServiceError(Exception):
+    """A device-control or ticketing API answered with an HTTP error.
 
     :param conn_id: The Airflow connection of the service.
     :param status_code: The HTTP status it answered.
@@ -152,23 +153,24 @@ class ServiceRejectedError(Exception):
     def __init__(self, conn_id: str, status_code: int) -> None:
         self.conn_id = conn_id
         self.status_code = status_code
-        super().__init__(f"{conn_id} refused the request with HTTP {status_code}")
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        return f"{self.conn_id} answered HTTP {self.status_code}"
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.conn_id, self.status_code))
 
 
-class ServiceUnavailableError(Exception):
-    """A device-control or ticketing API failed in a way a later attempt may fix (5xx, 408, 429).
+class ServiceRejectedError(ServiceError):
+    """The service refused the request (4xx other than 408/429): retrying will not help."""
 
-    :param conn_id: The Airflow connection of the service.
-    :param status_code: The HTTP status it answered.
-    """
+    def _describe(self) -> str:
+        return f"{self.conn_id} refused the request with HTTP {self.status_code}"
 
-    def __init__(self, conn_id: str, status_code: int) -> None:
-        self.conn_id = conn_id
-        self.status_code = status_code
-        super().__init__(f"{conn_id} is unavailable (HTTP {status_code})")
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.conn_id, self.status_code))
+class ServiceUnavailableError(ServiceError):
+    """The service failed in a way a later attempt may fix (5xx, 408, 429)."""
+
+    def _describe(self) -> str:
+        return f"{self.conn_id} is unavailable (HTTP {self.status_code})"
