@@ -829,29 +829,31 @@ class IncidentStore:
     def active_alert_run(self, incident_key: str, *, dag_id: str) -> dict[str, Any] | None:
         """Return the run handling the key's open incident: an alert still firing whose incident is
         not resolved (or not opened yet), else any open incident with the key; None if neither."""
-        with self.engine.connect() as conn:
-            firing = (
-                conn.execute(
-                    sa.select(alert_runs)
-                    .where(
-                        alert_runs.c.incident_key == incident_key,
-                        alert_runs.c.dag_id == dag_id,
-                        alert_runs.c.state == "firing",
-                    )
-                    .order_by(alert_runs.c.created_at.desc())
-                    .limit(5)
+        # One query for the common case (a repeat): the firing rows with their incident, if opened.
+        firing = (
+            sa.select(alert_runs, incidents.c.state.label("incident_state"))
+            .select_from(
+                alert_runs.outerjoin(
+                    incidents,
+                    sa.and_(
+                        incidents.c.incident_key == alert_runs.c.incident_key,
+                        incidents.c.dag_id == alert_runs.c.dag_id,
+                        incidents.c.run_id == alert_runs.c.run_id,
+                    ),
                 )
-                .mappings()
-                .all()
             )
-            for row in firing:
-                state = conn.execute(
-                    sa.select(incidents.c.state).where(
-                        incidents.c.id == incident_id_for(dag_id, row["run_id"])
-                    )
-                ).scalar()
-                if state in (None, "open"):
-                    return _alert_run(row)
+            .where(
+                alert_runs.c.incident_key == incident_key,
+                alert_runs.c.dag_id == dag_id,
+                alert_runs.c.state == "firing",
+            )
+            .order_by(alert_runs.c.created_at.desc())
+            .limit(5)
+        )
+        with self.engine.connect() as conn:
+            for row in conn.execute(firing).mappings():
+                if row["incident_state"] in (None, "open"):
+                    return _alert_run({k: v for k, v in row.items() if k != "incident_state"})
             run_id = conn.execute(
                 sa.select(incidents.c.run_id)
                 .where(
