@@ -801,36 +801,44 @@ GROUP = st.fixed_dictionaries(
         "groupKey": st.text(max_size=10),
     },
 )
-PAGERDUTY = st.fixed_dictionaries(
-    {"event_action": st.sampled_from(["trigger", "acknowledge", "resolve"]) | JSON_SCALARS},
+NAMES = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=24)
+PD_PAYLOAD = st.fixed_dictionaries(
+    {
+        "summary": NAMES,
+        "source": NAMES,
+        "severity": st.sampled_from(["critical", "error", "warning", "info"]),
+    },
     optional={
-        "dedup_key": st.text(max_size=300) | JSON_SCALARS,
+        "timestamp": TIMES,
+        "class": NAMES | JSON_SCALARS,
+        "component": NAMES,
+        "group": NAMES,
+        "custom_details": st.dictionaries(st.text(max_size=8), JSON_SCALARS, max_size=5) | JSON,
+    },
+)
+PAGERDUTY = st.fixed_dictionaries(
+    {"event_action": st.sampled_from(["trigger", "trigger", "acknowledge", "resolve"])},
+    optional={
+        "dedup_key": st.text(min_size=1, max_size=40) | JSON_SCALARS,
         "routing_key": st.text(max_size=10),
-        "payload": st.fixed_dictionaries(
-            {},
-            optional={
-                "summary": st.text(max_size=50) | JSON_SCALARS,
-                "source": st.text(max_size=20) | JSON_SCALARS,
-                "severity": st.sampled_from(["critical", "error", "warning", "info", "bad"]) | JSON_SCALARS,
-                "timestamp": TIMES,
-                "class": st.text(max_size=10) | JSON_SCALARS,
-                "custom_details": JSON,
-            },
-        )
-        | JSON,
+        "payload": PD_PAYLOAD | JSON,
     },
 )
 GENERIC = st.fixed_dictionaries(
-    {},
+    {"device_id": NAMES, "error": NAMES},
     optional={
-        "device_id": st.text(max_size=140) | JSON_SCALARS,
-        "error": st.text(max_size=20) | JSON_SCALARS,
+        "message": st.text(max_size=60),
+        "source": st.sampled_from(["alertmanager", "iot", "generic", "nagios"]),
         "severity": st.sampled_from(["critical", "warning", "info", "bad"]) | JSON_SCALARS,
-        "metrics": st.dictionaries(st.text(max_size=5), st.floats() | st.integers() | st.booleans()) | JSON,
-        "labels": LABELS | JSON,
+        "metrics": st.dictionaries(
+            st.text(max_size=5), st.floats() | st.integers() | st.booleans(), max_size=3
+        ),
+        "labels": st.dictionaries(st.text(max_size=8), st.text(max_size=20) | JSON_SCALARS, max_size=3),
         "started_at": TIMES,
-        "status": st.sampled_from(["firing", "resolved"]) | JSON_SCALARS,
+        "status": st.sampled_from(["firing", "resolved", "pending"]),
         "fingerprint": st.text(max_size=300) | JSON_SCALARS,
+        "dry_run": st.booleans() | JSON_SCALARS,
+        "unknown_key": JSON_SCALARS,
     },
 )
 BODIES = {
