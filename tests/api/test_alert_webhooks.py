@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import os
 import threading
 import uuid
 from datetime import timedelta
@@ -667,6 +668,121 @@ def test_a_duplicate_run_skips_everything_and_succeeds_on_dag_test(airflow_db, s
         for e in store.timeline(incident_id_for(DAG_ID, "alert__earlier"))
         if e["kind"] == "duplicate"
     ] == [dag_run.run_id]
+
+
+# -- the intake tables on both store backends -----------------------------------------------------
+
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres", "connect_timeout": 3}
+
+
+@pytest.fixture(scope="module")
+def postgres_database():
+    """Create a throw-away PostgreSQL database for this module (skipped when no server runs)."""
+    psycopg2 = pytest.importorskip("psycopg2")
+    try:
+        admin = psycopg2.connect(**PG)
+    except psycopg2.OperationalError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is not reachable on 127.0.0.1:5432: {exc}")
+        pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432: {exc}")
+    admin.autocommit = True
+    name = f"ir_webhook_{uuid.uuid4().hex[:10]}"
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request, tmp_path):
+    """Return an incident store on SQLite or PostgreSQL."""
+    from include.store import IncidentStore
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+    else:
+        url = request.getfixturevalue("postgres_database")
+    opened = IncidentStore.from_url(url)
+    yield opened
+    opened.engine.dispose()
+
+
+def _together(count: int, work) -> list:
+    """Run `work()` in `count` threads released at the same moment; return results or exceptions."""
+    barrier = threading.Barrier(count)
+    results: list = []
+
+    def one() -> None:
+        barrier.wait(timeout=30)
+        try:
+            results.append(work())
+        except BaseException as exc:  # returned for the test to see
+            results.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
+def test_concurrent_claims_of_one_run_id_have_one_winner(backend):
+    claim = {
+        "dag_id": DAG_ID,
+        "incident_key": "k1",
+        "source": "alertmanager",
+        "fingerprint": "f",
+        "episode": "e",
+    }
+    results = _together(10, lambda: backend.claim_alert_run(run_id="alert__x__1", **claim))
+    assert sorted(results) == [False] * 9 + [True]
+    assert backend.active_alert_run("k1", dag_id=DAG_ID)["run_id"] == "alert__x__1"
+
+
+def test_concurrent_openings_of_one_key_open_one_incident(backend):
+    alert = {"device_id": "PUMP-07B", "error": "PRESSURE_SPIKE_DETECTED", "source": "api"}
+    results = _together(
+        10,
+        lambda: backend.open_incident_unless_duplicate(
+            dag_id=DAG_ID, run_id=f"manual__{uuid.uuid4().hex[:8]}", incident_key="k2", alert=alert
+        ),
+    )
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    opened = [r for r in results if r[1] is None]
+    assert len(opened) == 1
+    assert {r[1] for r in results if r[1] is not None} == {opened[0][0]}
+
+
+def test_the_intake_lifecycle(backend):
+    key, run_id = f"k3-{uuid.uuid4().hex[:6]}", f"alert__pd__{uuid.uuid4().hex[:6]}"
+    before = backend.count_alert_runs(dag_id=DAG_ID)
+    claim = {"dag_id": DAG_ID, "incident_key": key, "source": "pagerduty", "fingerprint": "f"}
+    assert backend.alert_generation(key, dag_id=DAG_ID) == 0
+    assert backend.claim_alert_run(run_id=run_id, episode="gen:0", **claim)
+    assert backend.alert_generation(key, dag_id=DAG_ID) == 1
+    # Not opened yet, then open: active either way.
+    assert backend.active_alert_run(key, dag_id=DAG_ID)["run_id"] == run_id
+    incident = backend.open_incident(
+        dag_id=DAG_ID, run_id=run_id, incident_key=key, alert={"device_id": "D", "error": "E"}
+    )
+    assert backend.active_alert_run(key, dag_id=DAG_ID)["run_id"] == run_id
+    assert backend.resolve_alert_run(run_id, source="pagerduty") is True
+    assert backend.resolve_alert_run(run_id, source="pagerduty") is False
+    assert backend.get_alert_run(run_id)["state"] == "resolved"
+    assert "alert_resolved" in [e["kind"] for e in backend.timeline(incident)]
+    # Resolved upstream but the incident is still open: the open incident still answers for the key.
+    assert backend.active_alert_run(key, dag_id=DAG_ID)["run_id"] == run_id
+    backend.resolve_incident(incident, outcome="fixed")
+    assert backend.active_alert_run(key, dag_id=DAG_ID) is None
+    assert backend.latest_alert_run(key, dag_id=DAG_ID, state="firing") is None
+    assert backend.latest_alert_run(key, dag_id=DAG_ID)["run_id"] == run_id
+    backend.release_alert_run(run_id)  # only an unstarted (firing) claim is released
+    assert backend.count_alert_runs(dag_id=DAG_ID) == before + 1
 
 
 # -- normalisation, directly ----------------------------------------------------------------------
