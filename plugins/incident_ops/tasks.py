@@ -232,6 +232,10 @@ def request_approval(ti, dag_run, **_: Any) -> str:
         requested_by=getattr(dag_run, "triggering_user_name", None),
         forbid_self_approval=policy.forbid_self_approval,
     )
+    # The sender resolved the alert before the record existed, so the webhook had nothing to cancel.
+    intake = store.get_alert_run(dag_run.run_id)
+    if intake and intake["state"] == "resolved":
+        record = store.close_approval(record.id, state="cancelled")
     delivery = deliver(
         store,
         incident_id=incident_id,
