@@ -1,0 +1,325 @@
+"""Benchmark how soon work resumes after a human approves: our approval record against Airflow's HITL.
+
+    .venv/bin/python bench/bench_approval_latency.py [--trials 10] [--answer-after 5]
+        [--airflow-env KEY=VALUE ...] [--keep-home]
+
+One embedded Airflow (scripts/local_airflow.py: api-server, scheduler, dag-processor, triggerer on
+SQLite + LocalExecutor, loopback, a free port) whose DAGs folder holds a copy of
+dags/incident_response.py and bench/dags/approval_operator_bench.py; plugins are the repo's.
+Trials alternate between the two sides, one run at a time:
+
+ours    trigger incident_response with a critical alert, wait until `wait_for_approval` is deferred,
+        wait --answer-after seconds (a human answers later, by when the triggerer runs the trigger;
+        --ours-answer-after 0 approves at once), approve through the plugin's API
+        (POST /incident-response/api/approvals/{id}/decisions);
+        latency = execute_fix.start_date - the record's decided_at.
+theirs  trigger approval_operator_bench, wait until `approve` (Airflow's ApprovalOperator) is
+        awaiting_input, wait --answer-after seconds (answering within about a second fails the task
+        on Airflow 3.3.2, see DESIGN.md §6), answer through Airflow's REST API
+        (PATCH /api/v2/dags/{dag}/dagRuns/{run}/taskInstances/approve/-1/hitlDetails);
+        latency = after_approval.start_date - the answer's responded_at.
+
+All timestamps are the servers' own (same machine, same clock). Each side also gets one warm-up run
+that is not counted. Prints figures and a breakdown of where the time goes; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+# Stdlib-only harness; importing Airflow here would configure it for this process, not the stack's.
+from scripts.local_airflow import LocalAirflow, LocalAirflowError  # noqa: E402
+
+OURS_DAG = "incident_response"
+THEIRS_DAG = "approval_operator_bench"
+DAG_FILES = (REPO / "dags" / "incident_response.py", REPO / "bench" / "dags" / "approval_operator_bench.py")
+CRITICAL = {"device_id": "PUMP-07B", "error": "PRESSURE_SPIKE_DETECTED", "metrics": {"pressure_bar": 9.4}}
+WAITING_STATES = ("awaiting_input", "deferred")
+STEP_TIMEOUT = 240.0
+
+
+@dataclass
+class Trial:
+    """One measured approval: the latency, and the timestamps it is made of."""
+
+    side: str
+    run_id: str
+    latency: float | None = None
+    error: str | None = None
+    steps: dict[str, float] = field(default_factory=dict)
+
+
+def free_port() -> int:
+    """Return a loopback port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def parse_time(value: str | None) -> datetime:
+    """Parse an ISO 8601 timestamp from the API."""
+    if not value:
+        raise ValueError("missing timestamp")
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def seconds(start: str | datetime, end: str | datetime) -> float:
+    """Return seconds from start to end."""
+    begin = start if isinstance(start, datetime) else parse_time(start)
+    finish = end if isinstance(end, datetime) else parse_time(end)
+    return (finish - begin).total_seconds()
+
+
+def task_instances(stack: LocalAirflow, dag_id: str, run_id: str) -> dict[str, dict[str, Any]]:
+    """Return the run's task instances by task id."""
+    status, body = stack.api(
+        "GET", f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances?limit=100"
+    )
+    if status != 200:
+        raise LocalAirflowError(f"task instances of {run_id}: HTTP {status} {body!r}")
+    return {ti["task_id"]: ti for ti in body["task_instances"]}
+
+
+def wait_for_task_state(
+    stack: LocalAirflow, dag_id: str, run_id: str, task_id: str, states: tuple[str, ...]
+) -> None:
+    """Wait until a task reaches one of `states`; fail early if anything in the run failed."""
+
+    def reached() -> bool | None:
+        current = stack.task_states(dag_id, run_id)
+        failed = {t: s for t, s in current.items() if s in ("failed", "upstream_failed")}
+        if failed:
+            raise LocalAirflowError(f"tasks failed: {failed}")
+        return True if current.get(task_id) in states else None
+
+    stack.wait_until(reached, STEP_TIMEOUT, f"{task_id} of {run_id} to be {'/'.join(states)}", interval=0.2)
+
+
+def trigger_fired_at(stack: LocalAirflow, run_id: str) -> datetime | None:
+    """Return when the run's approval trigger fired its last event, from the trigger log (if found)."""
+    folder = stack.home / "logs" / f"dag_id={OURS_DAG}" / f"run_id={run_id}" / "task_id=wait_for_approval"
+    fired = None
+    for path in sorted(folder.glob("attempt=*.log.trigger.*.log")):
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("event") == "Trigger fired event":
+                fired = parse_time(entry["timestamp"])
+    return fired
+
+
+def run_ours(stack: LocalAirflow, trial: Trial, answer_after: float) -> Trial:
+    """Approve an incident through the plugin's API; measure until execute_fix starts."""
+    stack.trigger(OURS_DAG, CRITICAL, run_id=trial.run_id)
+    wait_for_task_state(stack, OURS_DAG, trial.run_id, "wait_for_approval", ("deferred",))
+    time.sleep(answer_after)
+    status, body = stack.api("GET", f"/incident-response/api/approvals?dag_run_id={quote(trial.run_id)}")
+    if status != 200 or len(body["approvals"]) != 1:
+        raise LocalAirflowError(f"approval record of {trial.run_id}: HTTP {status} {body!r}")
+    record_id = body["approvals"][0]["id"]
+    status, decided = stack.api(
+        "POST",
+        f"/incident-response/api/approvals/{record_id}/decisions",
+        {"decision": "approve", "comment": "benchmark"},
+    )
+    if status != 200 or decided.get("state") != "approved":
+        raise LocalAirflowError(f"decision on {record_id}: HTTP {status} {decided!r}")
+    decided_at = parse_time(decided["decided_at"])
+    stack.wait_for_run(OURS_DAG, trial.run_id, timeout=STEP_TIMEOUT)
+    tis = task_instances(stack, OURS_DAG, trial.run_id)
+    sensor, branch, fix = tis["wait_for_approval"], tis["approval_decision"], tis["execute_fix"]
+    trial.latency = seconds(decided_at, fix["start_date"])
+    fired = trigger_fired_at(stack, trial.run_id)
+    trial.steps = {
+        "decision -> trigger fired": seconds(decided_at, fired) if fired else math.nan,
+        "trigger fired -> sensor done": seconds(fired, sensor["end_date"]) if fired else math.nan,
+        "sensor done -> branch start": seconds(sensor["end_date"], branch["start_date"]),
+        "branch run": seconds(branch["start_date"], branch["end_date"]),
+        "branch done -> fix start": seconds(branch["end_date"], fix["start_date"]),
+    }
+    return trial
+
+
+def run_theirs(stack: LocalAirflow, trial: Trial, answer_after: float) -> Trial:
+    """Answer an ApprovalOperator through Airflow's REST API; measure until the downstream task starts."""
+    stack.trigger(THEIRS_DAG, {}, run_id=trial.run_id)
+    wait_for_task_state(stack, THEIRS_DAG, trial.run_id, "approve", WAITING_STATES)
+    time.sleep(answer_after)
+    path = (
+        f"/api/v2/dags/{THEIRS_DAG}/dagRuns/{quote(trial.run_id, safe='')}"
+        "/taskInstances/approve/-1/hitlDetails"
+    )
+    status, answer = stack.api("PATCH", path, {"chosen_options": ["Approve"], "params_input": {}})
+    if status != 200:
+        raise LocalAirflowError(f"HITL answer for {trial.run_id}: HTTP {status} {answer!r}")
+    responded_at = parse_time(answer["responded_at"])
+    stack.wait_for_run(THEIRS_DAG, trial.run_id, timeout=STEP_TIMEOUT)
+    tis = task_instances(stack, THEIRS_DAG, trial.run_id)
+    approve, after = tis["approve"], tis["after_approval"]
+    trial.latency = seconds(responded_at, after["start_date"])
+    trial.steps = {
+        "answer -> approve done": seconds(responded_at, approve["end_date"]),
+        "approve done -> downstream start": seconds(approve["end_date"], after["start_date"]),
+    }
+    return trial
+
+
+def measured(side: str, label: str, run: Callable[[Trial], Trial]) -> Trial:
+    """Run one trial; a failure is counted, not raised."""
+    trial = Trial(side, f"bench-{side}-{label}-{uuid.uuid4().hex[:6]}")
+    try:
+        return run(trial)
+    except (LocalAirflowError, TimeoutError, KeyError, ValueError) as exc:
+        trial.error = f"{type(exc).__name__}: {str(exc)[:300]}"
+        return trial
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Return the nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def report(side: str, trials: list[Trial]) -> None:
+    """Print one side's figures."""
+    ok = [t for t in trials if t.latency is not None]
+    failed = [t for t in trials if t.latency is None]
+    print(f"\n{side}: {len(ok)} measured, {len(failed)} failed")
+    for t in failed:
+        print(f"  failed {t.run_id}: {t.error}")
+    if not ok:
+        return
+    latencies = [t.latency for t in ok]
+    print(
+        f"  latency  median {statistics.median(latencies):5.2f} s   p90 {percentile(latencies, 0.9):5.2f} s"
+        f"   min {min(latencies):5.2f} s   max {max(latencies):5.2f} s"
+    )
+    for step in ok[0].steps:
+        values = [t.steps[step] for t in ok if not math.isnan(t.steps[step])]
+        if not values:
+            continue
+        print(f"    {step:<34} median {statistics.median(values):5.2f} s   max {max(values):5.2f} s")
+
+
+def parse_env(pairs: list[str]) -> dict[str, str]:
+    """Turn KEY=VALUE arguments into a dict."""
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--airflow-env wants KEY=VALUE, got {pair!r}")
+        env[key] = value
+    return env
+
+
+def main() -> int:
+    """Start the stack, run the trials, print the figures, stop the stack."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--trials", type=int, default=10, help="measured trials per side (default 10)")
+    parser.add_argument("--warmup", type=int, default=1, help="uncounted trials per side first (default 1)")
+    parser.add_argument(
+        "--answer-after",
+        type=float,
+        default=5.0,
+        help="seconds from waiting (awaiting_input / deferred) to the answer, both sides (default 5)",
+    )
+    parser.add_argument(
+        "--ours-answer-after",
+        type=float,
+        default=None,
+        help="override --answer-after for ours only (0: approve the moment the sensor is deferred)",
+    )
+    parser.add_argument(
+        "--airflow-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment of the Airflow processes, e.g. AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC=1",
+    )
+    parser.add_argument(
+        "--sides",
+        choices=("both", "ours", "theirs"),
+        default="both",
+        help="measure both sides (default) or one, e.g. to probe --answer-after on theirs alone",
+    )
+    parser.add_argument("--keep-home", action="store_true", help="keep the temporary AIRFLOW_HOME (logs)")
+    args = parser.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="bench-approval-"))
+    dags = home / "dags"
+    dags.mkdir()
+    for source in DAG_FILES:
+        shutil.copy(source, dags / source.name)
+    env = {"AIRFLOW__CORE__DAGS_FOLDER": str(dags), **parse_env(args.airflow_env)}
+    stack = LocalAirflow(home / "airflow", free_port(), repo=REPO, extra_env=env, inherit_airflow_env=False)
+    print(f"Airflow home {stack.home}, port {stack.api_port}; extra env {parse_env(args.airflow_env) or '-'}")
+    try:
+        stack.prepare()
+        stack.start()
+        stack.wait_ready(300)
+        stack.login("admin")
+        print(f"Airflow ready after {stack.ready_after:.1f}s")
+        sides = ("ours", "theirs") if args.sides == "both" else (args.sides,)
+        for dag_id in (OURS_DAG, THEIRS_DAG):
+            stack.wait_for_dag(dag_id, 180, fail_on_import_error=True)
+            stack.unpause(dag_id)
+        ours_after = args.answer_after if args.ours_answer_after is None else args.ours_answer_after
+        trials: dict[str, list[Trial]] = {"ours": [], "theirs": []}
+        runs = {
+            "ours": lambda trial: run_ours(stack, trial, ours_after),
+            "theirs": lambda trial: run_theirs(stack, trial, args.answer_after),
+        }
+        for index in range(args.warmup + args.trials):
+            label = f"w{index}" if index < args.warmup else f"{index - args.warmup:02d}"
+            done = [measured(side, label, runs[side]) for side in sides]
+            counted = index >= args.warmup
+            if counted:
+                for trial in done:
+                    trials[trial.side].append(trial)
+            print(
+                f"trial {label}{'' if counted else ' (warm-up)'}: "
+                + "   ".join(
+                    f"{t.side} {t.latency:5.2f} s" if t.latency is not None else f"{t.side} FAILED"
+                    for t in done
+                ),
+                flush=True,
+            )
+        if "ours" in sides:
+            report(f"ours (approval record, plugin API, answered {ours_after:g} s in)", trials["ours"])
+        if "theirs" in sides:
+            report(
+                f"theirs (ApprovalOperator, HITL REST, answered {args.answer_after:g} s in)", trials["theirs"]
+            )
+    finally:
+        stack.stop()
+        if args.keep_home:
+            print(f"kept {home}")
+        else:
+            shutil.rmtree(home, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
