@@ -54,10 +54,19 @@ def _analysis(ti) -> Analysis:
     return Analysis.from_xcom(ti.xcom_pull(task_ids=DIAGNOSE))
 
 
-def _outcome(ti):
+def _outcome(ti, *, required: bool = True):
+    """Return wait_for_approval's outcome (None when it was skipped and not `required`)."""
+    import json
+
     from include.models import ApprovalOutcome
 
-    return ApprovalOutcome.from_xcom(ti.xcom_pull(task_ids=WAIT_FOR_APPROVAL))
+    value = ti.xcom_pull(task_ids=WAIT_FOR_APPROVAL)
+    if value is None and not required:
+        return None
+    # When the trigger ends the sensor itself (TaskSuccessEvent), Airflow stores the XCom JSON-encoded.
+    if isinstance(value, str):
+        value = json.loads(value)
+    return ApprovalOutcome.from_xcom(value)
 
 
 def _deliver(dag_run, *, key: str, purpose: str, text: str, blocks: list[dict] | None) -> dict[str, Any]:
@@ -416,13 +425,13 @@ def resolve_incident(ti, dag_run, **_: Any) -> dict[str, Any]:
 
     fix = ti.xcom_pull(task_ids=EXECUTE_FIX)
     escalation = ti.xcom_pull(task_ids=ESCALATE)
-    approval = ti.xcom_pull(task_ids=WAIT_FOR_APPROVAL)
+    approval = _outcome(ti, required=False)
     analysis = _analysis(ti)
     outcome = outcome_of(
         severity=analysis.severity,
         fixed=bool(fix),
         escalated=bool(escalation),
-        approval_state=(approval or {}).get("state"),
+        approval_state=approval.state if approval else None,
     )
     _store().resolve_incident(_incident_id(dag_run), outcome=outcome)
     return {"outcome": outcome}

@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from airflow.triggers.base import TaskSuccessEvent
 
 from incident_ops.hooks.incident_store import get_store
 from incident_ops.triggers.approval import ApprovalTrigger
@@ -39,12 +40,29 @@ def _record(store: IncidentStore, *, deadline: timedelta = timedelta(minutes=30)
     )
 
 
-def _first_event(trigger: ApprovalTrigger, timeout: float = 20):
+def _fire(trigger: ApprovalTrigger, timeout: float = 20):
+    """Run the trigger until its first event and return that event."""
+
     async def first():
         async for event in trigger.run():
-            return event.payload
+            return event
 
     return asyncio.run(asyncio.wait_for(first(), timeout))
+
+
+def _first_event(trigger: ApprovalTrigger, timeout: float = 20):
+    """Return the payload of a resuming event (expiry, reminder, error)."""
+    event = _fire(trigger, timeout)
+    assert not isinstance(event, TaskSuccessEvent), event
+    return event.payload
+
+
+def _decision(trigger: ApprovalTrigger) -> dict:
+    """Return the outcome a decision event hands to approval_decision, as the task's XCom."""
+    event = _fire(trigger)
+    assert isinstance(event, TaskSuccessEvent), event
+    assert set(event.xcoms) == {"return_value"}
+    return event.xcoms["return_value"]
 
 
 def test_serialization_round_trip_keeps_only_ids():
@@ -69,9 +87,9 @@ def test_decision_made_before_the_trigger_starts_is_seen_at_once(store):
     store.cast_vote(record.id, identity="admin", channel="web", decision="approve")
 
     started = time.monotonic()
-    event = _first_event(ApprovalTrigger(approval_id=record.id, expires_at=record.expires_at.isoformat()))
+    outcome = _decision(ApprovalTrigger(approval_id=record.id, expires_at=record.expires_at.isoformat()))
 
-    assert event == {"approval_id": record.id, "state": "approved"}
+    assert outcome == {"approval_id": record.id, "state": "approved", "decided_by": ["admin"]}
     assert time.monotonic() - started < 2
 
 
@@ -83,21 +101,21 @@ def test_decision_while_waiting_fires_one_event(store, decision, state):
     )
     voter.start()
     try:
-        event = _first_event(
+        outcome = _decision(
             ApprovalTrigger(
                 approval_id=record.id, expires_at=record.expires_at.isoformat(), poll_interval=0.1
             )
         )
     finally:
         voter.join()
-    assert event == {"approval_id": record.id, "state": state}
+    assert outcome == {"approval_id": record.id, "state": state, "decided_by": ["admin"]}
 
 
 def test_cancelled_record_fires_cancelled(store):
     record = _record(store)
     store.close_approval(record.id, state="cancelled")
-    event = _first_event(ApprovalTrigger(approval_id=record.id, expires_at=record.expires_at.isoformat()))
-    assert event["state"] == "cancelled"
+    outcome = _decision(ApprovalTrigger(approval_id=record.id, expires_at=record.expires_at.isoformat()))
+    assert outcome == {"approval_id": record.id, "state": "cancelled", "decided_by": []}
 
 
 def test_deadline_fires_expired_without_writing(store):

@@ -41,7 +41,7 @@ class ApprovalSensor(BaseSensorOperator):
         *,
         approval_id: str,
         store_conn_id: str = "incident_store",
-        poll_interval: float = 1.0,
+        poll_interval: float = 0.25,
         grace: timedelta = timedelta(minutes=1),
         **kwargs: Any,
     ) -> None:
@@ -90,6 +90,9 @@ class ApprovalSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Turn the trigger's event into the outcome handed to `approval_decision`."""
+        if event == "success":
+            # dag.test() resumes the task with a TaskSuccessEvent's state instead of ending it.
+            return self._outcome(self._store().get_approval(self.approval_id))
         state = (event or {}).get("state")
         if state not in EVENT_STATES:
             raise ApprovalError(f"unexpected event from the approval trigger: {event!r}")
@@ -144,9 +147,7 @@ class ApprovalSensor(BaseSensorOperator):
         return self._outcome(record)
 
     def _outcome(self, record: Approval) -> dict[str, Any]:
-        from include.models import ApprovalOutcome
+        from incident_ops.triggers.approval import approval_outcome
 
         self.log.info("Approval %s is %s", record.id, record.state)
-        return ApprovalOutcome(
-            approval_id=record.id, state=record.state, decided_by=record.deciders
-        ).to_xcom()
+        return approval_outcome(record)

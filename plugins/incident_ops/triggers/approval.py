@@ -7,17 +7,27 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 from incident_ops.hooks.incident_store import aget_store
-from include.store import NotFound
+from include.store import Approval, NotFound
+
+
+def approval_outcome(record: Approval) -> dict[str, Any]:
+    """Return what `wait_for_approval` hands to `approval_decision` for a record."""
+    from include.models import ApprovalOutcome
+
+    return ApprovalOutcome(approval_id=record.id, state=record.state, decided_by=record.deciders).to_xcom()
 
 
 class ApprovalTrigger(BaseTrigger):
     """Poll the incident store for a decision on one approval record.
 
     It only reads: it may run more than once (triggerer restarts, HA), and expiry is left to the
-    sensor to record. Its kwargs hold ids and a conn id, never secrets.
+    sensor to record. A decision ends the sensor's task from the triggerer itself (a
+    TaskSuccessEvent carrying the outcome as its XCom), saving the worker round trip that resuming
+    the sensor would cost; expiry, reminders and errors resume the sensor. Its kwargs hold ids and a
+    conn id, never secrets.
 
     :param approval_id: The record to watch.
     :param expires_at: The record's deadline (ISO 8601, UTC); at it the trigger reports `expired`.
@@ -32,7 +42,7 @@ class ApprovalTrigger(BaseTrigger):
         approval_id: str,
         expires_at: str,
         store_conn_id: str = "incident_store",
-        poll_interval: float = 1.0,
+        poll_interval: float = 0.25,
         remind_at: str | None = None,
     ) -> None:
         super().__init__()
@@ -67,6 +77,10 @@ class ApprovalTrigger(BaseTrigger):
                 state = await asyncio.to_thread(store.approval_state, self.approval_id)
             except NotFound:
                 yield TriggerEvent({"approval_id": self.approval_id, "state": "error", "reason": "not_found"})
+                return
+            if state in ("approved", "rejected", "cancelled"):
+                record = await asyncio.to_thread(store.get_approval, self.approval_id)
+                yield TaskSuccessEvent(xcoms={"return_value": approval_outcome(record)})
                 return
             if state != "pending":
                 yield TriggerEvent({"approval_id": self.approval_id, "state": state})
