@@ -361,7 +361,7 @@ class LocalAirflow:
             status, body = self._get_quietly("/api/v2/monitor/health")
             return body if status == 200 and self._all_healthy(body) else None
 
-        body = self._poll(healthy, timeout, "all Airflow components to report healthy")
+        body = poll(healthy, timeout, "all Airflow components to report healthy")
         self.ready_after = time.monotonic() - self._start_clock
         return body
 
@@ -525,7 +525,7 @@ class LocalAirflow:
             return None
 
         try:
-            return self._poll(parsed, timeout, f"DAG {dag_id!r} to be parsed", interval=1.0)
+            return poll(parsed, timeout, f"DAG {dag_id!r} to be parsed", interval=1.0)
         except TimeoutError as err:
             raise TimeoutError(f"{err}\n{self.import_errors_text()}") from err
 
@@ -576,7 +576,7 @@ class LocalAirflow:
                 )
             return None
 
-        return self._poll(finished, timeout, f"run {run_id} to reach {sorted(wanted)}")
+        return poll(finished, timeout, f"run {run_id} to reach {sorted(wanted)}")
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
         """Return {task_id: state} of a run (mapped instances as task_id[index])."""
@@ -601,23 +601,23 @@ class LocalAirflow:
             self.check_alive()
             return check()
 
-        return self._poll(checked, timeout, what, interval)
-
-    @staticmethod
-    def _poll(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5) -> T:
-        """Call check until it returns something other than None, or raise TimeoutError."""
-        deadline = time.monotonic() + timeout
-        while True:
-            result = check()
-            if result is not None:
-                return result
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
-            time.sleep(min(interval, remaining))
+        return poll(checked, timeout, what, interval)
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def poll(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5) -> T:
+    """Call check until it returns something truthy, or raise TimeoutError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(min(interval, remaining))
 
 
 def _is_airflow_variable(name: str) -> bool:

@@ -11,14 +11,14 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import pytest
 
 from include.store import Approval, IncidentStore
-from scripts.local_airflow import LocalAirflow
+from scripts.local_airflow import LocalAirflow, poll
 from tests.browser.conftest import Page
 from tests.fakes.slack_server import FakeSlackServer
 from tests.fakes.slack_signing import find_button
@@ -59,18 +59,6 @@ def stack(airflow_stack: LocalAirflow) -> LocalAirflow:
 def store(airflow_stack: LocalAirflow) -> IncidentStore:
     """Return the stack's incident store (the default SQLite file in its AIRFLOW_HOME)."""
     return IncidentStore.from_url(f"sqlite:///{airflow_stack.home / 'incident_store.db'}")
-
-
-def poll(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.25) -> T:
-    """Call `check` until it returns something truthy; TimeoutError after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def posted_request(stack: LocalAirflow, store: IncidentStore, run_id: str) -> Approval:

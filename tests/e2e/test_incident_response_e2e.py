@@ -6,21 +6,10 @@ import time
 
 from incident_ops.decisions import record_decision
 from include.store import IncidentStore
-from scripts.local_airflow import LocalAirflow
+from scripts.local_airflow import LocalAirflow, poll
 
 DAG_ID = "incident_response"
 CRITICAL = {"device_id": "PUMP-07B", "error": "PRESSURE_SPIKE_DETECTED", "metrics": {"pressure_bar": 9.4}}
-
-
-def _poll(check, timeout: float, what: str, interval: float = 0.25):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(interval)
 
 
 def test_critical_incident_approved_while_deferred(airflow_stack: LocalAirflow):
@@ -36,7 +25,7 @@ def test_critical_incident_approved_while_deferred(airflow_stack: LocalAirflow):
         airflow_stack.check_alive()
         return airflow_stack.task_states(DAG_ID, run_id).get("wait_for_approval") == "deferred"
 
-    _poll(deferred, 180, "wait_for_approval to defer")
+    poll(deferred, 180, "wait_for_approval to defer")
     [record] = store.list_approvals(run_id=run_id)
     assert record.state == "pending"
     record_decision(store, record.id, identity="admin", channel="api", decision="approve", role="admin")

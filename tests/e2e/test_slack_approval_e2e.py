@@ -19,7 +19,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -27,7 +27,7 @@ from urllib.parse import quote
 import pytest
 
 from include.store import Approval, IncidentStore
-from scripts.local_airflow import LocalAirflow
+from scripts.local_airflow import LocalAirflow, poll
 from tests.fakes.slack_server import FakeSlackServer, RecordedRequest
 from tests.fakes.slack_signing import find_button, signed_click
 
@@ -81,18 +81,6 @@ def stack(airflow_stack: LocalAirflow) -> LocalAirflow:
 
 
 # -- helpers -----------------------------------------------------------------------------------------
-
-
-def poll(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.25) -> T:
-    """Call `check` until it returns something truthy; TimeoutError after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def task_instances(stack: LocalAirflow, run_id: str) -> dict[str, dict[str, Any]]:

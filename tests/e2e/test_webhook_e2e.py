@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -19,7 +18,7 @@ from typing import Any
 import pytest
 
 from include.store import IncidentStore
-from scripts.local_airflow import LocalAirflow
+from scripts.local_airflow import LocalAirflow, poll
 
 DAG_ID = "incident_response"
 TOKEN = "e2e-webhook-token-" + uuid.uuid4().hex
@@ -84,17 +83,6 @@ def am_alert(device: str, error: str, severity: str, *, salt: str, status: str =
         "generatorURL": "http://prometheus.example.com:9090/graph",
         "fingerprint": f"{device.lower()}-{salt}",
     }
-
-
-def poll(check, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def test_webhook_needs_the_token(stack: LocalAirflow):
