@@ -35,7 +35,8 @@ A rejected or expired approval is an outcome, not a failure: the run still succe
 **Trigger conf** is the alert itself, for example
 `{"device_id": "PUMP-07B", "error": "PRESSURE_SPIKE_DETECTED"}`; the form lists every field.
 
-**Connections** (all optional): `slack_api_default` (Slack bot token; without it messages stay in the
+**Connections** (all optional): `device_inventory_api` (HTTP, `GET /devices/<id>`; default: the
+inventory file in `include/`), `slack_api_default` (Slack bot token; without it messages stay in the
 incident store's outbox), `llm_default` (an OpenAI-compatible endpoint; without it the rules analyser
 answers), `incident_store` (PostgreSQL; default is a SQLite file in `$AIRFLOW_HOME`),
 `device_control_api` and `ticketing_api` (HTTP; without them actions are simulated and tickets local).
@@ -163,12 +164,17 @@ PARAMS = {
     ),
 }
 
-# Bad input and bugs fail at once; only faults that a later attempt can fix burn retries.
+# Bad input, refusals and bugs fail at once; only faults that a later attempt can fix burn retries.
 NO_RETRY_ON_BAD_INPUT = [
     RetryRule(exception="include.models.InvalidDocument", action=RetryAction.FAIL, reason="bad input"),
     RetryRule(exception="pydantic.ValidationError", action=RetryAction.FAIL, reason="bad input"),
     RetryRule(exception="include.runbooks.RunbookError", action=RetryAction.FAIL, reason="runbook error"),
     RetryRule(exception="incident_ops.config.ConfigError", action=RetryAction.FAIL, reason="configuration"),
+    RetryRule(
+        exception="incident_ops.hooks.errors.ServiceRejectedError",
+        action=RetryAction.FAIL,
+        reason="an HTTP service (inventory, device control, ticketing) refused the request",
+    ),
 ]
 STORE_RETRY = {
     "retries": 3,
@@ -197,11 +203,6 @@ SLACK_RETRY = {
                 action=RetryAction.FAIL,
                 reason="Slack refused the message; a retry would be refused too",
             ),
-            RetryRule(
-                exception="incident_ops.hooks.errors.ServiceRejectedError",
-                action=RetryAction.FAIL,
-                reason="the ticketing API refused the ticket",
-            ),
             # The Slack client already waited out Retry-After a few times; back off a full minute.
             RetryRule(
                 exception="incident_ops.hooks.errors.SlackRateLimitedError",
@@ -218,16 +219,7 @@ DEVICE_RETRY = {
     "retries": 2,
     "retry_delay": timedelta(seconds=30),
     "execution_timeout": timedelta(minutes=5),
-    "retry_policy": ExceptionRetryPolicy(
-        [
-            RetryRule(
-                exception="incident_ops.hooks.errors.ServiceRejectedError",
-                action=RetryAction.FAIL,
-                reason="the device-control API refused the action",
-            ),
-            *NO_RETRY_ON_BAD_INPUT,
-        ]
-    ),
+    "retry_policy": ExceptionRetryPolicy(NO_RETRY_ON_BAD_INPUT),
 }
 BRANCH_RETRY = {
     "retries": 1,

@@ -126,13 +126,25 @@ def ingest(params: dict[str, Any], dag_run, **_: Any) -> dict[str, Any]:
 
 
 def enrich(ti, dag_run, **_: Any) -> dict[str, Any]:
-    """Look the device up in the inventory."""
+    """Look the device up in the inventory: the inventory API when configured, else the shipped file."""
+    from incident_ops.hooks.http_services import INVENTORY_CONN_ID, connection_exists, lookup_device
     from include import inventory
+    from include.models import Enrichment
 
     alert = _alert(ti)
-    enrichment = inventory.lookup(alert.device_id)
+    if connection_exists(INVENTORY_CONN_ID):
+        record = lookup_device(alert.device_id)
+        enrichment = (
+            inventory.enrichment_from_record(alert.device_id, record, source="inventory-api")
+            if record
+            else Enrichment(device_id=alert.device_id, known=False, source="inventory-api")
+        )
+    else:
+        enrichment = inventory.lookup(alert.device_id)
     _store().add_event(
-        _incident_id(dag_run), "enriched", {"known": enrichment.known, "site": enrichment.site}
+        _incident_id(dag_run),
+        "enriched",
+        {"known": enrichment.known, "site": enrichment.site, "source": enrichment.source},
     )
     return enrichment.to_xcom()
 

@@ -11,11 +11,12 @@ _MAX_BODY = 1_000_000
 
 
 class FakeJsonService:
-    """Answer every POST with the next programmed status (default 200) and a JSON body."""
+    """Answer every POST with the next programmed status (default 200) and a JSON body; GETs as told."""
 
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
         self._statuses: list[int] = []
+        self._documents: dict[str, tuple[int, Any]] = {}
         self._lock = threading.Lock()
         fake = self
 
@@ -35,6 +36,19 @@ class FakeJsonService:
                 self.end_headers()
                 self.wfile.write(answer)
 
+            def do_GET(self) -> None:
+                with fake._lock:
+                    status, document = fake._documents.get(self.path, (404, {"error": "not found"}))
+                    fake.calls.append(
+                        {"path": self.path, "headers": dict(self.headers), "body": None, "status": status}
+                    )
+                answer = json.dumps(document).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
@@ -45,6 +59,11 @@ class FakeJsonService:
         """Answer the next calls with these HTTP statuses."""
         with self._lock:
             self._statuses.extend(statuses)
+
+    def serve(self, path: str, document: Any, status: int = 200) -> None:
+        """Answer GET `path` with `document` and `status` (other paths: 404)."""
+        with self._lock:
+            self._documents[path] = (status, document)
 
     def connection_json(self) -> str:
         """Return an Airflow HTTP connection (JSON, for AIRFLOW_CONN_*) pointing here."""

@@ -8,6 +8,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 DEVICE_CONTROL_CONN_ID = "device_control_api"
+INVENTORY_CONN_ID = "device_inventory_api"
 TICKETING_CONN_ID = "ticketing_api"
 
 
@@ -23,10 +24,35 @@ def connection_exists(conn_id: str) -> bool:
     return True
 
 
-def _post(conn_id: str, endpoint: str, body: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+def _raise_for_status(conn_id: str, status: int) -> None:
+    from incident_ops.hooks.errors import ServiceRejectedError, ServiceUnavailableError
+
+    if status >= 500 or status in (408, 429):
+        raise ServiceUnavailableError(conn_id, status)
+    if status >= 400:
+        raise ServiceRejectedError(conn_id, status)
+
+
+def lookup_device(device_id: str) -> dict[str, Any] | None:
+    """Return the inventory API's record of a device (None if unknown); None also when not configured.
+
+    Raises ServiceUnavailableError (retry) or ServiceRejectedError (fail) when the API errs.
+    """
+    from urllib.parse import quote
+
     from airflow.providers.http.hooks.http import HttpHook
 
-    from incident_ops.hooks.errors import ServiceRejectedError, ServiceUnavailableError
+    hook = HttpHook(method="GET", http_conn_id=INVENTORY_CONN_ID)
+    response = hook.run(f"/devices/{quote(device_id, safe='')}", extra_options={"check_response": False})
+    if response.status_code == 404:
+        return None
+    _raise_for_status(INVENTORY_CONN_ID, response.status_code)
+    record = response.json()
+    return record if isinstance(record, dict) else None
+
+
+def _post(conn_id: str, endpoint: str, body: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+    from airflow.providers.http.hooks.http import HttpHook
 
     hook = HttpHook(method="POST", http_conn_id=conn_id)
     # The key lets the service drop a repeat if our retry follows a lost response. Statuses are
@@ -37,11 +63,7 @@ def _post(conn_id: str, endpoint: str, body: dict[str, Any], idempotency_key: st
         headers={"Idempotency-Key": idempotency_key},
         extra_options={"check_response": False},
     )
-    status = response.status_code
-    if status >= 500 or status in (408, 429):
-        raise ServiceUnavailableError(conn_id, status)
-    if status >= 400:
-        raise ServiceRejectedError(conn_id, status)
+    _raise_for_status(conn_id, response.status_code)
     try:
         return response.json()
     except ValueError:
