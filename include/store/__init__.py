@@ -1,0 +1,47 @@
+"""The incident store: incidents, their timeline, approval records and votes, the outbox, actions.
+
+It is its own database (SQLite by default, PostgreSQL in production), never Airflow's metadata DB.
+Every write is idempotent or guarded by a state check, so task retries and concurrent voters are safe.
+"""
+
+from __future__ import annotations
+
+from include.store.approvals import ApprovalRecords
+from include.store.base import StoreBase, make_engine
+from include.store.incidents import IncidentRecords
+from include.store.intake import AlertIntake
+from include.store.records import (
+    DECIDED_STATES,
+    PENDING,
+    Approval,
+    NotFound,
+    StoreError,
+    Vote,
+    VoteRefused,
+    approval_id_for,
+    aware,
+    incident_id_for,
+    utcnow,
+)
+from include.store.schema import metadata
+
+__all__ = [
+    "DECIDED_STATES",
+    "PENDING",
+    "Approval",
+    "IncidentStore",
+    "NotFound",
+    "StoreError",
+    "Vote",
+    "VoteRefused",
+    "approval_id_for",
+    "aware",
+    "incident_id_for",
+    "make_engine",
+    "metadata",
+    "utcnow",
+]
+
+
+class IncidentStore(IncidentRecords, ApprovalRecords, AlertIntake, StoreBase):
+    """Reads and writes the incident store at one database URL."""

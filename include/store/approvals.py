@@ -1,0 +1,239 @@
+"""Approval records and their votes."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from include.store.records import (
+    PENDING,
+    Approval,
+    NotFound,
+    Vote,
+    VoteRefused,
+    approval_id_for,
+    aware,
+    utcnow,
+)
+from include.store.schema import approvals, votes
+
+
+class ApprovalRecords:
+    """Approval records and their votes: creation, counting, deciding, closing."""
+
+    # -- approval records ------------------------------------------------------------------------
+
+    def create_approval(
+        self,
+        *,
+        incident_id: str,
+        dag_id: str,
+        run_id: str,
+        action: str,
+        risk: str,
+        reasons: list[str],
+        quorum: int,
+        approvers: list[str] | None,
+        deadline: timedelta,
+        requested_by: str | None = None,
+        forbid_self_approval: bool = False,
+    ) -> Approval:
+        """Create the run's approval record for `action`, or return the existing one (retries)."""
+        approval_id = approval_id_for(dag_id, run_id, action)
+        now = utcnow()
+        with self._tx() as conn:
+            inserted = self._insert_once(
+                conn,
+                approvals,
+                id=approval_id,
+                incident_id=incident_id,
+                dag_id=dag_id,
+                run_id=run_id,
+                action=action,
+                risk=risk,
+                reasons=reasons,
+                quorum=quorum,
+                approvers=approvers,
+                requested_by=requested_by,
+                forbid_self_approval=forbid_self_approval,
+                state=PENDING,
+                created_at=now,
+                expires_at=now + deadline,
+            )
+            if inserted:
+                self._event(
+                    conn, incident_id, "approval_requested", {"approval_id": approval_id, "action": action}
+                )
+        return self.get_approval(approval_id)
+
+    def set_approval_message(self, approval_id: str, *, channel: str, ts: str) -> None:
+        """Remember the Slack message that carries the record's buttons."""
+        with self._tx() as conn:
+            conn.execute(
+                approvals.update()
+                .where(approvals.c.id == approval_id)
+                .values(slack_channel=channel, slack_ts=ts)
+            )
+
+    def get_approval(self, approval_id: str) -> Approval:
+        """Return the record with its votes."""
+        with self.engine.connect() as conn:
+            return self._load_approval(conn, approval_id)
+
+    def approval_state(self, approval_id: str) -> str:
+        """Return just the record's state (the trigger's cheap poll)."""
+        with self.engine.connect() as conn:
+            state = conn.execute(sa.select(approvals.c.state).where(approvals.c.id == approval_id)).scalar()
+        if state is None:
+            raise NotFound(f"no approval record {approval_id}")
+        return state
+
+    def list_approvals(
+        self, *, state: str | None = None, run_id: str | None = None, limit: int = 100
+    ) -> list[Approval]:
+        """Return records, newest first, optionally filtered by state and DAG run."""
+        query = sa.select(approvals.c.id).order_by(approvals.c.created_at.desc()).limit(limit)
+        if state:
+            query = query.where(approvals.c.state == state)
+        if run_id:
+            query = query.where(approvals.c.run_id == run_id)
+        with self.engine.connect() as conn:
+            return [self._load_approval(conn, row.id) for row in conn.execute(query)]
+
+    @staticmethod
+    def _load_approval(conn: Connection, approval_id: str) -> Approval:
+        row = conn.execute(sa.select(approvals).where(approvals.c.id == approval_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"no approval record {approval_id}")
+        vote_rows = conn.execute(
+            sa.select(votes).where(votes.c.approval_id == approval_id).order_by(votes.c.id)
+        ).mappings()
+        cast = tuple(
+            Vote(
+                identity=v["identity"],
+                channel=v["channel"],
+                decision=v["decision"],
+                comment=v["comment"],
+                at=aware(v["at"]),
+                accepted=v["accepted"],
+                refused_because=v["refused_because"],
+            )
+            for v in vote_rows
+        )
+        fields = {k: row[k] for k in row.keys() if k != "touched_at"}
+        for key in ("created_at", "expires_at", "decided_at"):
+            fields[key] = aware(fields[key])
+        return Approval(**fields, votes=cast)
+
+    def _lock_approval(self, conn: Connection, approval_id: str) -> Approval:
+        # Writing first takes the row lock on PostgreSQL and the write lock on SQLite, so two voters
+        # cannot both read "one vote short of quorum" and leave the record pending.
+        touched = conn.execute(
+            approvals.update().where(approvals.c.id == approval_id).values(touched_at=utcnow())
+        ).rowcount
+        if not touched:
+            raise NotFound(f"no approval record {approval_id}")
+        return self._load_approval(conn, approval_id)
+
+    def cast_vote(
+        self,
+        approval_id: str,
+        *,
+        identity: str,
+        channel: str,
+        decision: str,
+        comment: str | None = None,
+        refused_because: str | None = None,
+        now: datetime | None = None,
+    ) -> Approval:
+        """Count a vote and decide the record when it reaches quorum (or on any reject).
+
+        A refusal decided by the caller (`refused_because`) or found here (decided, expired, a
+        second vote) is kept in the audit trail and raised as VoteRefused; the record is unchanged.
+        """
+        if decision not in ("approve", "reject"):
+            raise ValueError("decision must be 'approve' or 'reject'")
+        now = now or utcnow()
+        with self._tx() as conn:
+            record = self._lock_approval(conn, approval_id)
+            code = "forbidden" if refused_because else "conflict"
+            if not refused_because:
+                refused_because = self._conflict(conn, record, identity, now)
+            accepted = refused_because is None
+            conn.execute(
+                votes.insert().values(
+                    approval_id=approval_id,
+                    identity=identity,
+                    channel=channel,
+                    decision=decision,
+                    comment=comment,
+                    at=now,
+                    accepted=accepted,
+                    refused_because=refused_because,
+                )
+            )
+            if accepted:
+                self._event(
+                    conn,
+                    record.incident_id,
+                    "vote",
+                    {
+                        "approval_id": approval_id,
+                        "identity": identity,
+                        "channel": channel,
+                        "decision": decision,
+                    },
+                )
+                approvals_so_far = {
+                    v.identity for v in record.votes if v.accepted and v.decision == "approve"
+                }
+                if decision == "reject":
+                    self._decide(conn, record, "rejected", now)
+                elif len(approvals_so_far | {identity}) >= record.quorum:
+                    self._decide(conn, record, "approved", now)
+            else:
+                self._event(
+                    conn,
+                    record.incident_id,
+                    "vote_refused",
+                    {
+                        "approval_id": approval_id,
+                        "identity": identity,
+                        "channel": channel,
+                        "why": refused_because,
+                    },
+                )
+        if not accepted:
+            raise VoteRefused(refused_because, code=code)
+        return self.get_approval(approval_id)
+
+    def _conflict(self, conn: Connection, record: Approval, identity: str, now: datetime) -> str | None:
+        if record.decided:
+            return f"the request was already {record.state}"
+        if now >= record.expires_at:
+            self._decide(conn, record, "expired", now)
+            return "the request has expired"
+        if identity in record.deciders:
+            return f"{identity} has already voted"
+        return None
+
+    def _decide(self, conn: Connection, record: Approval, state: str, now: datetime) -> None:
+        conn.execute(
+            approvals.update()
+            .where(approvals.c.id == record.id, approvals.c.state == PENDING)
+            .values(state=state, decided_at=now)
+        )
+        self._event(conn, record.incident_id, "approval_" + state, {"approval_id": record.id})
+
+    def close_approval(self, approval_id: str, *, state: str, now: datetime | None = None) -> Approval:
+        """Expire or cancel a pending record; a record already decided keeps its decision."""
+        if state not in ("expired", "cancelled"):
+            raise ValueError("only expired or cancelled can be set directly")
+        now = now or utcnow()
+        with self._tx() as conn:
+            record = self._lock_approval(conn, approval_id)
+            if not record.decided:
+                self._decide(conn, record, state, now)
+        return self.get_approval(approval_id)

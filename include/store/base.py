@@ -1,0 +1,82 @@
+"""The store's engine and shared helpers: transactions, insert-once, timeline entries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Self
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from include.store.records import StoreError, utcnow
+from include.store.schema import events, metadata
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    # WAL lets the triggerer read while a voter writes; the busy timeout queues writers.
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=15000")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine for the store at `url`, tuned for short transactions."""
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 15}, poolclass=sa.pool.NullPool)
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
+
+
+class StoreBase:
+    """The engine, schema creation and the small write helpers every part of the store uses."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def from_url(cls, url: str) -> Self:
+        """Open the store at `url` and create its tables if they are missing."""
+        store = cls(make_engine(url))
+        store.create_schema()
+        return store
+
+    def create_schema(self) -> None:
+        """Create missing tables; safe to call any number of times, also concurrently."""
+        # Another worker may create a table between our check and our CREATE (SQLite commits each
+        # CREATE on its own): every clash leaves one table fewer to create, so this ends.
+        for _ in range(len(metadata.tables)):
+            try:
+                metadata.create_all(self.engine, checkfirst=True)
+                return
+            except (sa.exc.OperationalError, sa.exc.IntegrityError, sa.exc.ProgrammingError):
+                continue
+        metadata.create_all(self.engine, checkfirst=True)
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    @staticmethod
+    def _insert_once(conn: Connection, table: sa.Table, **values: Any) -> bool:
+        """Insert a row unless its key exists, even if a concurrent twin just wrote it; True if inserted."""
+        if conn.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        elif conn.dialect.name == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            raise StoreError(f"unsupported database {conn.dialect.name}: use PostgreSQL or SQLite")
+        return bool(conn.execute(insert(table).values(**values).on_conflict_do_nothing()).rowcount)
+
+    @staticmethod
+    def _event(conn: Connection, incident_id: str, kind: str, detail: dict[str, Any]) -> None:
+        conn.execute(events.insert().values(incident_id=incident_id, at=utcnow(), kind=kind, detail=detail))
+
+    def _incident_rows(self, table: sa.Table, incident_id: str) -> list[dict[str, Any]]:
+        """Return the rows of `table` that belong to an incident, oldest first."""
+        with self.engine.connect() as conn:
+            query = sa.select(table).where(table.c.incident_id == incident_id).order_by(table.c.id)
+            return [dict(row) for row in conn.execute(query).mappings()]

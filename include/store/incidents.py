@@ -1,0 +1,198 @@
+"""Incidents, their timeline, the message outbox and executed actions."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import sqlalchemy as sa
+
+from include.store.records import NotFound, aware, incident_id_for, utcnow
+from include.store.schema import actions, events, incidents, outbox
+
+
+class IncidentRecords:
+    """Incidents, their timeline, the message outbox and the actions taken."""
+
+    # -- incidents -------------------------------------------------------------------------------
+
+    def open_incident(self, *, dag_id: str, run_id: str, incident_key: str, alert: dict[str, Any]) -> str:
+        """Create the run's incident if it does not exist yet; return its id."""
+        incident_id = incident_id_for(dag_id, run_id)
+        with self._tx() as conn:
+            inserted = self._insert_once(
+                conn,
+                incidents,
+                id=incident_id,
+                incident_key=incident_key,
+                dag_id=dag_id,
+                run_id=run_id,
+                device_id=alert["device_id"],
+                error=alert["error"],
+                source=alert.get("source") or "api",
+                state="open",
+                severity=alert.get("severity"),
+                alert=alert,
+                created_at=utcnow(),
+            )
+            if inserted:
+                self._event(
+                    conn, incident_id, "opened", {"device_id": alert["device_id"], "error": alert["error"]}
+                )
+        return incident_id
+
+    def get_incident(self, incident_id: str) -> dict[str, Any]:
+        """Return the incident row as a dict."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(incidents).where(incidents.c.id == incident_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"no incident {incident_id}")
+        result = dict(row)
+        result["created_at"] = aware(result["created_at"])
+        result["resolved_at"] = aware(result["resolved_at"])
+        return result
+
+    def update_incident(self, incident_id: str, **values: Any) -> None:
+        """Set fields of an incident (severity, analysis, ticket, Slack thread, outcome)."""
+        allowed = {"severity", "analysis", "ticket_id", "slack_channel", "slack_ts", "outcome"}
+        if set(values) - allowed:
+            raise ValueError(f"cannot update {sorted(set(values) - allowed)}")
+        with self._tx() as conn:
+            conn.execute(incidents.update().where(incidents.c.id == incident_id).values(**values))
+
+    def set_thread(self, incident_id: str, *, channel: str, ts: str) -> tuple[str, str]:
+        """Make (channel, ts) the incident's Slack thread unless it has one; return the thread."""
+        with self._tx() as conn:
+            conn.execute(
+                incidents.update()
+                .where(incidents.c.id == incident_id, incidents.c.slack_ts.is_(None))
+                .values(slack_channel=channel, slack_ts=ts)
+            )
+            row = conn.execute(
+                sa.select(incidents.c.slack_channel, incidents.c.slack_ts).where(
+                    incidents.c.id == incident_id
+                )
+            ).one()
+        return row.slack_channel, row.slack_ts
+
+    def resolve_incident(self, incident_id: str, *, outcome: str) -> None:
+        """Mark the incident resolved with its outcome; a second call keeps the first."""
+        with self._tx() as conn:
+            done = conn.execute(
+                incidents.update()
+                .where(incidents.c.id == incident_id, incidents.c.state == "open")
+                .values(state="resolved", outcome=outcome, resolved_at=utcnow())
+            ).rowcount
+            if done:
+                self._event(conn, incident_id, "resolved", {"outcome": outcome})
+
+    # -- timeline --------------------------------------------------------------------------------
+
+    def add_event(self, incident_id: str, kind: str, detail: dict[str, Any] | None = None) -> None:
+        """Append an entry to the incident's timeline."""
+        with self._tx() as conn:
+            self._event(conn, incident_id, kind, detail or {})
+
+    def timeline(self, incident_id: str) -> list[dict[str, Any]]:
+        """Return the incident's timeline, oldest first."""
+        return [{**row, "at": aware(row["at"])} for row in self._incident_rows(events, incident_id)]
+
+    # -- outbox ----------------------------------------------------------------------------------
+
+    def enqueue_message(
+        self, *, key: str, incident_id: str | None, channel: str, text: str, blocks: list[dict] | None
+    ) -> dict[str, Any]:
+        """Queue a message under an idempotency key; a retry gets the row already queued."""
+        with self._tx() as conn:
+            self._insert_once(
+                conn,
+                outbox,
+                key=key,
+                incident_id=incident_id,
+                channel=channel,
+                text=text,
+                blocks=blocks,
+                state="pending",
+                created_at=utcnow(),
+            )
+            row = conn.execute(sa.select(outbox).where(outbox.c.key == key)).mappings().one()
+        return dict(row)
+
+    def mark_message(
+        self,
+        key: str,
+        *,
+        state: str,
+        slack_ts: str | None = None,
+        thread_ts: str | None = None,
+        note: str | None = None,
+    ) -> None:
+        """Record how a queued message fared."""
+        with self._tx() as conn:
+            conn.execute(
+                outbox.update()
+                .where(outbox.c.key == key)
+                .values(
+                    state=state,
+                    slack_ts=slack_ts,
+                    thread_ts=thread_ts,
+                    note=note,
+                    sent_at=utcnow() if state == "sent" else None,
+                )
+            )
+
+    def messages(self, incident_id: str) -> list[dict[str, Any]]:
+        """Return the incident's messages in the order they were queued."""
+        return self._incident_rows(outbox, incident_id)
+
+    # -- actions ---------------------------------------------------------------------------------
+
+    def begin_action(
+        self, *, key: str, incident_id: str, action: str, target: str, dry_run: bool
+    ) -> tuple[dict[str, Any], bool]:
+        """Claim an action under its idempotency key; return (row, True) only for the first claim."""
+        with self._tx() as conn:
+            claimed = self._insert_once(
+                conn,
+                actions,
+                idempotency_key=key,
+                incident_id=incident_id,
+                action=action,
+                target=target,
+                state="started",
+                dry_run=dry_run,
+                started_at=utcnow(),
+            )
+            if not claimed:
+                # Only a failed attempt may be taken over, and only by one of the workers that try.
+                claimed = bool(
+                    conn.execute(
+                        actions.update()
+                        .where(actions.c.idempotency_key == key, actions.c.state == "failed")
+                        .values(state="started", started_at=utcnow(), finished_at=None)
+                    ).rowcount
+                )
+            row = conn.execute(sa.select(actions).where(actions.c.idempotency_key == key)).mappings().one()
+        return dict(row), claimed
+
+    def finish_action(self, key: str, *, state: str, result: dict[str, Any]) -> None:
+        """Record an action's result (done or failed)."""
+        with self._tx() as conn:
+            row = conn.execute(
+                sa.select(actions.c.incident_id, actions.c.action).where(actions.c.idempotency_key == key)
+            ).one()
+            conn.execute(
+                actions.update()
+                .where(actions.c.idempotency_key == key)
+                .values(state=state, result=result, finished_at=utcnow())
+            )
+            self._event(conn, row.incident_id, f"action_{state}", {"action": row.action, **_small(result)})
+
+    def actions_for(self, incident_id: str) -> list[dict[str, Any]]:
+        """Return the incident's actions, oldest first."""
+        return self._incident_rows(actions, incident_id)
+
+
+def _small(result: dict[str, Any]) -> dict[str, Any]:
+    """Keep timeline entries small: drop any field that serialises to more than 500 characters."""
+    return {k: v for k, v in result.items() if len(json.dumps(v, default=str)) <= 500}

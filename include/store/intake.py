@@ -1,0 +1,208 @@
+"""Alert intake: one DAG run per alert episode, repeats and resolves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from include.store.records import aware, incident_id_for, utcnow
+from include.store.schema import alert_runs, incident_key_locks, incidents
+
+
+class AlertIntake:
+    """Alert intake from the webhooks: which DAG run handles which alert, and its deduplication."""
+
+    # -- alert intake and deduplication ----------------------------------------------------------
+
+    def open_incident_unless_duplicate(
+        self, *, dag_id: str, run_id: str, incident_key: str, alert: dict[str, Any]
+    ) -> tuple[str, str | None]:
+        """Open the run's incident unless another run's incident with the same key is open.
+
+        Returns (this run's incident id, the open incident it duplicates or None). A duplicate is
+        noted on the open incident's timeline and nothing is created for this run. Safe against
+        concurrent twins: the key's lock row is written first, so they run one after the other.
+        """
+        incident_id = incident_id_for(dag_id, run_id)
+        now = utcnow()
+        with self._tx() as conn:
+            self._insert_once(conn, incident_key_locks, incident_key=incident_key, touched_at=now)
+            conn.execute(
+                incident_key_locks.update()
+                .where(incident_key_locks.c.incident_key == incident_key)
+                .values(touched_at=now)
+            )
+            mine = conn.execute(sa.select(incidents.c.id).where(incidents.c.id == incident_id)).scalar()
+            if mine is None:
+                other = conn.execute(
+                    sa.select(incidents.c.id)
+                    .where(
+                        incidents.c.incident_key == incident_key,
+                        incidents.c.dag_id == dag_id,
+                        incidents.c.state == "open",
+                        incidents.c.id != incident_id,
+                    )
+                    .order_by(incidents.c.created_at)
+                    .limit(1)
+                ).scalar()
+                if other is not None:
+                    self._event(conn, other, "duplicate", {"dag_id": dag_id, "run_id": run_id})
+                    return incident_id, other
+                conn.execute(
+                    incidents.insert().values(
+                        id=incident_id,
+                        incident_key=incident_key,
+                        dag_id=dag_id,
+                        run_id=run_id,
+                        device_id=alert["device_id"],
+                        error=alert["error"],
+                        source=alert.get("source") or "api",
+                        state="open",
+                        severity=alert.get("severity"),
+                        alert=alert,
+                        created_at=now,
+                    )
+                )
+                self._event(
+                    conn, incident_id, "opened", {"device_id": alert["device_id"], "error": alert["error"]}
+                )
+        return incident_id, None
+
+    def claim_alert_run(
+        self,
+        *,
+        run_id: str,
+        dag_id: str,
+        incident_key: str,
+        source: str,
+        fingerprint: str | None,
+        episode: str | None,
+    ) -> bool:
+        """Claim a DAG run id for an alert; only the first of any number of concurrent claims gets True."""
+        with self._tx() as conn:
+            return self._insert_once(
+                conn,
+                alert_runs,
+                run_id=run_id,
+                dag_id=dag_id,
+                incident_key=incident_key,
+                source=source,
+                fingerprint=fingerprint,
+                episode=episode,
+                state="firing",
+                created_at=utcnow(),
+            )
+
+    def release_alert_run(self, run_id: str) -> None:
+        """Forget a claim whose DAG run could not be started, so the sender's retry can start it."""
+        with self._tx() as conn:
+            conn.execute(
+                alert_runs.delete().where(alert_runs.c.run_id == run_id, alert_runs.c.state == "firing")
+            )
+
+    def get_alert_run(self, run_id: str) -> dict[str, Any] | None:
+        """Return the intake row of a DAG run started for an alert, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(alert_runs).where(alert_runs.c.run_id == run_id)).mappings().first()
+        return _alert_run(row)
+
+    def active_alert_run(self, incident_key: str, *, dag_id: str) -> dict[str, Any] | None:
+        """Return the run handling the key's open incident: an alert still firing whose incident is
+        not resolved (or not opened yet), else any open incident with the key; None if neither."""
+        # One query for the common case (a repeat): the firing rows with their incident, if opened.
+        firing = (
+            sa.select(alert_runs, incidents.c.state.label("incident_state"))
+            .select_from(
+                alert_runs.outerjoin(
+                    incidents,
+                    sa.and_(
+                        incidents.c.incident_key == alert_runs.c.incident_key,
+                        incidents.c.dag_id == alert_runs.c.dag_id,
+                        incidents.c.run_id == alert_runs.c.run_id,
+                    ),
+                )
+            )
+            .where(
+                alert_runs.c.incident_key == incident_key,
+                alert_runs.c.dag_id == dag_id,
+                alert_runs.c.state == "firing",
+            )
+            .order_by(alert_runs.c.created_at.desc())
+            .limit(5)
+        )
+        with self.engine.connect() as conn:
+            for row in conn.execute(firing).mappings():
+                if row["incident_state"] in (None, "open"):
+                    return _alert_run({k: v for k, v in row.items() if k != "incident_state"})
+            run_id = conn.execute(
+                sa.select(incidents.c.run_id)
+                .where(
+                    incidents.c.incident_key == incident_key,
+                    incidents.c.dag_id == dag_id,
+                    incidents.c.state == "open",
+                )
+                .order_by(incidents.c.created_at.desc())
+                .limit(1)
+            ).scalar()
+        return None if run_id is None else {"run_id": run_id, "dag_id": dag_id, "state": "firing"}
+
+    def latest_alert_run(
+        self, incident_key: str, *, dag_id: str, state: str | None = None
+    ) -> dict[str, Any] | None:
+        """Return the key's most recent intake row, optionally only one in `state`."""
+        query = (
+            sa.select(alert_runs)
+            .where(alert_runs.c.incident_key == incident_key, alert_runs.c.dag_id == dag_id)
+            .order_by(alert_runs.c.created_at.desc())
+            .limit(1)
+        )
+        if state:
+            query = query.where(alert_runs.c.state == state)
+        with self.engine.connect() as conn:
+            return _alert_run(conn.execute(query).mappings().first())
+
+    def alert_generation(self, incident_key: str, *, dag_id: str) -> int:
+        """Return how many runs were started for the key without a start time (PagerDuty's episodes)."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(sa.func.count())
+                .select_from(alert_runs)
+                .where(
+                    alert_runs.c.incident_key == incident_key,
+                    alert_runs.c.dag_id == dag_id,
+                    alert_runs.c.episode.like("gen:%"),
+                )
+            ).scalar_one()
+
+    def resolve_alert_run(self, run_id: str, *, source: str) -> bool:
+        """Record that the sender resolved the alert of a run; True for the first such notification."""
+        with self._tx() as conn:
+            row = conn.execute(sa.select(alert_runs.c.dag_id).where(alert_runs.c.run_id == run_id)).first()
+            done = conn.execute(
+                alert_runs.update()
+                .where(alert_runs.c.run_id == run_id, alert_runs.c.state == "firing")
+                .values(state="resolved", resolved_at=utcnow())
+            ).rowcount
+            if done and row is not None:
+                incident_id = incident_id_for(row.dag_id, run_id)
+                if conn.execute(sa.select(incidents.c.id).where(incidents.c.id == incident_id)).first():
+                    self._event(conn, incident_id, "alert_resolved", {"source": source})
+        return bool(done)
+
+    def count_alert_runs(self, *, dag_id: str | None = None) -> int:
+        """Return how many DAG runs were started for alerts (benchmarks and tests)."""
+        query = sa.select(sa.func.count()).select_from(alert_runs)
+        if dag_id:
+            query = query.where(alert_runs.c.dag_id == dag_id)
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar_one()
+
+
+def _alert_run(row: Any) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    result = dict(row)
+    result["created_at"] = aware(result["created_at"])
+    result["resolved_at"] = aware(result["resolved_at"])
+    return result

@@ -1,0 +1,133 @@
+"""What the incident store hands out: approval records and votes, ids, and its typed errors."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+PENDING = "pending"
+DECIDED_STATES = ("approved", "rejected", "expired", "cancelled")
+
+
+class StoreError(Exception):
+    """Base class of the incident store's typed errors."""
+
+
+class NotFound(StoreError):
+    """No record with that id."""
+
+
+class VoteRefused(StoreError):
+    """A vote was not counted; the refusal itself is kept for the audit trail.
+
+    :param reason: Why, in words an operator can act on.
+    :param code: ``forbidden`` (not an allowed approver) or ``conflict`` (already decided, expired,
+        or a second vote by the same person).
+    """
+
+    def __init__(self, reason: str, *, code: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+def utcnow() -> datetime:
+    """Return the current time, timezone-aware."""
+    return datetime.now(UTC)
+
+
+def aware(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything stored here is UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def incident_id_for(dag_id: str, run_id: str) -> str:
+    """Return the deterministic id of the incident a DAG run handles."""
+    return "inc-" + hashlib.sha256(f"{dag_id}\x00{run_id}".encode()).hexdigest()[:12]
+
+
+def approval_id_for(dag_id: str, run_id: str, action: str) -> str:
+    """Return the deterministic id of a run's approval record, so a retried request reuses it."""
+    return "apr-" + hashlib.sha256(f"{dag_id}\x00{run_id}\x00{action}".encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Vote:
+    """A vote or a refused attempt, as kept for the audit trail."""
+
+    identity: str
+    channel: str
+    decision: str
+    comment: str | None
+    at: datetime
+    accepted: bool
+    refused_because: str | None
+
+
+@dataclass(frozen=True)
+class Approval:
+    """An approval record with its votes."""
+
+    id: str
+    incident_id: str
+    dag_id: str
+    run_id: str
+    action: str
+    risk: str
+    reasons: list[str]
+    quorum: int
+    approvers: list[str] | None
+    requested_by: str | None
+    forbid_self_approval: bool
+    state: str
+    created_at: datetime
+    expires_at: datetime
+    decided_at: datetime | None
+    slack_channel: str | None
+    slack_ts: str | None
+    votes: tuple[Vote, ...] = ()
+
+    @property
+    def decided(self) -> bool:
+        """Say whether the record has left `pending`."""
+        return self.state != PENDING
+
+    @property
+    def deciders(self) -> list[str]:
+        """Return who cast the counted votes, in order."""
+        return [v.identity for v in self.votes if v.accepted]
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the record as the JSON API shows it."""
+        return {
+            "id": self.id,
+            "incident_id": self.incident_id,
+            "dag_id": self.dag_id,
+            "dag_run_id": self.run_id,
+            "action": self.action,
+            "risk": self.risk,
+            "reasons": self.reasons,
+            "quorum": self.quorum,
+            "approvers": self.approvers,
+            "requested_by": self.requested_by,
+            "state": self.state,
+            "created_at": self.created_at.isoformat(),
+            "expires_at": self.expires_at.isoformat(),
+            "decided_at": self.decided_at.isoformat() if self.decided_at else None,
+            "votes": [
+                {
+                    "identity": v.identity,
+                    "channel": v.channel,
+                    "decision": v.decision,
+                    "comment": v.comment,
+                    "at": v.at.isoformat(),
+                    "accepted": v.accepted,
+                    "refused_because": v.refused_because,
+                }
+                for v in self.votes
+            ],
+        }
