@@ -22,18 +22,25 @@ __all__ = [
     "NoJsonError",
     "RefusalError",
     "TruncatedError",
+    "UnfaithfulReportError",
+    "UnverifiableReportError",
     "Usage",
     "extract_json_object",
     "parse_chat_response",
     "parse_diagnosis",
+    "parse_report",
     "parse_summary",
     "raise_severity",
+    "report_facts",
 ]
 
 # Bounds on the work spent looking for JSON in prose; an answer is at most max_tokens long anyway.
 MAX_CONTENT_CHARS = 200_000
 MAX_CANDIDATES = 200
 SUMMARY_MAX_CHARS = 2000
+REPORT_MAX_CHARS = 6000
+# The plain report's first line, as include.reports.final_report_text writes it.
+_REPORT_HEAD = re.compile(r"^Incident (?P<id>\S+): .* - (?P<outcome>\S+)$")
 _FENCE = re.compile(r"```[A-Za-z0-9_-]*[ \t]*\n(.*?)```", re.DOTALL)
 _RANK = {"info": 0, "warning": 1, "critical": 2}
 
@@ -78,6 +85,18 @@ class ActionNotAllowedError(LlmOutputError):
     """The recommended action is not in the runbook's allow-list."""
 
     code = "action_not_allowed"
+
+
+class UnfaithfulReportError(LlmOutputError):
+    """The report drops the incident id or its outcome, or hides a fact behind a redaction placeholder."""
+
+    code = "unfaithful_report"
+
+
+class UnverifiableReportError(LlmOutputError):
+    """The plain report's first line is not "Incident <id>: ... - <outcome>": nothing to check against."""
+
+    code = "unverifiable_report"
 
 
 @dataclass(frozen=True)
@@ -210,6 +229,38 @@ def parse_summary(reply: ChatReply) -> str:
     if len(summary) > SUMMARY_MAX_CHARS:
         raise InvalidAnswerError(f"summary: longer than {SUMMARY_MAX_CHARS} characters")
     return summary
+
+
+def report_facts(plain_report: str) -> tuple[str, str]:
+    """Return (incident id, outcome) from the plain report's first line."""
+    head = plain_report.strip().splitlines()[0] if plain_report.strip() else ""
+    match = _REPORT_HEAD.match(head.strip())
+    if not match:
+        raise UnverifiableReportError("the plain report has no 'Incident <id>: ... - <outcome>' line")
+    return match["id"], match["outcome"]
+
+
+def parse_report(reply: ChatReply, *, plain_report: str) -> str:
+    """Return the report in a final-report answer, if it keeps the plain report's incident id and outcome.
+
+    A guard against invented outcomes: the model rewrites the facts, it never decides them.
+    """
+    incident_id, outcome = report_facts(plain_report)
+    data = _content(reply, ("report",))
+    report = data.get("report")
+    if not isinstance(report, str) or not report.strip():
+        raise InvalidAnswerError("report: missing or not a string")
+    report = report.strip()
+    if len(report) > REPORT_MAX_CHARS:
+        raise InvalidAnswerError(f"report: longer than {REPORT_MAX_CHARS} characters")
+    if not re.search(rf"(?<![\w-]){re.escape(incident_id)}(?![\w-])", report):
+        raise UnfaithfulReportError("report: the incident id is missing")
+    if not re.search(rf"(?<![\w-]){re.escape(outcome)}(?![\w-])", report, re.IGNORECASE):
+        raise UnfaithfulReportError("report: the outcome is missing")
+    if "[REDACTED:" in report:
+        # The plain report names who decided; a placeholder in their place is a worse report.
+        raise UnfaithfulReportError("report: a redaction placeholder stands in for a fact")
+    return report
 
 
 def parse_diagnosis(reply: ChatReply, *, runbook: Runbook, summary: str) -> Analysis:

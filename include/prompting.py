@@ -16,20 +16,24 @@ from include.runbooks import Runbook
 
 __all__ = [
     "DIAGNOSE_PROMPT",
+    "REPORT_PROMPT",
     "SUMMARIZE_PROMPT",
     "Prompt",
     "PromptError",
     "PromptTemplate",
     "build_diagnose_prompt",
+    "build_report_prompt",
     "build_summarize_prompt",
     "diagnosis_schema",
     "load_prompt",
+    "report_schema",
     "summary_schema",
 ]
 
 PROMPT_DIR = Path(__file__).parent / "prompts"
 DIAGNOSE_PROMPT = "diagnose.v1"
 SUMMARIZE_PROMPT = "summarize.v1"
+REPORT_PROMPT = "report.v1"
 DIAGNOSIS_FIELDS = ("severity", "diagnosis", "recommended_action", "confidence")
 _PROMPT_ID = re.compile(r"^[a-z_]+\.v\d+$")
 _PLACEHOLDER = re.compile(r"\{\{([a-z_]+)\}\}")
@@ -146,6 +150,21 @@ def summary_schema() -> dict[str, Any]:
     }
 
 
+def report_schema() -> dict[str, Any]:
+    """Return the JSON schema of a final report; its length bound is checked by parse_report."""
+    return {
+        "type": "object",
+        "properties": {
+            "report": {
+                "type": "string",
+                "description": "The incident report, plain text, under 2500 characters.",
+            }
+        },
+        "required": ["report"],
+        "additionalProperties": False,
+    }
+
+
 def _json(value: dict[str, Any]) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
 
@@ -248,3 +267,9 @@ def build_diagnose_prompt(
         "enrichment": _enrichment_json(enrichment),
     }
     return _finish(load_prompt(prompt_id), values, redactor, "incident_diagnosis", diagnosis_schema(runbook))
+
+
+def build_report_prompt(plain_report: str, *, redactor: Redactor, prompt_id: str = REPORT_PROMPT) -> Prompt:
+    """Return the redacted final-report prompt: the plain report is the only source of facts."""
+    values = {"plain_report": plain_report.strip()}
+    return _finish(load_prompt(prompt_id), values, redactor, "incident_report", report_schema())

@@ -20,6 +20,7 @@ from include.llm_output import (
     LlmOutputError,
     parse_chat_response,
     parse_diagnosis,
+    parse_report,
     parse_summary,
     raise_severity,
 )
@@ -259,3 +260,24 @@ def diagnose_with_record(alert: Alert, enrichment: Enrichment, summary: dict[str
 def diagnose(alert: Alert, enrichment: Enrichment, summary: dict[str, Any] | None) -> Analysis:
     """Return the validated analysis: severity, diagnosis and a runbook action."""
     return diagnose_with_record(alert, enrichment, summary).analysis
+
+
+def write_report_with_record(plain_report: str) -> tuple[str, dict[str, Any]]:
+    """Return the final report and the record of how it was written.
+
+    The model rewrites the plain report when configured and its answer keeps the incident id and
+    the outcome; otherwise the plain report is the report. Never raises.
+    """
+    from include.prompting import build_report_prompt
+
+    def work(record: CallRecord) -> str | None:
+        hook = _hook()
+        prompt = build_report_prompt(plain_report, redactor=_redactor(hook))
+
+        def parse(reply: ChatReply) -> str:
+            return parse_report(reply, plain_report=plain_report)
+
+        return _ask(hook, prompt, record, parse)
+
+    report, record = _guarded("report", work)
+    return (report if report is not None else plain_report), record.to_dict()

@@ -450,22 +450,31 @@ def resolve_incident(ti, dag_run, **_: Any) -> dict[str, Any]:
 
 
 def final_report(ti, dag_run, **_: Any) -> dict[str, Any]:
-    """Write the incident report and post it in the thread."""
+    """Write the incident report (the model's when configured, the plain one otherwise) and post it."""
+    from incident_ops.analysis import write_report_with_record
     from include.reports import final_report_text
     from include.slack_blocks import text_blocks
 
     store, incident_id = _store(), _incident_id(dag_run)
-    report = final_report_text(
+    plain = final_report_text(
         incident=store.get_incident(incident_id),
         timeline=store.timeline(incident_id),
         actions=store.actions_for(incident_id),
         approvals=[a.to_json() for a in store.list_approvals(run_id=dag_run.run_id)],
     )
+    report, record = write_report_with_record(plain)
+    if record["fallback_reason"] != "not_configured":
+        store.add_event(incident_id, "llm_call", record)
     delivery = _deliver(
         dag_run,
         key="final_report",
         purpose="oncall",
-        text=report.splitlines()[0],
+        text=plain.splitlines()[0],
         blocks=text_blocks("Incident report", report),
     )
-    return {"incident_id": incident_id, "report_sent": delivery["sent"], "lines": len(report.splitlines())}
+    return {
+        "incident_id": incident_id,
+        "report_sent": delivery["sent"],
+        "lines": len(report.splitlines()),
+        "written_by": record["analyzer"],
+    }

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -25,6 +26,7 @@ CRITICAL = {
 SENSOR_CRITICAL = {"device_id": "SENSOR-T-88", "error": "SENSOR_FAULT", "severity": "critical"}
 APPROVAL_PATH = ["request_approval", "wait_for_approval", "approval_decision"]
 LLM_SUMMARY = "Pump PUMP-07B at Plant North reports 9.4 bar, above its 8 bar limit."
+LLM_REPORT_TAIL = "The bypass valve was opened without a human; pressure relieved (model-written report)."
 
 
 def _approve(store, approval_id):
@@ -42,8 +44,25 @@ def _diagnosis(action, confidence=0.9, severity="critical"):
     )
 
 
+def _report():
+    """Answer the report call with the incident id and outcome read from the plain report in the prompt."""
+
+    def make(request):
+        head = re.search(r"Incident (inc-[0-9a-f]+): .* - (\S+)", request.prompt)
+        return Reply.json({"report": f"Incident {head[1]}: {head[2]}. {LLM_REPORT_TAIL}"})
+
+    return Reply("dynamic", make=make)
+
+
+def _final_report(outcome):
+    [message] = [
+        m for m in outcome.store.messages(outcome.incident["id"]) if m["key"].endswith(":final_report")
+    ]
+    return message
+
+
 def test_a_good_model_answers_end_to_end(run_incident, llm_server, llm_connection):
-    llm_server.enqueue(Reply.json({"summary": LLM_SUMMARY}), _diagnosis("open_bypass_valve"))
+    llm_server.enqueue(Reply.json({"summary": LLM_SUMMARY}), _diagnosis("open_bypass_valve"), _report())
 
     outcome = run_incident(CRITICAL)
 
@@ -66,17 +85,26 @@ def test_a_good_model_answers_end_to_end(run_incident, llm_server, llm_connectio
     assert [(c["step"], c["analyzer"], c["fallback_reason"]) for c in calls] == [
         ("summarize", "llm", None),
         ("diagnose", "llm", None),
+        ("report", "llm", None),
     ]
     assert all(c["model"] and c["latency_ms"] >= 0 and c["usage"] for c in calls)
     assert "prompt" not in str([sorted(c) for c in calls]).replace("prompt_version", "").replace(
         "prompt_sha256", ""
     )
-    summarize, diagnose = llm_server.requests
+    summarize, diagnose, report = llm_server.requests
     assert summarize.schema_name == "incident_summary" and diagnose.action_enum == [
         "isolate_pump",
         "open_bypass_valve",
         "reduce_load",
     ]
+    # The final report is the model's; the notification text stays the plain report's first line.
+    assert report.schema_name == "incident_report" and "Time to acknowledge" in report.prompt
+    message = _final_report(outcome)
+    incident_id = outcome.incident["id"]
+    assert message["text"] == f"Incident {incident_id}: PRESSURE_SPIKE_DETECTED on PUMP-07B - fixed"
+    body = message["blocks"][0]["text"]["text"]
+    assert f"Incident {incident_id}: fixed." in body and LLM_REPORT_TAIL in body
+    assert "Time to acknowledge" not in body
     sent = json.dumps([r.body for r in llm_server.requests])
     assert "ops@example.org" not in sent and "tok_abcdef123456" not in sent
 
@@ -108,8 +136,18 @@ def test_garbage_answers_fall_back_to_the_rules_and_force_approval(run_incident,
     [record] = outcome.approvals()
     assert record.state == "approved" and any("confidence" in r for r in record.reasons)
     assert outcome.tasks["execute_fix"] == "success"
-    assert len(llm_server.requests) == 4  # two attempts for each of summarize and diagnose
+    assert len(llm_server.requests) == 6  # two attempts for each of summarize, diagnose and report
     assert all(state in ("success", "skipped") for state in outcome.tasks.values())
+    # The final report falls back to the plain one, and the record says why.
+    assert outcome.tasks["final_report"] == "success"
+    body = _final_report(outcome)["blocks"][0]["text"]["text"]
+    assert "Timeline:" in body and "Time to acknowledge" in body and "sensor is sad" not in body
+    calls = [e["detail"] for e in outcome.store.timeline(outcome.incident["id"]) if e["kind"] == "llm_call"]
+    assert [(c["step"], c["analyzer"], c["fallback_reason"]) for c in calls][-1] == (
+        "report",
+        "rules",
+        "invalid_output:no_json",
+    )
 
 
 def test_an_action_outside_the_allow_list_is_never_run(run_incident, llm_server, llm_connection):
@@ -134,7 +172,8 @@ def test_a_model_that_is_down_does_not_fail_the_run(run_incident, llm_server, ll
     assert outcome.tasks["ai_summarize"] == "success" and outcome.tasks["ai_diagnose"] == "success"
     assert outcome.incident["analysis"]["analyzer"] == "rules"
     assert outcome.incident["outcome"] == "ticketed"
-    assert len(llm_server.requests) == 4
+    assert outcome.tasks["final_report"] == "success"
+    assert len(llm_server.requests) == 6  # summarize, diagnose and report: two attempts each
 
 
 def test_a_rate_limit_is_waited_out_inside_the_step(run_incident, llm_server, llm_connection):
