@@ -78,8 +78,9 @@ def snapshot(record) -> tuple:
     return record.state, record.decided_at, counted
 
 
-def click_payload(record_id: str, *, user: str = "U0ALICE", action_id: str = "approve",
-                  response_url: str | None = None) -> dict[str, Any]:
+def click_payload(
+    record_id: str, *, user: str = "U0ALICE", action_id: str = "approve", response_url: str | None = None
+) -> dict[str, Any]:
     """Return a block_actions payload shaped like the one Slack sends for a button click."""
     payload: dict[str, Any] = {
         "type": "block_actions",
@@ -105,8 +106,13 @@ def click_payload(record_id: str, *, user: str = "U0ALICE", action_id: str = "ap
     return payload
 
 
-def signed(payload: dict[str, Any] | None = None, *, body: bytes | None = None, secret: str = SIGNING_SECRET,
-           timestamp: int | str | None = None) -> tuple[bytes, dict[str, str]]:
+def signed(
+    payload: dict[str, Any] | None = None,
+    *,
+    body: bytes | None = None,
+    secret: str = SIGNING_SECRET,
+    timestamp: int | str | None = None,
+) -> tuple[bytes, dict[str, str]]:
     """Play Slack: form-encode the payload and sign `v0:{timestamp}:{body}` with HMAC-SHA256."""
     if body is None:
         body = urlencode({"payload": json.dumps(payload)}).encode()

@@ -72,14 +72,22 @@ def test_unknown_record_is_404(client, store, tokens):
 
 def test_an_allowed_approver_approves_with_a_jwt(client, store, tokens):
     record = make_record(store)
-    response = client.post(decisions(record.id), json={"decision": "approve", "comment": "go ahead"},
-                           headers=bearer(tokens["alice"]))
+    response = client.post(
+        decisions(record.id),
+        json={"decision": "approve", "comment": "go ahead"},
+        headers=bearer(tokens["alice"]),
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["state"] == "approved"
     [vote] = body["votes"]
     assert (vote["identity"], vote["channel"], vote["decision"], vote["comment"], vote["accepted"]) == (
-        "alice", "api", "approve", "go ahead", True)
+        "alice",
+        "api",
+        "approve",
+        "go ahead",
+        True,
+    )
     assert store.get_approval(record.id).state == "approved"
 
 
@@ -129,8 +137,9 @@ def _expired_token(name: str, role: str) -> str:
 )
 def test_401_without_a_valid_login(client, store, headers):
     if headers == "forged":
-        forged = jwt.encode({"sub": "admin", "role": "admin", "exp": int(time.time()) + 600}, "x" * 64,
-                            algorithm="HS512")
+        forged = jwt.encode(
+            {"sub": "admin", "role": "admin", "exp": int(time.time()) + 600}, "x" * 64, algorithm="HS512"
+        )
         headers = bearer(forged)
     elif headers == "expired":
         headers = bearer(_expired_token("alice", "user"))
@@ -163,8 +172,12 @@ def test_403_for_a_viewer_when_any_user_may_approve(client, store, tokens):
 
 def test_409_when_already_decided(client, store, tokens):
     record = make_record(store)
-    assert client.post(decisions(record.id), json={"decision": "reject"},
-                       headers=bearer(tokens["alice"])).status_code == 200
+    assert (
+        client.post(
+            decisions(record.id), json={"decision": "reject"}, headers=bearer(tokens["alice"])
+        ).status_code
+        == 200
+    )
     decided = store.get_approval(record.id)
     response = vote(client, record.id, tokens["bob"])
     assert response.status_code == 409
@@ -194,8 +207,9 @@ def test_409_after_the_deadline(client, store, tokens):
 
 def test_404_for_an_unknown_record(client, store, tokens):
     record = make_record(store)
-    response = client.post(decisions("apr-000000000000"), json={"decision": "approve"},
-                           headers=bearer(tokens["alice"]))
+    response = client.post(
+        decisions("apr-000000000000"), json={"decision": "approve"}, headers=bearer(tokens["alice"])
+    )
     assert response.status_code == 404
     assert store.get_approval(record.id) == record
 
@@ -222,16 +236,20 @@ def test_422_for_a_malformed_body(client, store, tokens, body):
 def test_422_for_a_form_post(client, store, tokens):
     # Only JSON is read: a cross-site HTML form cannot produce a vote.
     record = make_record(store)
-    response = client.post(decisions(record.id), data={"decision": "approve"},
-                           headers=bearer(tokens["alice"]))
+    response = client.post(
+        decisions(record.id), data={"decision": "approve"}, headers=bearer(tokens["alice"])
+    )
     assert response.status_code == 422
     assert store.get_approval(record.id) == record
 
 
 def test_a_comment_of_2000_characters_is_kept(client, store, tokens):
     record = make_record(store)
-    response = client.post(decisions(record.id), json={"decision": "approve", "comment": "é" * 2000},
-                           headers=bearer(tokens["alice"]))
+    response = client.post(
+        decisions(record.id),
+        json={"decision": "approve", "comment": "é" * 2000},
+        headers=bearer(tokens["alice"]),
+    )
     assert response.status_code == 200
     assert store.get_approval(record.id).votes[0].comment == "é" * 2000
 
@@ -249,8 +267,11 @@ def browser(airflow_app, client, tokens):
 
 def test_the_session_cookie_votes_on_the_web_channel(browser, store):
     record = make_record(store)
-    response = browser.post(decisions(record.id), json={"decision": "approve"},
-                            headers={"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"})
+    response = browser.post(
+        decisions(record.id),
+        json={"decision": "approve"},
+        headers={"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"},
+    )
     assert response.status_code == 200, response.text
     [vote] = store.get_approval(record.id).votes
     assert (vote.identity, vote.channel, vote.accepted) == ("alice", "web", True)
@@ -280,7 +301,8 @@ def test_an_invalid_cookie_is_401(airflow_app, store):
     from fastapi.testclient import TestClient
 
     record = make_record(store)
-    response = TestClient(airflow_app, cookies={"_token": "stale"}).post(decisions(record.id),
-                                                                         json={"decision": "approve"})
+    response = TestClient(airflow_app, cookies={"_token": "stale"}).post(
+        decisions(record.id), json={"decision": "approve"}
+    )
     assert response.status_code == 401
     assert store.get_approval(record.id) == record

@@ -30,8 +30,16 @@ def test_record_page_shows_the_incident_and_a_form_for_an_approver(as_user, stor
     assert response.headers["content-type"].startswith("text/html")
     html = response.text
     expected_texts = (
-        "PUMP-07B", "PRESSURE_SPIKE_DETECTED", "Outlet pressure 14.2 bar", "Pressure spike on PUMP-07B",
-        "Outlet valve stuck", "82%", "rules", "restart_pump", "high", "0 of 1 approval",
+        "PUMP-07B",
+        "PRESSURE_SPIKE_DETECTED",
+        "Outlet pressure 14.2 bar",
+        "Pressure spike on PUMP-07B",
+        "Outlet valve stuck",
+        "82%",
+        "rules",
+        "restart_pump",
+        "high",
+        "0 of 1 approval",
         f"http://localhost:8080/dags/incident_response/runs/{record.run_id}",
     )
     for expected in expected_texts:
@@ -48,9 +56,11 @@ def test_user_supplied_text_is_escaped(as_user, store):
         analysis={"summary": SCRIPT, "diagnosis": '"><script>alert(2)</script>'},
         run_id='manual__"><script>alert(3)</script>',
     )
-    as_user("alice").post(f"{PREFIX}/api/approvals/{record.id}/decisions",
-                          json={"decision": "reject", "comment": SCRIPT},
-                          headers={"Origin": "http://testserver"})
+    as_user("alice").post(
+        f"{PREFIX}/api/approvals/{record.id}/decisions",
+        json={"decision": "reject", "comment": SCRIPT},
+        headers={"Origin": "http://testserver"},
+    )
     html = as_user("alice").get(page(record.id)).text
     assert "<script>alert" not in html
     assert "<img src=x" not in html
@@ -71,12 +81,16 @@ def test_the_only_script_is_ours_and_carries_the_csp_nonce(as_user, store):
 def test_votes_and_refused_attempts_are_listed(as_user, store, tokens, client):
     record = make_record(store, quorum=2)
     headers = {"Origin": "http://testserver"}
-    as_user("carol").post(f"{PREFIX}/api/approvals/{record.id}/decisions", json={"decision": "approve"},
-                          headers=headers)
-    as_user("alice").post(f"{PREFIX}/api/approvals/{record.id}/decisions",
-                          json={"decision": "approve", "comment": "checked the gauge"}, headers=headers)
+    as_user("carol").post(
+        f"{PREFIX}/api/approvals/{record.id}/decisions", json={"decision": "approve"}, headers=headers
+    )
+    as_user("alice").post(
+        f"{PREFIX}/api/approvals/{record.id}/decisions",
+        json={"decision": "approve", "comment": "checked the gauge"},
+        headers=headers,
+    )
     html = as_user("bob").get(page(record.id)).text
-    votes = html[html.index('id="votes"'):]
+    votes = html[html.index('id="votes"') :]
     assert "carol" in votes and "refused: carol is not an allowed approver" in votes
     assert "alice" in votes and "checked the gauge" in votes and "web" in votes
     assert "1 of 2 approvals" in html
@@ -92,8 +106,11 @@ def test_no_form_for_who_may_not_vote(as_user, store):
 
 def test_no_form_once_decided(as_user, store):
     record = make_record(store)
-    as_user("alice").post(f"{PREFIX}/api/approvals/{record.id}/decisions", json={"decision": "approve"},
-                          headers={"Origin": "http://testserver"})
+    as_user("alice").post(
+        f"{PREFIX}/api/approvals/{record.id}/decisions",
+        json={"decision": "approve"},
+        headers={"Origin": "http://testserver"},
+    )
     html = as_user("bob").get(page(record.id)).text
     assert 'id="decision-form"' not in html
     assert "This request was approved" in html

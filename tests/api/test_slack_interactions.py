@@ -212,8 +212,12 @@ def slack(monkeypatch, slack_server: FakeSlackServer, client) -> FakeSlackServer
 def _posted_request(store, record):
     from incident_ops.hooks.slack import SlackClient
 
-    button = {"type": "button", "action_id": "approve", "value": record.id,
-              "text": {"type": "plain_text", "text": "Approve"}}
+    button = {
+        "type": "button",
+        "action_id": "approve",
+        "value": record.id,
+        "text": {"type": "plain_text", "text": "Approve"},
+    }
     blocks = [
         {"type": "section", "text": {"type": "mrkdwn", "text": "Approval needed"}},
         {"type": "actions", "elements": [button]},

@@ -83,8 +83,17 @@ def test_missing_headers_are_refused(missing):
 
 @pytest.mark.parametrize(
     "timestamp",
-    ["", "abc", " 1531420618", "1531420618 ", "1_531_420_618", "-1531420618", "1531420618.5",
-     "١٥٣١٤٢٠٦١٨", "9" * 40],
+    [
+        "",
+        "abc",
+        " 1531420618",
+        "1531420618 ",
+        "1_531_420_618",
+        "-1531420618",
+        "1531420618.5",
+        "١٥٣١٤٢٠٦١٨",
+        "9" * 40,
+    ],
 )
 def test_malformed_timestamps_are_refused_not_crashed_on(timestamp):
     with pytest.raises(SlackSignatureError):
@@ -93,8 +102,15 @@ def test_malformed_timestamps_are_refused_not_crashed_on(timestamp):
 
 @pytest.mark.parametrize(
     "signature",
-    ["", "a2114d57", "v1=" + SIGNATURE[3:], SIGNATURE.upper().replace("V0", "v0"), SIGNATURE + "00",
-     "v0=" + "é" * 64, SIGNATURE[:-1] + " "],
+    [
+        "",
+        "a2114d57",
+        "v1=" + SIGNATURE[3:],
+        SIGNATURE.upper().replace("V0", "v0"),
+        SIGNATURE + "00",
+        "v0=" + "é" * 64,
+        SIGNATURE[:-1] + " ",
+    ],
 )
 def test_malformed_signatures_are_refused_not_crashed_on(signature):
     with pytest.raises(SlackSignatureError):
@@ -111,11 +127,20 @@ def form(payload) -> bytes:
 
 
 def test_an_approve_click_is_read():
-    action = parse_block_action(form(click_payload("apr-0123456789ab", user="U0ALICE",
-                                                   response_url="https://hooks.slack.com/actions/T/1/x")))
+    action = parse_block_action(
+        form(
+            click_payload(
+                "apr-0123456789ab", user="U0ALICE", response_url="https://hooks.slack.com/actions/T/1/x"
+            )
+        )
+    )
     assert action is not None
     assert (action.decision, action.record_id, action.user_id, action.identity) == (
-        "approve", "apr-0123456789ab", "U0ALICE", "slack:U0ALICE")
+        "approve",
+        "apr-0123456789ab",
+        "U0ALICE",
+        "slack:U0ALICE",
+    )
     assert action.team_id == "T0FAKETEAM"
     assert action.response_url == "https://hooks.slack.com/actions/T/1/x"
 
@@ -152,8 +177,18 @@ def test_other_interactions_are_not_decisions(payload):
         form({**click_payload(""), "type": "block_actions"}),
         form(click_payload("apr-" + "0" * 100)),
     ],
-    ids=["bad json", "not an object", "no payload", "two payloads", "not utf-8", "no user", "bad user id",
-         "actions not a list", "empty value", "value too long"],
+    ids=[
+        "bad json",
+        "not an object",
+        "no payload",
+        "two payloads",
+        "not utf-8",
+        "no user",
+        "bad user id",
+        "actions not a list",
+        "empty value",
+        "value too long",
+    ],
 )
 def test_malformed_payloads_are_refused(body):
     with pytest.raises(InteractionPayloadError):

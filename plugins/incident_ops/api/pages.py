@@ -70,11 +70,25 @@ def render(template: str, *, status_code: int = 200, **context: Any) -> HTMLResp
     )
 
 
-def message_page(*, title: str, text: str, status_code: int, link: str | None = None,
-                 link_text: str | None = None, list_url: str | None = None) -> HTMLResponse:
+def message_page(
+    *,
+    title: str,
+    text: str,
+    status_code: int,
+    link: str | None = None,
+    link_text: str | None = None,
+    list_url: str | None = None,
+) -> HTMLResponse:
     """Render a short page that says one thing (log in, not found, not allowed)."""
-    return render("message.html", status_code=status_code, title=title, text=text, link=link,
-                  link_text=link_text, list_url=list_url)
+    return render(
+        "message.html",
+        status_code=status_code,
+        title=title,
+        text=text,
+        link=link,
+        link_text=link_text,
+        list_url=list_url,
+    )
 
 
 def run_url(base_url: str, dag_id: str, run_id: str) -> str:
