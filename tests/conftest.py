@@ -36,6 +36,18 @@ for _name in [n for n in os.environ if n.startswith(("AIRFLOW_CONN_", "AIRFLOW_V
 from tests.fakes.slack_server import FakeSlackServer  # noqa: E402
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """Attach the Airflow process logs to the report of a failed test that ran a real Airflow."""
+    from scripts.local_airflow import LocalAirflow
+
+    report = yield
+    stack = getattr(item, "funcargs", {}).get("airflow_stack")
+    if report.failed and isinstance(stack, LocalAirflow):
+        report.sections.append(("Airflow process logs", stack.log_tails()))
+    return report
+
+
 def pytest_sessionfinish(session, exitstatus) -> None:
     """Remove the throw-away Airflow home."""
     shutil.rmtree(_HOME, ignore_errors=True)

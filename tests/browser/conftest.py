@@ -1,22 +1,18 @@
 """Browser tests: Debian's Chromium driven by Playwright against a real Airflow stack.
 
-Chromium comes from Debian (`/usr/bin/chromium`), never from `playwright install`. When it is missing
-the session installs it with apt-get if it can (root); otherwise the tests are skipped with the
-reason, except under CI (`CI` set), where a missing browser is a failure, not a silent skip.
+Chromium comes from Debian (`/usr/bin/chromium`, which `make test` installs), never from
+`playwright install`. Without it the tests are skipped with the reason, except under CI (`CI` set),
+where a missing browser is a failure, not a silent skip.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from scripts.local_airflow import LocalAirflow
 
 # The e2e harness: a real api-server, scheduler, dag-processor and triggerer per test module.
 from tests.e2e.conftest import airflow_extra_env, airflow_stack  # noqa: F401
@@ -31,7 +27,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
-INSTALL_TIMEOUT = 900
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -41,49 +36,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.browser)
 
 
-@pytest.hookimpl(wrapper=True, tryfirst=True)
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """Keep each phase's report on the item (for screenshots) and attach Airflow's logs to failures."""
+    """Keep each phase's report on the item, so the `tab` fixture can take a screenshot on failure."""
     report = yield
     setattr(item, f"report_{report.when}", report)
-    stack = getattr(item, "funcargs", {}).get("airflow_stack")
-    if report.failed and isinstance(stack, LocalAirflow):
-        report.sections.append(("Airflow process logs", stack.log_tails()))
     return report
-
-
-def _install_chromium() -> str:
-    """Install Debian's chromium with apt-get; return what went wrong, or '' on success."""
-    if os.geteuid() != 0:
-        return "not root, so apt-get cannot install it"
-    apt = shutil.which("apt-get")
-    if apt is None:
-        return "apt-get is not available"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for args in (["update", "-qq"], ["install", "-y", "-qq", "--no-install-recommends", "chromium"]):
-        try:
-            result = subprocess.run(
-                [apt, *args], env=env, capture_output=True, text=True, timeout=INSTALL_TIMEOUT, check=False
-            )
-        except subprocess.TimeoutExpired:
-            return f"apt-get {args[0]} took over {INSTALL_TIMEOUT}s"
-        if result.returncode != 0:
-            return f"apt-get {args[0]} failed: {(result.stderr or result.stdout).strip()[-500:]}"
-    return "" if CHROMIUM.exists() else "apt-get install chromium did not provide /usr/bin/chromium"
 
 
 @pytest.fixture(scope="session")
 def chromium() -> Path:
-    """Return Debian's Chromium, installing it when possible; skip (fail under CI) when it cannot be had."""
+    """Return Debian's Chromium; skip (fail under CI) when it is not installed."""
     if not CHROMIUM.exists():
-        problem = _install_chromium()
-        if problem:
-            reason = f"{CHROMIUM} is missing and could not be installed: {problem}"
-            if os.environ.get("CI"):
-                pytest.fail(f"{reason} (CI is set, so this is an error)")
-            pytest.skip(reason)
+        reason = f"{CHROMIUM} is missing: `make test` (or `make chromium`) installs Debian's chromium"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} (CI is set, so this is an error)")
+        pytest.skip(reason)
     return CHROMIUM
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,18 +21,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if E2E_DIR in item.path.parents:
             item.add_marker(pytest.mark.e2e)
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """Attach the Airflow process logs to the report of a failed test that used the stack."""
-    report = yield
-    stack = getattr(item, "funcargs", {}).get("airflow_stack")
-    if report.failed and isinstance(stack, LocalAirflow):
-        report.sections.append(("Airflow process logs", stack.log_tails()))
-    return report
 
 
 def free_port() -> int:
