@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from include.store.records import NotFound, aware, incident_id_for, utcnow
 from include.store.schema import actions, events, incidents, outbox
@@ -20,26 +21,38 @@ class IncidentRecords:
         """Create the run's incident if it does not exist yet; return its id."""
         incident_id = incident_id_for(dag_id, run_id)
         with self._tx() as conn:
-            inserted = self._insert_once(
+            self._insert_incident(
                 conn,
-                incidents,
-                id=incident_id,
-                incident_key=incident_key,
+                incident_id=incident_id,
                 dag_id=dag_id,
                 run_id=run_id,
-                device_id=alert["device_id"],
-                error=alert["error"],
-                source=alert.get("source") or "api",
-                state="open",
-                severity=alert.get("severity"),
+                incident_key=incident_key,
                 alert=alert,
-                created_at=utcnow(),
             )
-            if inserted:
-                self._event(
-                    conn, incident_id, "opened", {"device_id": alert["device_id"], "error": alert["error"]}
-                )
         return incident_id
+
+    def _insert_incident(
+        self, conn: Connection, *, incident_id: str, dag_id: str, run_id: str, incident_key: str, alert: dict
+    ) -> None:
+        """Insert an open incident and its "opened" timeline entry, unless the incident exists."""
+        inserted = self._insert_once(
+            conn,
+            incidents,
+            id=incident_id,
+            incident_key=incident_key,
+            dag_id=dag_id,
+            run_id=run_id,
+            device_id=alert["device_id"],
+            error=alert["error"],
+            source=alert.get("source") or "api",
+            state="open",
+            severity=alert.get("severity"),
+            alert=alert,
+            created_at=utcnow(),
+        )
+        if inserted:
+            opened = {"device_id": alert["device_id"], "error": alert["error"]}
+            self._event(conn, incident_id, "opened", opened)
 
     def get_incident(self, incident_id: str) -> dict[str, Any]:
         """Return the incident row as a dict."""

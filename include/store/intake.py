@@ -49,23 +49,13 @@ class AlertIntake:
                 if other is not None:
                     self._event(conn, other, "duplicate", {"dag_id": dag_id, "run_id": run_id})
                     return incident_id, other
-                conn.execute(
-                    incidents.insert().values(
-                        id=incident_id,
-                        incident_key=incident_key,
-                        dag_id=dag_id,
-                        run_id=run_id,
-                        device_id=alert["device_id"],
-                        error=alert["error"],
-                        source=alert.get("source") or "api",
-                        state="open",
-                        severity=alert.get("severity"),
-                        alert=alert,
-                        created_at=now,
-                    )
-                )
-                self._event(
-                    conn, incident_id, "opened", {"device_id": alert["device_id"], "error": alert["error"]}
+                self._insert_incident(
+                    conn,
+                    incident_id=incident_id,
+                    dag_id=dag_id,
+                    run_id=run_id,
+                    incident_key=incident_key,
+                    alert=alert,
                 )
         return incident_id, None
 
