@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from incident_ops.resume import end_waiting_sensors
 from include.approval_policy import refusal
 from include.store import Approval, IncidentStore
 
@@ -20,7 +21,7 @@ def record_decision(
     comment: str | None = None,
     role: str | None = None,
 ) -> Approval:
-    """Check that `identity` may vote, count the vote, and update the Slack message once decided.
+    """Check that `identity` may vote and count the vote; once decided, end the wait and update Slack.
 
     Raises `NotFound` for an unknown record and `VoteRefused` (kept in the audit trail) for a vote
     that does not count: not an allowed approver, a repeat, or a record already decided or expired.
@@ -43,6 +44,8 @@ def record_decision(
         refused_because=why,
     )
     if updated.decided:
+        # First the waiting run (seconds matter), then the Slack message (may be slow or fail).
+        end_waiting_sensors(updated)
         refresh_approval_message(store, updated)
     return updated
 

@@ -7,13 +7,14 @@ import hmac
 import json
 import time
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 USERS = {"admin": "admin", "alice": "user", "bob": "user", "carol": "user", "victor": "viewer"}
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
 PREFIX = "/incident-response"
+SENSOR = "wait_for_approval"
 APPROVERS = {
     "default": ["alice", "bob", "slack:U0ALICE", "slack:U0BOB"],
     "actions": {"open_bypass_valve": ["admin"]},
@@ -123,3 +124,53 @@ def signed(
         "X-Slack-Request-Timestamp": ts,
         "X-Slack-Signature": f"v0={digest}",
     }
+
+
+def defer_sensor(run_id: str, approval_id: str, *, store_conn_id: str = "incident_store") -> None:
+    """Put the run's sensor in the state Airflow leaves it in once it has deferred on `approval_id`."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.trigger import Trigger
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+    from sqlalchemy import select
+
+    from incident_ops.triggers.approval import ApprovalTrigger
+
+    trigger = ApprovalTrigger(
+        approval_id=approval_id,
+        expires_at=(datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+        store_conn_id=store_conn_id,
+    )
+    with create_session() as session:
+        row = Trigger.from_object(trigger)
+        session.add(row)
+        session.flush()
+        ti = session.scalar(
+            select(TaskInstance).where(TaskInstance.run_id == run_id, TaskInstance.task_id == SENSOR)
+        )
+        assert ti is not None, "the run has no wait_for_approval task instance"
+        ti.state = TaskInstanceState.DEFERRED
+        ti.trigger_id = row.id
+        ti.next_method = "execute_complete"
+        ti.next_kwargs = {}
+
+
+def sensor(run_id: str) -> dict:
+    """Return the sensor's state, trigger and returned XCom, as the next task would see them."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        ti = session.scalar(
+            select(TaskInstance).where(TaskInstance.run_id == run_id, TaskInstance.task_id == SENSOR)
+        )
+        value = session.scalar(
+            select(XComModel.value).where(
+                XComModel.run_id == run_id, XComModel.task_id == SENSOR, XComModel.key == "return_value"
+            )
+        )
+        while isinstance(value, str):  # stored JSON-encoded, as from the triggerer
+            value = json.loads(value)
+        return {"state": ti.state, "trigger_id": ti.trigger_id, "xcom": value}

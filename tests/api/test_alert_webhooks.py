@@ -32,7 +32,7 @@ from include.alert_sources import (
 )
 from include.store import incident_id_for
 from tests.api.fixtures import load, salted, sync_dags_to_db
-from tests.api.helpers import PREFIX, bearer
+from tests.api.helpers import PREFIX, bearer, defer_sensor, sensor
 
 DAG_ID = "incident_response"
 TOKEN = "webhook-token-" + "0123456789abcdef" * 2
@@ -229,6 +229,7 @@ def test_resolved_cancels_the_pending_approval_and_records_the_resolution(webhoo
     started = post(webhook, "alertmanager", firing).json()["incidents"][0]
     run_id = started["dag_run_id"]
     record = _pending_approval(store, run_id, {"device_id": "PUMP-07B", "error": "PRESSURE_SPIKE_DETECTED"})
+    defer_sensor(run_id, record.id)
 
     response = post(webhook, "alertmanager", salted(load("alertmanager_resolved"), salt))
     assert response.status_code == 202, response.text
@@ -243,6 +244,10 @@ def test_resolved_cancels_the_pending_approval_and_records_the_resolution(webhoo
         "cancelled_approvals": [record.id],
     }
     assert store.get_approval(record.id).state == "cancelled"
+    # The waiting sensor ends at once, handing `cancelled` on so the run skips the fix.
+    ended = sensor(run_id)
+    assert ended["state"] == "success"
+    assert ended["xcom"] == {"approval_id": record.id, "state": "cancelled", "decided_by": []}
     assert store.get_alert_run(run_id)["state"] == "resolved"
     kinds = [e["kind"] for e in store.timeline(started["incident_id"])]
     assert "alert_resolved" in kinds and "approval_cancelled" in kinds

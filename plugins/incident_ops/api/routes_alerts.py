@@ -410,6 +410,7 @@ def _run_for(store, notification: Notification) -> tuple[str | None, dict[str, A
 def _resolve(store, notification: Notification) -> dict[str, Any]:
     """Close the alert's incident: cancel its pending approvals and record the resolution."""
     from incident_ops.decisions import refresh_approval_message
+    from incident_ops.resume import end_waiting_sensors
 
     run_id, row = _run_for(store, notification)
     if run_id is None:
@@ -427,6 +428,7 @@ def _resolve(store, notification: Notification) -> dict[str, Any]:
         closed = store.close_approval(record.id, state="cancelled")
         if closed.state == "cancelled":
             cancelled.append(record.id)
+            end_waiting_sensors(closed)
             refresh_approval_message(store, closed)
     log.info(
         "Alert %s resolved by %s: run %s, cancelled %s",

@@ -24,10 +24,12 @@ class ApprovalTrigger(BaseTrigger):
     """Poll the incident store for a decision on one approval record.
 
     It only reads: it may run more than once (triggerer restarts, HA), and expiry is left to the
-    sensor to record. A decision ends the sensor's task from the triggerer itself (a
-    TaskSuccessEvent carrying the outcome as its XCom), saving the worker round trip that resuming
-    the sensor would cost; expiry, reminders and errors resume the sensor. Its kwargs hold ids and a
-    conn id, never secrets.
+    sensor to record. A decision made through the plugin's routes usually ends the sensor before
+    this notices (`incident_ops.resume`); this is the path for every other case (a decision written
+    while the metadata database was out of reach, or by another deployment's API server). It ends
+    the sensor's task from the triggerer itself (a TaskSuccessEvent carrying the outcome as its
+    XCom), saving the worker round trip that resuming the sensor would cost; expiry, reminders and
+    errors resume the sensor. Its kwargs hold ids and a conn id, never secrets.
 
     :param approval_id: The record to watch.
     :param expires_at: The record's deadline (ISO 8601, UTC); at it the trigger reports `expired`.
