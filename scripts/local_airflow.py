@@ -328,10 +328,12 @@ class LocalAirflow:
             self.stop()
             raise
 
-    def _spawn(self, name: str, args: Iterable[str], env: Mapping[str, str]) -> Component:
+    def _spawn(
+        self, name: str, args: Iterable[str], env: Mapping[str, str], *, append: bool = False
+    ) -> Component:
         """Start one `airflow <args>` with its output in logs/<name>.log."""
         log_path = self.logs_dir / f"{name}.log"
-        with log_path.open("wb") as log:
+        with log_path.open("ab" if append else "wb") as log:
             process = subprocess.Popen(
                 _airflow_command(*args),
                 env=dict(env),
@@ -396,12 +398,28 @@ class LocalAirflow:
         """Stop every process we started: SIGTERM, wait up to timeout, then SIGKILL."""
         if not self.components:
             return
-        components = list(self.components.values())
+        self._terminate(list(self.components.values()), timeout)
+        self.components = {}
+
+    def stop_component(self, name: str, timeout: float = 30.0) -> None:
+        """Stop one component and what it forked, as an operator's restart would; the rest keep running."""
+        component = self.components.pop(name, None)
+        if component is None:
+            raise LocalAirflowError(f"{name} is not running")
+        self._terminate([component], timeout)
+
+    def start_component(self, name: str) -> None:
+        """Start again a component stopped with stop_component; its log goes on in the same file."""
+        if name in self.components:
+            raise LocalAirflowError(f"{name} is already running")
+        self.components[name] = self._spawn(name, COMPONENTS[name], self.env, append=True)
+
+    def _terminate(self, components: list[Component], timeout: float) -> None:
         roots = [c.pid for c in components]
         # Task processes put themselves in their own process groups, so remember every descendant
         # now, before dying parents hand them over to init where we could no longer find them.
         tracked = _descendants(roots)
-        self.stopped_pids = set(roots) | set(tracked)
+        self.stopped_pids |= set(roots) | set(tracked)
         for component in components:
             _signal_group(component.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
@@ -417,7 +435,6 @@ class LocalAirflow:
         deadline = time.monotonic() + 10
         while any(pid_alive(pid) for pid in tracked) and time.monotonic() < deadline:
             time.sleep(0.1)
-        self.components = {}
 
     def log_tails(self, lines: int = 30) -> str:
         """Return the last lines of every process log, for failure reports."""

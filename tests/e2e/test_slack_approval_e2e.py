@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -300,6 +300,45 @@ def test_decision_right_after_the_record_is_created_is_not_lost(
         f"{record.slack_ts is not None}; wait_for_approval was {sensor_state}); "
         f"trigger->run success {time.monotonic() - triggered:.1f}s"
     )
+
+
+def test_decisions_while_the_triggerer_is_down_are_not_lost(
+    stack: LocalAirflow, store: IncidentStore
+) -> None:
+    by_api, by_store = (f"e2e-triggerer-down-{kind}-{uuid.uuid4().hex[:8]}" for kind in ("api", "store"))
+    for run_id in (by_api, by_store):
+        stack.trigger(DAG_ID, CRITICAL, run_id=run_id)
+    for run_id in (by_api, by_store):
+        wait_deferred(stack, run_id)
+    api_record, store_record = only_record(store, by_api), only_record(store, by_store)
+
+    stack.stop_component("triggerer")
+    try:
+        # Decided through the API server: it ends the wait itself, no triggerer needed.
+        status, body = stack.api(
+            "POST", f"/incident-response/api/approvals/{api_record.id}/decisions", {"decision": "approve"}
+        )
+        assert status == 200 and body["state"] == "approved", body
+        # Decided in the store by something other than this API server (another deployment's
+        # api-server, say): only the trigger can notice, once a triggerer runs again.
+        store.cast_vote(store_record.id, identity="admin", channel="web", decision="approve")
+
+        run = stack.wait_for_run(DAG_ID, by_api, timeout=RUN_TIMEOUT)
+        assert run["state"] == "success"
+        tis = assert_no_failures(stack, by_api)
+        assert tis["execute_fix"]["state"] == "success" and tis["escalate"]["state"] == "skipped"
+        assert task_instances(stack, by_store)["wait_for_approval"]["state"] == "deferred"
+    finally:
+        restarted = datetime.now(UTC)
+        stack.start_component("triggerer")
+
+    # The new triggerer takes the orphaned trigger over, reads the decision, and the run goes on.
+    run = stack.wait_for_run(DAG_ID, by_store, timeout=RUN_TIMEOUT)
+    assert run["state"] == "success"
+    tis = assert_no_failures(stack, by_store)
+    assert tis["execute_fix"]["state"] == "success" and tis["escalate"]["state"] == "skipped"
+    assert seconds_between(restarted, tis["wait_for_approval"]["end_date"]) > 0
+    assert store.get_approval(store_record.id).state == "approved"
 
 
 @pytest.mark.parametrize(
