@@ -1,7 +1,7 @@
 """Benchmark how soon work resumes after a human approves: our approval record against Airflow's HITL.
 
     .venv/bin/python bench/bench_approval_latency.py [--trials 10] [--answer-after 5]
-        [--airflow-env KEY=VALUE ...] [--keep-home]
+        [--jitter 1] [--seed 1] [--airflow-env KEY=VALUE ...] [--keep-home]
 
 One embedded Airflow (scripts/local_airflow.py: api-server, scheduler, dag-processor, triggerer on
 SQLite + LocalExecutor, loopback, a free port) whose DAGs folder holds a copy of
@@ -9,15 +9,22 @@ dags/incident_response.py and bench/dags/approval_operator_bench.py; plugins are
 Trials alternate between the two sides, one run at a time:
 
 ours    trigger incident_response with a critical alert, wait until `wait_for_approval` is deferred,
-        wait --answer-after seconds (a human answers later, by when the triggerer runs the trigger;
-        --ours-answer-after 0 approves at once), approve through the plugin's API
-        (POST /incident-response/api/approvals/{id}/decisions);
+        wait --answer-after seconds (--ours-answer-after 0 approves at once), approve through the
+        plugin's API (POST /incident-response/api/approvals/{id}/decisions), which ends the deferred
+        sensor itself;
         latency = execute_fix.start_date - the record's decided_at.
 theirs  trigger approval_operator_bench, wait until `approve` (Airflow's ApprovalOperator) is
         awaiting_input, wait --answer-after seconds (answering within about a second fails the task
         on Airflow 3.3.2, see DESIGN.md §6), answer through Airflow's REST API
         (PATCH /api/v2/dags/{dag}/dagRuns/{run}/taskInstances/approve/-1/hitlDetails);
         latency = after_approval.start_date - the answer's responded_at.
+
+Each answer comes a further 0..--jitter seconds later, stratified per side (trial i of n draws from
+the i-th n-th of the range, in shuffled order): the scheduler loop sleeps a second when idle, so
+how soon a decision is picked up depends on where in that loop it lands. A fixed delay, or one
+random draw shared by both sides, can land one side's answers just after the loop and the other's
+just before it, making either look faster by phase alone; stratifying spreads each side's answers
+evenly over the loop.
 
 All timestamps are the servers' own (same machine, same clock). Each side also gets one warm-up run
 that is not counted. Prints figures and a breakdown of where the time goes; asserts nothing.
@@ -26,8 +33,8 @@ that is not counted. Prints figures and a breakdown of where the time goes; asse
 from __future__ import annotations
 
 import argparse
-import json
 import math
+import random
 import shutil
 import socket
 import statistics
@@ -113,21 +120,6 @@ def wait_for_task_state(
     stack.wait_until(reached, STEP_TIMEOUT, f"{task_id} of {run_id} to be {'/'.join(states)}", interval=0.2)
 
 
-def trigger_fired_at(stack: LocalAirflow, run_id: str) -> datetime | None:
-    """Return when the run's approval trigger fired its last event, from the trigger log (if found)."""
-    folder = stack.home / "logs" / f"dag_id={OURS_DAG}" / f"run_id={run_id}" / "task_id=wait_for_approval"
-    fired = None
-    for path in sorted(folder.glob("attempt=*.log.trigger.*.log")):
-        for line in path.read_text(errors="replace").splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if entry.get("event") == "Trigger fired event":
-                fired = parse_time(entry["timestamp"])
-    return fired
-
-
 def run_ours(stack: LocalAirflow, trial: Trial, answer_after: float) -> Trial:
     """Approve an incident through the plugin's API; measure until execute_fix starts."""
     stack.trigger(OURS_DAG, CRITICAL, run_id=trial.run_id)
@@ -149,11 +141,11 @@ def run_ours(stack: LocalAirflow, trial: Trial, answer_after: float) -> Trial:
     tis = task_instances(stack, OURS_DAG, trial.run_id)
     sensor, branch, fix = tis["wait_for_approval"], tis["approval_decision"], tis["execute_fix"]
     trial.latency = seconds(decided_at, fix["start_date"])
-    fired = trigger_fired_at(stack, trial.run_id)
     trial.steps = {
-        "decision -> trigger fired": seconds(decided_at, fired) if fired else math.nan,
-        "trigger fired -> sensor done": seconds(fired, sensor["end_date"]) if fired else math.nan,
-        "sensor done -> branch start": seconds(sensor["end_date"], branch["start_date"]),
+        "decision -> sensor done": seconds(decided_at, sensor["end_date"]),
+        "sensor done -> branch scheduled": seconds(sensor["end_date"], branch["scheduled_when"]),
+        "branch scheduled -> queued": seconds(branch["scheduled_when"], branch["queued_when"]),
+        "branch queued -> start": seconds(branch["queued_when"], branch["start_date"]),
         "branch run": seconds(branch["start_date"], branch["end_date"]),
         "branch done -> fix start": seconds(branch["end_date"], fix["start_date"]),
     }
@@ -178,7 +170,9 @@ def run_theirs(stack: LocalAirflow, trial: Trial, answer_after: float) -> Trial:
     approve, after = tis["approve"], tis["after_approval"]
     trial.latency = seconds(responded_at, after["start_date"])
     trial.steps = {
-        "answer -> approve done": seconds(responded_at, approve["end_date"]),
+        "answer -> approve scheduled": seconds(responded_at, approve["scheduled_when"]),
+        "approve scheduled -> queued": seconds(approve["scheduled_when"], approve["queued_when"]),
+        "approve queued -> done": seconds(approve["queued_when"], approve["end_date"]),
         "approve done -> downstream start": seconds(approve["end_date"], after["start_date"]),
     }
     return trial
@@ -192,6 +186,18 @@ def measured(side: str, label: str, run: Callable[[Trial], Trial]) -> Trial:
     except (LocalAirflowError, TimeoutError, KeyError, ValueError) as exc:
         trial.error = f"{type(exc).__name__}: {str(exc)[:300]}"
         return trial
+
+
+def jittered(rng: random.Random, count: int, spread: float) -> list[float]:
+    """Return `count` delays drawn uniformly from 0..spread."""
+    return [rng.uniform(0.0, spread) for _ in range(count)]
+
+
+def stratified(rng: random.Random, count: int, spread: float) -> list[float]:
+    """Return `count` delays covering 0..spread evenly: one per equal slice, at random in it, shuffled."""
+    delays = [(slot + rng.random()) * spread / count for slot in range(count)]
+    rng.shuffle(delays)
+    return delays
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -252,6 +258,13 @@ def main() -> int:
         help="override --answer-after for ours only (0: approve the moment the sensor is deferred)",
     )
     parser.add_argument(
+        "--jitter",
+        type=float,
+        default=1.0,
+        help="spread the answers over a further 0..JITTER s (default 1: one idle scheduler loop)",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="seed of the jitter (default 1)")
+    parser.add_argument(
         "--airflow-env",
         action="append",
         default=[],
@@ -288,12 +301,22 @@ def main() -> int:
         ours_after = args.answer_after if args.ours_answer_after is None else args.ours_answer_after
         trials: dict[str, list[Trial]] = {"ours": [], "theirs": []}
         runs = {
-            "ours": lambda trial: run_ours(stack, trial, ours_after),
-            "theirs": lambda trial: run_theirs(stack, trial, args.answer_after),
+            "ours": lambda trial, extra: run_ours(stack, trial, ours_after + extra),
+            "theirs": lambda trial, extra: run_theirs(stack, trial, args.answer_after + extra),
+        }
+        rng = random.Random(args.seed)
+        delays = {
+            side: [*jittered(rng, args.warmup, args.jitter), *stratified(rng, args.trials, args.jitter)]
+            for side in sides
         }
         for index in range(args.warmup + args.trials):
             label = f"w{index}" if index < args.warmup else f"{index - args.warmup:02d}"
-            done = [measured(side, label, runs[side]) for side in sides]
+            done = [
+                measured(
+                    side, label, lambda trial, side=side, delay=delays[side][index]: runs[side](trial, delay)
+                )
+                for side in sides
+            ]
             counted = index >= args.warmup
             if counted:
                 for trial in done:
@@ -306,11 +329,15 @@ def main() -> int:
                 ),
                 flush=True,
             )
+        within = f"+ 0..{args.jitter:g} s" if args.jitter else ""
         if "ours" in sides:
-            report(f"ours (approval record, plugin API, answered {ours_after:g} s in)", trials["ours"])
+            report(
+                f"ours (approval record, plugin API, answered {ours_after:g} s {within} in)", trials["ours"]
+            )
         if "theirs" in sides:
             report(
-                f"theirs (ApprovalOperator, HITL REST, answered {args.answer_after:g} s in)", trials["theirs"]
+                f"theirs (ApprovalOperator, HITL REST, answered {args.answer_after:g} s {within} in)",
+                trials["theirs"],
             )
     finally:
         stack.stop()
