@@ -44,10 +44,15 @@ def record_decision(
         refused_because=why,
     )
     if updated.decided:
-        # First the waiting run (seconds matter), then the Slack message (may be slow or fail).
-        end_waiting_sensors(updated)
-        refresh_approval_message(store, updated)
+        announce_decision(store, updated)
     return updated
+
+
+def announce_decision(store: IncidentStore, record: Approval) -> None:
+    """Pass a decision made outside the run on: to the sensor waiting for it, then to the Slack message."""
+    # First the waiting run (seconds matter), then the Slack message (may be slow or fail).
+    end_waiting_sensors(record)
+    refresh_approval_message(store, record)
 
 
 def refresh_approval_message(store: IncidentStore, record: Approval) -> None:

@@ -409,8 +409,7 @@ def _run_for(store, notification: Notification) -> tuple[str | None, dict[str, A
 
 def _resolve(store, notification: Notification) -> dict[str, Any]:
     """Close the alert's incident: cancel its pending approvals and record the resolution."""
-    from incident_ops.decisions import refresh_approval_message
-    from incident_ops.resume import end_waiting_sensors
+    from incident_ops.decisions import announce_decision
 
     run_id, row = _run_for(store, notification)
     if run_id is None:
@@ -428,8 +427,7 @@ def _resolve(store, notification: Notification) -> dict[str, Any]:
         closed = store.close_approval(record.id, state="cancelled")
         if closed.state == "cancelled":
             cancelled.append(record.id)
-            end_waiting_sensors(closed)
-            refresh_approval_message(store, closed)
+            announce_decision(store, closed)
     log.info(
         "Alert %s resolved by %s: run %s, cancelled %s",
         notification.incident_key,
