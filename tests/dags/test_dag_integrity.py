@@ -124,16 +124,21 @@ PROBE = textwrap.dedent(
 )
 
 
-def test_parsing_touches_no_variables_connections_or_network():
+def run_probe(code: str) -> dict:
+    """Run `code` on the DAG file in a fresh interpreter; return the JSON it printed last."""
     result = subprocess.run(
-        [sys.executable, "-c", PROBE, str(DAG_FILE)],
+        [sys.executable, "-c", code, str(DAG_FILE)],
         capture_output=True,
         text=True,
         timeout=120,
         env=os.environ.copy(),
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_parsing_touches_no_variables_connections_or_network():
+    report = run_probe(PROBE)
     assert report["errors"] == {}
     assert report["dags"] == ["incident_response"]
 
@@ -153,15 +158,7 @@ def test_dag_module_imports_nothing_heavy():
         "print(json.dumps({'preloaded': sorted(m for m in before if m.startswith(heavy)),\n"
         "                  'added': sorted(m for m in set(sys.modules) - before if m.startswith(heavy))}))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", probe, str(DAG_FILE)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=os.environ.copy(),
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = run_probe(probe)
     assert report["preloaded"] == []  # else the check below could not see them being imported
     assert report["added"] == []
 

@@ -157,6 +157,17 @@ def assert_no_failures(stack: LocalAirflow, run_id: str) -> dict[str, dict[str, 
     return tis
 
 
+def finished_through(stack: LocalAirflow, run_id: str, taken: str, skipped: str) -> dict[str, dict[str, Any]]:
+    """Wait for the run to succeed through `taken`, `skipped` skipped, nothing failed; return its TIs."""
+    run = stack.wait_for_run(DAG_ID, run_id, timeout=RUN_TIMEOUT)
+    assert run["state"] == "success"
+    tis = assert_no_failures(stack, run_id)
+    assert tis["wait_for_approval"]["state"] == "success"
+    assert tis[taken]["state"] == "success"
+    assert tis[skipped]["state"] == "skipped"
+    return tis
+
+
 def seconds_between(earlier: datetime | str, later: str | None) -> float:
     """Return seconds from `earlier` (datetime or ISO string) to the ISO time `later`."""
     assert later, "no timestamp"
@@ -239,14 +250,9 @@ def test_slack_click_decides_the_deferred_approval(
     )[0]
     assert reply.body["response_type"] == "ephemeral" and state in reply.body["text"]
 
-    run = stack.wait_for_run(DAG_ID, run_id, timeout=RUN_TIMEOUT)
-    assert run["state"] == "success"
-    tis = assert_no_failures(stack, run_id)
+    tis = finished_through(stack, run_id, taken, skipped)
     states = {task: ti["state"] for task, ti in tis.items()}
-    assert states["wait_for_approval"] == "success"
     assert states["approval_decision"] == "success"
-    assert states[taken] == "success"
-    assert states[skipped] == "skipped"
     assert states["resolve_incident"] == "success" and states["final_report"] == "success"
     resumed = seconds_between(decided.decided_at, tis[taken]["start_date"])
     print(
@@ -282,12 +288,7 @@ def test_decision_right_after_the_record_is_created_is_not_lost(
     # What this test is about: the vote landed before wait_for_approval ran at all.
     assert sensor_state in (None, "scheduled", "queued"), f"wait_for_approval was already {sensor_state}"
 
-    run = stack.wait_for_run(DAG_ID, run_id, timeout=RUN_TIMEOUT)
-    assert run["state"] == "success"
-    tis = assert_no_failures(stack, run_id)
-    assert tis["wait_for_approval"]["state"] == "success"
-    assert tis["execute_fix"]["state"] == "success"
-    assert tis["escalate"]["state"] == "skipped"
+    finished_through(stack, run_id, "execute_fix", "escalate")
     final = store.get_approval(record.id)
     assert final.state == "approved" and final.deciders == ["admin"]
 
@@ -323,20 +324,14 @@ def test_decisions_while_the_triggerer_is_down_are_not_lost(
         # api-server, say): only the trigger can notice, once a triggerer runs again.
         store.cast_vote(store_record.id, identity="admin", channel="web", decision="approve")
 
-        run = stack.wait_for_run(DAG_ID, by_api, timeout=RUN_TIMEOUT)
-        assert run["state"] == "success"
-        tis = assert_no_failures(stack, by_api)
-        assert tis["execute_fix"]["state"] == "success" and tis["escalate"]["state"] == "skipped"
+        finished_through(stack, by_api, "execute_fix", "escalate")
         assert task_instances(stack, by_store)["wait_for_approval"]["state"] == "deferred"
     finally:
         restarted = datetime.now(UTC)
         stack.start_component("triggerer")
 
     # The new triggerer takes the orphaned trigger over, reads the decision, and the run goes on.
-    run = stack.wait_for_run(DAG_ID, by_store, timeout=RUN_TIMEOUT)
-    assert run["state"] == "success"
-    tis = assert_no_failures(stack, by_store)
-    assert tis["execute_fix"]["state"] == "success" and tis["escalate"]["state"] == "skipped"
+    tis = finished_through(stack, by_store, "execute_fix", "escalate")
     assert seconds_between(restarted, tis["wait_for_approval"]["end_date"]) > 0
     assert store.get_approval(store_record.id).state == "approved"
 
@@ -358,12 +353,7 @@ def test_unanswered_request_reminds_at_half_time_then_expires_and_escalates(
     assert record.state == "pending"
     assert (record.expires_at - record.created_at).total_seconds() == pytest.approx(EXPIRY_SECONDS, abs=1)
 
-    run = stack.wait_for_run(DAG_ID, run_id, timeout=RUN_TIMEOUT)
-    assert run["state"] == "success"
-    tis = assert_no_failures(stack, run_id)
-    assert tis["wait_for_approval"]["state"] == "success"
-    assert tis["escalate"]["state"] == "success"
-    assert tis["execute_fix"]["state"] == "skipped"
+    tis = finished_through(stack, run_id, "escalate", "execute_fix")
     expired = store.get_approval(record.id)
     assert expired.state == "expired" and not expired.votes
 
