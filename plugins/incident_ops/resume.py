@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 
+from incident_ops.hooks.incident_store import STORE_CONN_ID
 from include.store import Approval
 
 log = logging.getLogger(__name__)
 
 
-def end_waiting_sensors(record: Approval, *, store_conn_id: str = "incident_store") -> list[str]:
+def end_waiting_sensors(record: Approval, *, store_conn_id: str = STORE_CONN_ID) -> list[str]:
     """Mark the sensors deferred on `record` successful, with its outcome; return their task ids.
 
     Never raises: a failure here only means the trigger ends the wait a moment later.
