@@ -148,7 +148,7 @@ def bench_tasks(runs: int) -> None:
     """Time ai_summarize + ai_diagnose with an instant stub model, then with no model."""
     from incident_ops import tasks
     from incident_ops.hooks.incident_store import get_store
-    from include import inventory
+    from include import inventory, names
     from include.models import Alert
     from tests.fakes.llm_server import FakeLlmServer, Reply
 
@@ -162,9 +162,9 @@ def bench_tasks(runs: int) -> None:
         store.open_incident(
             dag_id=run.dag_id, run_id=run.run_id, incident_key=alert.incident_key, alert=alert.to_xcom()
         )
-        ti = _TaskInstance({tasks.INGEST: alert.to_xcom(), tasks.ENRICH: enrichment.to_xcom()})
+        ti = _TaskInstance({names.INGEST: alert.to_xcom(), names.ENRICH: enrichment.to_xcom()})
         started = time.perf_counter()
-        ti.xcoms[tasks.SUMMARIZE] = tasks.ai_summarize(ti=ti, dag_run=run)
+        ti.xcoms[names.SUMMARIZE] = tasks.ai_summarize(ti=ti, dag_run=run)
         result = tasks.ai_diagnose(ti=ti, dag_run=run)
         samples.append(time.perf_counter() - started)
         analyzers.add(result["analyzer"])

@@ -11,6 +11,7 @@ from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryActi
 from incident_ops import tasks
 from incident_ops.notifiers.failure import IncidentFailureNotifier
 from incident_ops.sensors.approval import ApprovalSensor
+from include import names
 
 DOC_MD = """
 # Incident response
@@ -229,7 +230,7 @@ BRANCH_RETRY = {
 JOIN = "none_failed_min_one_success"
 
 with DAG(
-    dag_id="incident_response",
+    dag_id=names.DAG_ID,
     description="AI incident response: analyse, page, contain, approve, fix or escalate, report.",
     schedule=None,
     catchup=False,
@@ -239,51 +240,54 @@ with DAG(
     tags=["incident-response", "ai", "slack"],
     default_args={"owner": "sre", "on_failure_callback": IncidentFailureNotifier()},
 ) as dag:
-    ingest = PythonOperator(task_id="ingest", python_callable=tasks.ingest, **STORE_RETRY)
-    enrich = PythonOperator(task_id="enrich", python_callable=tasks.enrich, **STORE_RETRY)
-    ai_summarize = PythonOperator(task_id="ai_summarize", python_callable=tasks.ai_summarize, **AI_RETRY)
-    ai_diagnose = PythonOperator(task_id="ai_diagnose", python_callable=tasks.ai_diagnose, **AI_RETRY)
+    ingest = PythonOperator(task_id=names.INGEST, python_callable=tasks.ingest, **STORE_RETRY)
+    enrich = PythonOperator(task_id=names.ENRICH, python_callable=tasks.enrich, **STORE_RETRY)
+    ai_summarize = PythonOperator(task_id=names.SUMMARIZE, python_callable=tasks.ai_summarize, **AI_RETRY)
+    ai_diagnose = PythonOperator(task_id=names.DIAGNOSE, python_callable=tasks.ai_diagnose, **AI_RETRY)
     analyze_severity = BranchPythonOperator(
-        task_id="analyze_severity", python_callable=tasks.analyze_severity, **BRANCH_RETRY
+        task_id=names.ANALYZE_SEVERITY, python_callable=tasks.analyze_severity, **BRANCH_RETRY
     )
 
-    page_oncall = PythonOperator(task_id="page_oncall", python_callable=tasks.page_oncall, **SLACK_RETRY)
+    page_oncall = PythonOperator(task_id=names.PAGE_ONCALL, python_callable=tasks.page_oncall, **SLACK_RETRY)
     automated_containment = PythonOperator(
-        task_id="automated_containment", python_callable=tasks.automated_containment, **DEVICE_RETRY
+        task_id=names.CONTAINMENT, python_callable=tasks.automated_containment, **DEVICE_RETRY
     )
     approval_needed = BranchPythonOperator(
-        task_id="approval_needed", python_callable=tasks.approval_needed, **BRANCH_RETRY
+        task_id=names.APPROVAL_NEEDED, python_callable=tasks.approval_needed, **BRANCH_RETRY
     )
     request_approval = PythonOperator(
-        task_id="request_approval", python_callable=tasks.request_approval, **SLACK_RETRY
+        task_id=names.REQUEST_APPROVAL, python_callable=tasks.request_approval, **SLACK_RETRY
     )
     wait_for_approval = ApprovalSensor(
-        task_id="wait_for_approval",
-        approval_id="{{ ti.xcom_pull(task_ids='request_approval') }}",
+        task_id=names.WAIT_FOR_APPROVAL,
+        approval_id=f"{{{{ ti.xcom_pull(task_ids='{names.REQUEST_APPROVAL}') }}}}",
         **STORE_RETRY,
     )
     approval_decision = BranchPythonOperator(
-        task_id="approval_decision", python_callable=tasks.approval_decision, **BRANCH_RETRY
+        task_id=names.APPROVAL_DECISION, python_callable=tasks.approval_decision, **BRANCH_RETRY
     )
     # Reached straight from approval_needed or after an approval: one of its parents is always skipped.
     execute_fix = PythonOperator(
-        task_id="execute_fix", python_callable=tasks.execute_fix, trigger_rule=JOIN, **DEVICE_RETRY
+        task_id=names.EXECUTE_FIX, python_callable=tasks.execute_fix, trigger_rule=JOIN, **DEVICE_RETRY
     )
-    escalate = PythonOperator(task_id="escalate", python_callable=tasks.escalate, **SLACK_RETRY)
+    escalate = PythonOperator(task_id=names.ESCALATE, python_callable=tasks.escalate, **SLACK_RETRY)
 
     create_ticket = PythonOperator(
-        task_id="create_ticket", python_callable=tasks.create_ticket, **SLACK_RETRY
+        task_id=names.CREATE_TICKET, python_callable=tasks.create_ticket, **SLACK_RETRY
     )
     diagnostic_report = PythonOperator(
-        task_id="diagnostic_report", python_callable=tasks.diagnostic_report, **SLACK_RETRY
+        task_id=names.DIAGNOSTIC_REPORT, python_callable=tasks.diagnostic_report, **SLACK_RETRY
     )
-    log_only = PythonOperator(task_id="log_only", python_callable=tasks.log_only, **STORE_RETRY)
+    log_only = PythonOperator(task_id=names.LOG_ONLY, python_callable=tasks.log_only, **STORE_RETRY)
 
     resolve_incident = PythonOperator(
-        task_id="resolve_incident", python_callable=tasks.resolve_incident, trigger_rule=JOIN, **STORE_RETRY
+        task_id=names.RESOLVE_INCIDENT,
+        python_callable=tasks.resolve_incident,
+        trigger_rule=JOIN,
+        **STORE_RETRY,
     )
     final_report = PythonOperator(
-        task_id="final_report", python_callable=tasks.final_report, trigger_rule=JOIN, **SLACK_RETRY
+        task_id=names.FINAL_REPORT, python_callable=tasks.final_report, trigger_rule=JOIN, **SLACK_RETRY
     )
 
     ingest >> enrich >> ai_summarize >> ai_diagnose >> analyze_severity

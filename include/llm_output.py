@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from include.models import Analysis
 from include.runbooks import Runbook
+from include.severity import severity_rank
 
 __all__ = [
     "ActionNotAllowedError",
@@ -42,7 +43,6 @@ REPORT_MAX_CHARS = 6000
 # The plain report's first line, as include.reports.final_report_text writes it.
 _REPORT_HEAD = re.compile(r"^Incident (?P<id>\S+): .* - (?P<outcome>\S+)$")
 _FENCE = re.compile(r"```[A-Za-z0-9_-]*[ \t]*\n(.*?)```", re.DOTALL)
-_RANK = {"info": 0, "warning": 1, "critical": 2}
 
 
 class LlmOutputError(ValueError):
@@ -293,7 +293,7 @@ def parse_diagnosis(reply: ChatReply, *, runbook: Runbook, summary: str) -> Anal
 
 def raise_severity(analysis: Analysis, floor: str | None, why: str) -> Analysis:
     """Return `analysis` with its severity raised to `floor` when it is lower, saying why in the diagnosis."""
-    if not floor or _RANK[analysis.severity] >= _RANK[floor]:
+    if not floor or severity_rank(analysis.severity) >= severity_rank(floor):
         return analysis
     note = f" Severity raised from {analysis.severity} to {floor}: {why}."
     diagnosis = analysis.diagnosis[: 4000 - len(note)] + note

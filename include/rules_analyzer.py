@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from include.models import Alert, Analysis, Enrichment
 from include.runbooks import FALLBACK, load_runbooks, match_runbook
+from include.severity import severity_rank
 
 # Confidence the rules claim: high when a runbook's thresholds decide, low when nothing matched
 # (so that the approval policy hands the decision to a human).
@@ -41,7 +42,7 @@ def analyze(alert: Alert, enrichment: Enrichment) -> Analysis:
         severity, confidence = runbook.default_severity, CONFIDENCE_ERROR_MATCH
         why = f"{runbook.title}: {alert.error} matched the runbook."
     # A hint from the sender can raise the severity, never lower what the rules found.
-    if alert.severity and _rank(alert.severity) > _rank(severity):
+    if alert.severity and severity_rank(alert.severity) > severity_rank(severity):
         severity = alert.severity
         why += f" Raised to {severity} by the sender's severity hint."
     action = (
@@ -63,7 +64,3 @@ def analyze(alert: Alert, enrichment: Enrichment) -> Analysis:
         analyzer="rules",
         runbook=runbook.name,
     )
-
-
-def _rank(severity: str) -> int:
-    return {"info": 0, "warning": 1, "critical": 2}[severity]

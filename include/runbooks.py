@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,6 @@ class Runbook:
     containment: str | None
     deadline_minutes: int
     quorum: int
-    approvers: tuple[str, ...] = field(default_factory=tuple)
 
     def action(self, name: str) -> Action:
         """Return the allowed action `name`, or raise if the runbook does not allow it."""
@@ -96,7 +95,6 @@ def _parse(raw: Any, origin: str) -> Runbook:
             containment=raw.get("containment"),
             deadline_minutes=int(approval.get("deadline_minutes", 30)),
             quorum=int(approval.get("quorum", 1)),
-            approvers=tuple(approval.get("approvers", [])),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise RunbookError(f"{origin}: malformed runbook ({exc})") from exc

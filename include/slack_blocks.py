@@ -11,7 +11,7 @@ SEVERITY_EMOJI = {"critical": ":rotating_light:", "warning": ":warning:", "info"
 _MAX_TEXT = 2900
 
 
-def _mrkdwn_escape(text: str) -> str:
+def mrkdwn_escape(text: str) -> str:
     """Escape the three characters Slack's mrkdwn treats as control characters."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -34,12 +34,11 @@ def page_blocks(alert: Alert, analysis: Analysis, *, run_url: str | None = None)
     emoji = SEVERITY_EMOJI.get(analysis.severity, "")
     blocks = [
         _section(
-            f"{emoji} *{_mrkdwn_escape(incident_header(alert, analysis))}*\n"
-            f"{_mrkdwn_escape(analysis.summary)}"
+            f"{emoji} *{mrkdwn_escape(incident_header(alert, analysis))}*\n{mrkdwn_escape(analysis.summary)}"
         ),
         _section(
             f"*Diagnosis* ({analysis.analyzer}, confidence {analysis.confidence:.0%})\n"
-            f"{_mrkdwn_escape(analysis.diagnosis)}"
+            f"{mrkdwn_escape(analysis.diagnosis)}"
         ),
         _context(
             f"Recommended action: `{analysis.recommended_action}` · runbook `{analysis.runbook}`"
@@ -55,11 +54,11 @@ def ticket_blocks(alert: Alert, analysis: Analysis, *, ticket_id: str) -> list[d
     """Render the notice that a ticket was opened for a warning."""
     return [
         _section(
-            f"{SEVERITY_EMOJI['warning']} *{_mrkdwn_escape(incident_header(alert, analysis))}*\n"
-            f"{_mrkdwn_escape(analysis.summary)}"
+            f"{SEVERITY_EMOJI['warning']} *{mrkdwn_escape(incident_header(alert, analysis))}*\n"
+            f"{mrkdwn_escape(analysis.summary)}"
         ),
         _context(
-            f"Ticket `{_mrkdwn_escape(ticket_id)}` opened · suggested action `{analysis.recommended_action}`"
+            f"Ticket `{mrkdwn_escape(ticket_id)}` opened · suggested action `{analysis.recommended_action}`"
         ),
     ]
 
@@ -80,11 +79,11 @@ def approval_blocks(
     return [
         _section(
             f":raised_hand: *Approval needed: `{analysis.recommended_action}` on "
-            f"{_mrkdwn_escape(alert.device_id)}*"
-            f"\n{_mrkdwn_escape(analysis.summary)}"
+            f"{mrkdwn_escape(alert.device_id)}*"
+            f"\n{mrkdwn_escape(analysis.summary)}"
         ),
         _context(
-            f"Risk {risk} · needs {needs} · why: {_mrkdwn_escape('; '.join(reasons))} · expires {expires_at}"
+            f"Risk {risk} · needs {needs} · why: {mrkdwn_escape('; '.join(reasons))} · expires {expires_at}"
         ),
         {
             "type": "actions",
@@ -127,17 +126,17 @@ def decided_blocks(
         "cancelled": ":heavy_minus_sign:",
     }.get(state, "")
     return [
-        _section(f"{icon} *`{action}` on {_mrkdwn_escape(device_id)}: {state}*"),
+        _section(f"{icon} *`{action}` on {mrkdwn_escape(device_id)}: {state}*"),
         _context(f"By {who} at {when} · <{record_url}|approval record>"),
     ]
 
 
 def text_blocks(title: str, body: str) -> list[dict[str, Any]]:
     """Render a plain titled message (notices, escalations, reports)."""
-    return [_section(f"*{_mrkdwn_escape(title)}*\n{_mrkdwn_escape(body)}")]
+    return [_section(f"*{mrkdwn_escape(title)}*\n{mrkdwn_escape(body)}")]
 
 
 def _mention(identity: str) -> str:
     if identity.startswith("slack:"):
         return f"<@{identity.removeprefix('slack:')}>"
-    return _mrkdwn_escape(identity)
+    return mrkdwn_escape(identity)

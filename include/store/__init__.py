@@ -12,8 +12,11 @@ from include.store.incidents import IncidentRecords
 from include.store.intake import AlertIntake
 from include.store.records import (
     DECIDED_STATES,
+    DECISIONS,
     PENDING,
     Approval,
+    ApprovalState,
+    Decision,
     NotFound,
     StoreError,
     Vote,
@@ -27,8 +30,11 @@ from include.store.schema import metadata
 
 __all__ = [
     "DECIDED_STATES",
+    "DECISIONS",
     "PENDING",
     "Approval",
+    "ApprovalState",
+    "Decision",
     "IncidentStore",
     "NotFound",
     "StoreError",

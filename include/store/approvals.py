@@ -8,8 +8,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from include.store.records import (
+    CLOSING_STATES,
+    DECISIONS,
     PENDING,
     Approval,
+    ApprovalState,
     NotFound,
     Vote,
     VoteRefused,
@@ -39,6 +42,7 @@ class ApprovalRecords:
         deadline: timedelta,
         requested_by: str | None = None,
         forbid_self_approval: bool = False,
+        people: dict[str, str] | None = None,
     ) -> Approval:
         """Create the run's approval record for `action`, or return the existing one (retries)."""
         approval_id = approval_id_for(dag_id, run_id, action)
@@ -58,6 +62,7 @@ class ApprovalRecords:
                 approvers=approvers,
                 requested_by=requested_by,
                 forbid_self_approval=forbid_self_approval,
+                people=people or None,
                 state=PENDING,
                 created_at=now,
                 expires_at=now + deadline,
@@ -82,13 +87,13 @@ class ApprovalRecords:
         with self.engine.connect() as conn:
             return self._load_approval(conn, approval_id)
 
-    def approval_state(self, approval_id: str) -> str:
+    def approval_state(self, approval_id: str) -> ApprovalState:
         """Return just the record's state (the trigger's cheap poll)."""
         with self.engine.connect() as conn:
             state = conn.execute(sa.select(approvals.c.state).where(approvals.c.id == approval_id)).scalar()
         if state is None:
             raise NotFound(f"no approval record {approval_id}")
-        return state
+        return ApprovalState(state)
 
     def list_approvals(
         self, *, state: str | None = None, run_id: str | None = None, limit: int = 100
@@ -125,6 +130,8 @@ class ApprovalRecords:
         fields = {k: row[k] for k in row.keys() if k != "touched_at"}
         for key in ("created_at", "expires_at", "decided_at"):
             fields[key] = aware(fields[key])
+        fields["state"] = ApprovalState(fields["state"])
+        fields["people"] = fields["people"] or {}
         return Approval(**fields, votes=cast)
 
     def _lock_approval(self, conn: Connection, approval_id: str) -> Approval:
@@ -145,92 +152,68 @@ class ApprovalRecords:
         channel: str,
         decision: str,
         comment: str | None = None,
-        refused_because: str | None = None,
+        role: str | None = None,
         now: datetime | None = None,
     ) -> Approval:
         """Count a vote and decide the record when it reaches quorum (or on any reject).
 
-        A refusal decided by the caller (`refused_because`) or found here (decided, expired, a
-        second vote) is kept in the audit trail and raised as VoteRefused; the record is unchanged.
+        Whether the vote counts is `approval_policy.vote_refusal`'s answer, read under the record's
+        lock. A refused vote is kept in the audit trail (up to a cap per person) and raised as
+        VoteRefused; the record is unchanged, except that a vote past the deadline expires it.
         """
-        if decision not in ("approve", "reject"):
+        from include.approval_policy import TOO_MANY, vote_refusal
+
+        if decision not in DECISIONS:
             raise ValueError("decision must be 'approve' or 'reject'")
         now = now or utcnow()
         with self._tx() as conn:
             record = self._lock_approval(conn, approval_id)
-            code = "forbidden" if refused_because else "conflict"
-            if not refused_because:
-                refused_because = self._conflict(conn, record, identity, now)
-            accepted = refused_because is None
-            conn.execute(
-                votes.insert().values(
-                    approval_id=approval_id,
-                    identity=identity,
-                    channel=channel,
-                    decision=decision,
-                    comment=comment,
-                    at=now,
-                    accepted=accepted,
-                    refused_because=refused_because,
+            refused = vote_refusal(record, identity=identity, channel=channel, role=role, now=now)
+            if refused is not None and refused.expired:
+                self._decide(conn, record, ApprovalState.EXPIRED, now)
+            if refused is None or refused.code != TOO_MANY:
+                conn.execute(
+                    votes.insert().values(
+                        approval_id=approval_id,
+                        identity=identity,
+                        channel=channel,
+                        decision=decision,
+                        comment=comment,
+                        at=now,
+                        accepted=refused is None,
+                        refused_because=refused.reason if refused else None,
+                    )
                 )
-            )
-            if accepted:
-                self._event(
-                    conn,
-                    record.incident_id,
-                    "vote",
-                    {
-                        "approval_id": approval_id,
-                        "identity": identity,
-                        "channel": channel,
-                        "decision": decision,
-                    },
-                )
-                approvals_so_far = {
-                    v.identity for v in record.votes if v.accepted and v.decision == "approve"
-                }
+                detail = {"approval_id": approval_id, "identity": identity, "channel": channel}
+                if refused is None:
+                    self._event(conn, record.incident_id, "vote", {**detail, "decision": decision})
+                else:
+                    self._event(conn, record.incident_id, "vote_refused", {**detail, "why": refused.reason})
+            if refused is None:
+                approvers = {record.person_of(v.identity) for v in record.votes if v.accepted}
                 if decision == "reject":
-                    self._decide(conn, record, "rejected", now)
-                elif len(approvals_so_far | {identity}) >= record.quorum:
-                    self._decide(conn, record, "approved", now)
-            else:
-                self._event(
-                    conn,
-                    record.incident_id,
-                    "vote_refused",
-                    {
-                        "approval_id": approval_id,
-                        "identity": identity,
-                        "channel": channel,
-                        "why": refused_because,
-                    },
-                )
-        if not accepted:
-            raise VoteRefused(refused_because, code=code)
+                    self._decide(conn, record, ApprovalState.REJECTED, now)
+                elif len(approvers | {record.person_of(identity)}) >= record.quorum:
+                    self._decide(conn, record, ApprovalState.APPROVED, now)
+        if refused is not None:
+            raise VoteRefused(refused.reason, code=refused.code)
         return self.get_approval(approval_id)
 
-    def _conflict(self, conn: Connection, record: Approval, identity: str, now: datetime) -> str | None:
-        if record.decided:
-            return f"the request was already {record.state}"
-        if now >= record.expires_at:
-            self._decide(conn, record, "expired", now)
-            return "the request has expired"
-        if identity in record.deciders:
-            return f"{identity} has already voted"
-        return None
-
-    def _decide(self, conn: Connection, record: Approval, state: str, now: datetime) -> None:
+    def _decide(self, conn: Connection, record: Approval, state: ApprovalState, now: datetime) -> None:
         conn.execute(
             approvals.update()
             .where(approvals.c.id == record.id, approvals.c.state == PENDING)
             .values(state=state, decided_at=now)
         )
-        self._event(conn, record.incident_id, "approval_" + state, {"approval_id": record.id})
+        self._event(conn, record.incident_id, f"approval_{state}", {"approval_id": record.id})
 
-    def close_approval(self, approval_id: str, *, state: str, now: datetime | None = None) -> Approval:
+    def close_approval(
+        self, approval_id: str, *, state: ApprovalState | str, now: datetime | None = None
+    ) -> Approval:
         """Expire or cancel a pending record; a record already decided keeps its decision."""
-        if state not in ("expired", "cancelled"):
+        if state not in CLOSING_STATES:
             raise ValueError("only expired or cancelled can be set directly")
+        state = ApprovalState(state)
         now = now or utcnow()
         with self._tx() as conn:
             record = self._lock_approval(conn, approval_id)

@@ -50,10 +50,28 @@ class StoreBase:
         for _ in range(len(metadata.tables)):
             try:
                 metadata.create_all(self.engine, checkfirst=True)
-                return
+                break
             except (sa.exc.OperationalError, sa.exc.IntegrityError, sa.exc.ProgrammingError):
                 continue
-        metadata.create_all(self.engine, checkfirst=True)
+        else:
+            metadata.create_all(self.engine, checkfirst=True)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Add the nullable columns a newer release defines to tables an older one created."""
+        inspector = sa.inspect(self.engine)
+        for table in metadata.sorted_tables:
+            present = {column["name"] for column in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in present or not column.nullable:
+                    continue
+                kind = column.type.compile(dialect=self.engine.dialect)
+                try:
+                    with self.engine.begin() as conn:
+                        conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+                except (sa.exc.OperationalError, sa.exc.ProgrammingError):
+                    # A concurrent starter added it first; a real failure shows on first use.
+                    continue
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:

@@ -180,6 +180,11 @@ class AlertIntake:
                     self._event(conn, incident_id, "alert_resolved", {"source": source})
         return bool(done)
 
+    def resolved_upstream(self, run_id: str) -> bool:
+        """Say whether the sender already resolved the alert a DAG run was started for."""
+        row = self.get_alert_run(run_id)
+        return row is not None and row["state"] == "resolved"
+
     def count_alert_runs(self, *, dag_id: str | None = None) -> int:
         """Return how many DAG runs were started for alerts (benchmarks and tests)."""
         query = sa.select(sa.func.count()).select_from(alert_runs)

@@ -1,14 +1,36 @@
-"""What the incident store hands out: approval records and votes, ids, and its typed errors."""
+"""What the incident store hands out: approval records and votes, ids, states, and its typed errors."""
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, Literal
 
-PENDING = "pending"
-DECIDED_STATES = ("approved", "rejected", "expired", "cancelled")
+Decision = Literal["approve", "reject"]
+DECISIONS: tuple[Decision, ...] = ("approve", "reject")
+
+
+class ApprovalState(StrEnum):
+    """Where an approval record stands: pending, then exactly one decided state, never changed again."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+    @property
+    def decided(self) -> bool:
+        """Say whether the record has left `pending`."""
+        return self is not ApprovalState.PENDING
+
+
+PENDING = ApprovalState.PENDING
+DECIDED_STATES = tuple(state for state in ApprovalState if state.decided)
+# Set by the product itself, never by a vote: the deadline passing, or the alert resolved upstream.
+CLOSING_STATES = (ApprovalState.EXPIRED, ApprovalState.CANCELLED)
 
 
 class StoreError(Exception):
@@ -20,11 +42,11 @@ class NotFound(StoreError):
 
 
 class VoteRefused(StoreError):
-    """A vote was not counted; the refusal itself is kept for the audit trail.
+    """A vote was not counted; the refusal itself is kept for the audit trail (unless `kept` is False).
 
     :param reason: Why, in words an operator can act on.
-    :param code: ``forbidden`` (not an allowed approver) or ``conflict`` (already decided, expired,
-        or a second vote by the same person).
+    :param code: ``forbidden`` (not an allowed approver), ``conflict`` (already decided, expired, or a
+        second vote by the same person) or ``too_many`` (too many refused attempts, no longer kept).
     """
 
     def __init__(self, reason: str, *, code: str) -> None:
@@ -39,7 +61,7 @@ def utcnow() -> datetime:
 
 
 def aware(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything stored here is UTC.
+    """Return `value` as an aware UTC datetime (SQLite hands back naive ones; everything here is UTC)."""
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value
@@ -70,7 +92,11 @@ class Vote:
 
 @dataclass(frozen=True)
 class Approval:
-    """An approval record with its votes."""
+    """An approval record with its votes.
+
+    `people` maps each identity of a person (an Airflow username, `slack:<user id>`) to that person,
+    as the approvers configuration said when the record was created: quorum counts people.
+    """
 
     id: str
     incident_id: str
@@ -83,23 +109,43 @@ class Approval:
     approvers: list[str] | None
     requested_by: str | None
     forbid_self_approval: bool
-    state: str
+    state: ApprovalState
     created_at: datetime
     expires_at: datetime
     decided_at: datetime | None
     slack_channel: str | None
     slack_ts: str | None
     votes: tuple[Vote, ...] = ()
+    people: dict[str, str] = field(default_factory=dict)
 
     @property
     def decided(self) -> bool:
         """Say whether the record has left `pending`."""
-        return self.state != PENDING
+        return self.state.decided
 
     @property
     def deciders(self) -> list[str]:
-        """Return who cast the counted votes, in order."""
+        """Return who cast the counted votes (identities), in order."""
         return [v.identity for v in self.votes if v.accepted]
+
+    def person_of(self, identity: str) -> str:
+        """Return the person behind an identity (the identity itself when no person lists it)."""
+        return self.people.get(identity, identity)
+
+    @property
+    def voters(self) -> set[str]:
+        """Return the people whose votes were counted."""
+        return {self.person_of(v.identity) for v in self.votes if v.accepted}
+
+    @property
+    def approval_count(self) -> int:
+        """Return how many different people's approvals were counted."""
+        return len({self.person_of(v.identity) for v in self.votes if v.accepted and v.decision == "approve"})
+
+    def refused_attempts(self, identity: str) -> int:
+        """Return how many refused attempts of the person behind `identity` are kept."""
+        person = self.person_of(identity)
+        return sum(1 for v in self.votes if not v.accepted and self.person_of(v.identity) == person)
 
     def to_json(self) -> dict[str, Any]:
         """Return the record as the JSON API shows it."""
@@ -112,15 +158,17 @@ class Approval:
             "risk": self.risk,
             "reasons": self.reasons,
             "quorum": self.quorum,
+            "approvals": self.approval_count,
             "approvers": self.approvers,
             "requested_by": self.requested_by,
-            "state": self.state,
+            "state": str(self.state),
             "created_at": self.created_at.isoformat(),
             "expires_at": self.expires_at.isoformat(),
             "decided_at": self.decided_at.isoformat() if self.decided_at else None,
             "votes": [
                 {
                     "identity": v.identity,
+                    "person": self.person_of(v.identity),
                     "channel": v.channel,
                     "decision": v.decision,
                     "comment": v.comment,

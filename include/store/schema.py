@@ -52,6 +52,7 @@ approvals = sa.Table(
     sa.Column("approvers", sa.JSON),  # null: any Airflow user with the user role
     sa.Column("requested_by", sa.String(128)),
     sa.Column("forbid_self_approval", sa.Boolean, nullable=False, default=False),
+    sa.Column("people", sa.JSON),  # {identity: person}, as the approvers configuration said
     sa.Column("state", sa.String(16), nullable=False, index=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),

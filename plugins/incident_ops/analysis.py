@@ -25,6 +25,7 @@ from include.llm_output import (
     raise_severity,
 )
 from include.models import Alert, Analysis, Enrichment
+from include.names import LLM_CONN_ID
 
 if TYPE_CHECKING:
     from incident_ops.hooks.llm import LlmHook
@@ -32,7 +33,8 @@ if TYPE_CHECKING:
     from include.prompting import Prompt
 
 log = logging.getLogger(__name__)
-LLM_CONN_ID = "llm_default"
+# The fallback reason of a step when no model is configured: the rules answered by design.
+NOT_CONFIGURED = "not_configured"
 # Below the approval policy's 0.6 threshold: a fallback answer never acts without a human.
 FALLBACK_CONFIDENCE = 0.5
 T = TypeVar("T")
@@ -57,19 +59,17 @@ class _BadConfig(Exception):
 
 def _hook() -> LlmHook:
     """Return the hook for `llm_default`, or raise _NotConfigured / _BadConfig."""
-    from airflow.exceptions import AirflowNotFoundException
-
+    from incident_ops.connections import optional_connection
     from incident_ops.hooks.llm import LlmHook
     from include.llm_settings import LlmConfigError, LlmSettings
 
     global _not_configured_logged
-    try:
-        connection = LlmHook.get_connection(LLM_CONN_ID)
-    except AirflowNotFoundException:
+    connection = optional_connection(LLM_CONN_ID)
+    if connection is None:
         if not _not_configured_logged:
             log.info("No %s connection: the rules analyser answers", LLM_CONN_ID)
             _not_configured_logged = True
-        raise _NotConfigured from None
+        raise _NotConfigured
     try:
         settings = LlmSettings.from_extra(connection.extra_dejson)
     except LlmConfigError as exc:
@@ -156,7 +156,7 @@ def _guarded(step: str, work: Callable[[CallRecord], T | None]) -> tuple[T | Non
     try:
         value = work(record)
     except _NotConfigured:
-        record.fallback_reason = "not_configured"
+        record.fallback_reason = NOT_CONFIGURED
         return None, record
     except _BadConfig:
         record.fallback_reason = "bad_config"
@@ -194,24 +194,19 @@ def summarize_with_record(alert: Alert, enrichment: Enrichment) -> tuple[dict[st
     return {"summary": summary, "analyzer": "llm"}, record
 
 
-def summarize(alert: Alert, enrichment: Enrichment) -> dict[str, Any]:
-    """Return {"summary", "analyzer", "llm"} for the alert; "llm" records the model call, if any."""
-    document, record = summarize_with_record(alert, enrichment)
-    if record.fallback_reason == "not_configured":
-        return document
-    return {**document, "llm": record.to_dict()}
+def model_was_asked(record: CallRecord | dict[str, Any]) -> bool:
+    """Say whether a step's record shows a configured model (whatever it answered): worth keeping."""
+    reason = record.fallback_reason if isinstance(record, CallRecord) else record.get("fallback_reason")
+    return reason != NOT_CONFIGURED
 
 
-def severity_floor(alert: Alert, rules: Analysis) -> tuple[str | None, str]:
-    """Return the lowest severity the model may give, and why.
+def severity_floor(alert: Alert, rules: Analysis) -> tuple[str, str]:
+    """Return the lowest severity the model may give, and why (the caution policy decides it)."""
+    from include.approval_policy import caution
+    from include.runbooks import get_runbook
 
-    A critical reading by the rules comes from the runbook itself (a threshold, a critical error
-    code, a critical-by-default runbook): the model may refine it upwards only. The sender's hint
-    raises, never lowers (DESIGN §1).
-    """
-    if rules.severity == "critical":
-        return "critical", "the runbook's rules classify this alert as critical"
-    return alert.severity, "the sender's severity hint"
+    floor = caution(alert, rules=rules, proposed=rules, runbook=get_runbook(rules.runbook)).severity
+    return floor, "the rules' analysis and the sender's hint are a floor"
 
 
 def _fallback(rules: Analysis, reason: str) -> Analysis:
@@ -252,14 +247,9 @@ def diagnose_with_record(alert: Alert, enrichment: Enrichment, summary: dict[str
     analysis, record = _guarded("diagnose", work)
     if analysis is not None:
         return Diagnosis(analysis, record.to_dict())
-    if record.fallback_reason == "not_configured":
+    if not model_was_asked(record):
         return Diagnosis(rules, record.to_dict())
     return Diagnosis(_fallback(rules, record.fallback_reason or "unknown"), record.to_dict())
-
-
-def diagnose(alert: Alert, enrichment: Enrichment, summary: dict[str, Any] | None) -> Analysis:
-    """Return the validated analysis: severity, diagnosis and a runbook action."""
-    return diagnose_with_record(alert, enrichment, summary).analysis
 
 
 def write_report_with_record(plain_report: str) -> tuple[str, dict[str, Any]]:

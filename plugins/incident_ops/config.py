@@ -6,14 +6,15 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
+from include.names import APPROVERS_VARIABLE, CHANNELS_VARIABLE, DEADLINE_OVERRIDE_ENV
+
 if TYPE_CHECKING:
     from include.approval_policy import ApproverPolicy
 
-CHANNELS_VARIABLE = "incident_slack_channels"
-APPROVERS_VARIABLE = "incident_approvers"
 DEFAULT_CHANNEL = "#incidents"
-# Operators may shorten every runbook's approval deadline (drills, staging).
-DEADLINE_OVERRIDE_ENV = "INCIDENT_APPROVAL_DEADLINE_SECONDS"
+# What a message is for, as the keys of the `incident_slack_channels` Variable name them; a purpose
+# without its own channel posts to `default`.
+CHANNEL_PURPOSES = ("oncall", "secondary", "approvals", "tickets", "default")
 
 
 class ConfigError(ValueError):
@@ -41,7 +42,9 @@ def slack_channels() -> dict[str, str]:
 
 
 def channel_for(purpose: str) -> str:
-    """Return the channel for `purpose` (oncall, tickets, approvals, default)."""
+    """Return the channel for `purpose` (one of CHANNEL_PURPOSES), else the default channel."""
+    if purpose not in CHANNEL_PURPOSES:
+        raise ValueError(f"unknown message purpose {purpose!r}")
     channels = slack_channels()
     return channels.get(purpose) or channels.get("default") or DEFAULT_CHANNEL
 

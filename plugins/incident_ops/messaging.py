@@ -6,7 +6,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from incident_ops.hooks.slack import DEFAULT_SLACK_CONN_ID, SlackClient
+from incident_ops.hooks.slack import IncidentSlackHook
+from include.names import SLACK_CONN_ID
 from include.store import IncidentStore
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ def deliver(
     channel: str,
     text: str,
     blocks: list[dict[str, Any]] | None = None,
-    slack_conn_id: str = DEFAULT_SLACK_CONN_ID,
+    slack_conn_id: str = SLACK_CONN_ID,
 ) -> Delivery:
     """Post a message in the incident's thread, once per `key`, or leave it in the outbox.
 
@@ -40,7 +41,7 @@ def deliver(
     if row["state"] == "sent":
         log.info("Message %s was already posted (ts %s)", key, row["slack_ts"])
         return Delivery(key=key, sent=True, channel=row["channel"], ts=row["slack_ts"])
-    if not SlackClient.is_configured(slack_conn_id):
+    if not IncidentSlackHook.is_configured(slack_conn_id):
         log.warning(
             "No Slack connection %r: message %s kept in the incident store's outbox, not sent",
             slack_conn_id,
@@ -49,7 +50,7 @@ def deliver(
         return Delivery(key=key, sent=False, channel=channel)
     incident = store.get_incident(incident_id)
     thread_channel, thread_ts = incident["slack_channel"], incident["slack_ts"]
-    ref = SlackClient(slack_conn_id=slack_conn_id).post_message(
+    ref = IncidentSlackHook(slack_conn_id=slack_conn_id).post_message(
         channel=thread_channel or channel, text=text, blocks=blocks, thread_ts=thread_ts
     )
     if thread_ts is None:
@@ -64,10 +65,12 @@ def update(
     ts: str,
     text: str,
     blocks: list[dict[str, Any]] | None,
-    slack_conn_id: str = DEFAULT_SLACK_CONN_ID,
+    slack_conn_id: str = SLACK_CONN_ID,
 ) -> bool:
     """Replace a posted message (the approval request once decided); False when Slack is not configured."""
-    if not SlackClient.is_configured(slack_conn_id):
+    if not IncidentSlackHook.is_configured(slack_conn_id):
         return False
-    SlackClient(slack_conn_id=slack_conn_id).update_message(channel=channel, ts=ts, text=text, blocks=blocks)
+    IncidentSlackHook(slack_conn_id=slack_conn_id).update_message(
+        channel=channel, ts=ts, text=text, blocks=blocks
+    )
     return True

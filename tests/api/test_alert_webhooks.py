@@ -262,7 +262,7 @@ def test_a_decided_approval_is_not_cancelled_by_a_late_resolve(webhook, tokens, 
         "dag_run_id"
     ]
     record = _pending_approval(store, run_id, {"device_id": "PUMP-07B", "error": "PRESSURE_SPIKE_DETECTED"})
-    store.cast_vote(record.id, identity="alice", channel="web", decision="approve")
+    store.cast_vote(record.id, identity="alice", channel="web", decision="approve", role="user")
     item = post(webhook, "alertmanager", salted(load("alertmanager_resolved"), salt)).json()["incidents"][0]
     assert item["cancelled_approvals"] == []
     assert store.get_approval(record.id).state == "approved"
@@ -535,13 +535,13 @@ def test_an_empty_group_is_accepted_and_starts_nothing(webhook):
 
 
 def test_a_dag_that_is_not_parsed_is_503_and_the_retry_succeeds(webhook, monkeypatch):
-    from incident_ops.api import routes_alerts
+    from incident_ops import intake
 
     body = salted(load("alertmanager_firing"))
-    monkeypatch.setattr(routes_alerts, "DAG_ID", "not_parsed_yet")
+    monkeypatch.setattr(intake, "DAG_ID", "not_parsed_yet")
     response = post(webhook, "alertmanager", body)
     assert response.status_code == 503 and "not_parsed_yet" in response.json()["detail"]
-    monkeypatch.setattr(routes_alerts, "DAG_ID", DAG_ID)
+    monkeypatch.setattr(intake, "DAG_ID", DAG_ID)
     retry = post(webhook, "alertmanager", body)
     assert retry.status_code == 202 and not any(i["deduplicated"] for i in retry.json()["incidents"])
 

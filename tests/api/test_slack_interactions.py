@@ -210,7 +210,7 @@ def slack(monkeypatch, slack_server: FakeSlackServer, client) -> FakeSlackServer
 
 
 def _posted_request(store, record):
-    from incident_ops.hooks.slack import SlackClient
+    from incident_ops.hooks.slack import IncidentSlackHook
 
     button = {
         "type": "button",
@@ -222,7 +222,7 @@ def _posted_request(store, record):
         {"type": "section", "text": {"type": "mrkdwn", "text": "Approval needed"}},
         {"type": "actions", "elements": [button]},
     ]
-    ref = SlackClient().post_message(channel="#oncall", text="Approval needed", blocks=blocks)
+    ref = IncidentSlackHook().post_message(channel="#oncall", text="Approval needed", blocks=blocks)
     store.set_approval_message(record.id, channel=ref.channel, ts=ref.ts)
     return ref
 

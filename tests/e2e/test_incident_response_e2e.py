@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from incident_ops.decisions import record_decision
+from incident_ops import approval_lifecycle
 from include.store import IncidentStore
 from scripts.local_airflow import LocalAirflow, poll
 
@@ -28,7 +28,9 @@ def test_critical_incident_approved_while_deferred(airflow_stack: LocalAirflow):
     poll(deferred, 180, "wait_for_approval to defer")
     [record] = store.list_approvals(run_id=run_id)
     assert record.state == "pending"
-    record_decision(store, record.id, identity="admin", channel="api", decision="approve", role="admin")
+    approval_lifecycle.decide(
+        store, record.id, identity="admin", channel="api", decision="approve", role="admin"
+    )
 
     airflow_stack.wait_for_run(DAG_ID, run_id, timeout=180)
     elapsed = time.monotonic() - started

@@ -322,7 +322,7 @@ def test_decisions_while_the_triggerer_is_down_are_not_lost(
         assert status == 200 and body["state"] == "approved", body
         # Decided in the store by something other than this API server (another deployment's
         # api-server, say): only the trigger can notice, once a triggerer runs again.
-        store.cast_vote(store_record.id, identity="admin", channel="web", decision="approve")
+        store.cast_vote(store_record.id, identity="admin", channel="web", decision="approve", role="admin")
 
         finished_through(stack, by_api, "execute_fix", "escalate")
         assert task_instances(stack, by_store)["wait_for_approval"]["state"] == "deferred"

@@ -56,7 +56,7 @@ def test_pending_record_defers_with_the_deadline_as_timeout(record):
 
 
 def test_decision_before_the_sensor_starts_is_not_lost(store, record):
-    store.cast_vote(record.id, identity="admin", channel="api", decision="approve")
+    store.cast_vote(record.id, identity="admin", channel="api", decision="approve", role="admin")
     assert _sensor(record.id).execute(context={}) == {
         "approval_id": record.id,
         "state": "approved",
@@ -73,7 +73,7 @@ def test_expired_event_records_the_expiry(store, record):
 
 
 def test_vote_just_before_expiry_wins(store, record):
-    store.cast_vote(record.id, identity="admin", channel="api", decision="reject")
+    store.cast_vote(record.id, identity="admin", channel="api", decision="reject", role="admin")
     outcome = _sensor(record.id).execute_complete(
         context={}, event={"approval_id": record.id, "state": "expired"}
     )

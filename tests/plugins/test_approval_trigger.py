@@ -84,7 +84,7 @@ def test_serialization_round_trip_keeps_only_ids():
 
 def test_decision_made_before_the_trigger_starts_is_seen_at_once(store):
     record = _record(store)
-    store.cast_vote(record.id, identity="admin", channel="web", decision="approve")
+    store.cast_vote(record.id, identity="admin", channel="web", decision="approve", role="admin")
 
     started = time.monotonic()
     outcome = _decision(ApprovalTrigger(approval_id=record.id, expires_at=record.expires_at.isoformat()))
@@ -97,7 +97,8 @@ def test_decision_made_before_the_trigger_starts_is_seen_at_once(store):
 def test_decision_while_waiting_fires_one_event(store, decision, state):
     record = _record(store)
     voter = threading.Timer(
-        0.5, lambda: store.cast_vote(record.id, identity="admin", channel="web", decision=decision)
+        0.5,
+        lambda: store.cast_vote(record.id, identity="admin", channel="web", decision=decision, role="admin"),
     )
     voter.start()
     try:

@@ -9,6 +9,7 @@ import pytest
 from incident_ops import tasks
 from incident_ops.hooks.errors import ServiceRejectedError, ServiceUnavailableError
 from incident_ops.hooks.incident_store import get_store
+from include import names
 from include.models import Alert
 from include.store import incident_id_for
 from tests.fakes.json_service import FakeJsonService
@@ -21,7 +22,7 @@ class FakeTI:
         self.alert = Alert(device_id=device_id, error="OVERHEATING").to_xcom()
 
     def xcom_pull(self, task_ids: str):
-        assert task_ids == tasks.INGEST
+        assert task_ids == names.INGEST
         return self.alert
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from incident_ops import tasks
 from incident_ops.hooks.incident_store import get_store
-from include import inventory, rules_analyzer
+from include import inventory, names, rules_analyzer
 from include.models import Alert
 from include.store import incident_id_for
 
@@ -20,8 +20,13 @@ class FakeTI:
     """Hands out the upstream XComs request_approval reads."""
 
     def __init__(self) -> None:
-        analysis = rules_analyzer.analyze(ALERT, inventory.lookup(ALERT.device_id))
-        self._xcoms = {tasks.INGEST: ALERT.to_xcom(), tasks.DIAGNOSE: analysis.to_xcom()}
+        enrichment = inventory.lookup(ALERT.device_id)
+        analysis = rules_analyzer.analyze(ALERT, enrichment)
+        self._xcoms = {
+            names.INGEST: ALERT.to_xcom(),
+            names.ENRICH: enrichment.to_xcom(),
+            names.DIAGNOSE: analysis.to_xcom(),
+        }
 
     def xcom_pull(self, task_ids: str):
         return self._xcoms[task_ids]

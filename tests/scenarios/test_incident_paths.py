@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from airflow.sdk.definitions.param import ParamValidationError
 
-from incident_ops.decisions import record_decision
+from incident_ops import approval_lifecycle
 
 pytestmark = pytest.mark.scenario
 
@@ -35,10 +35,12 @@ def _all(task_ids, state):
 
 
 def _vote(decision, identity="admin"):
-    def decide(store, approval_id):
-        record_decision(store, approval_id, identity=identity, channel="web", decision=decision, role="admin")
+    def vote(store, approval_id):
+        approval_lifecycle.decide(
+            store, approval_id, identity=identity, channel="web", decision=decision, role="admin"
+        )
 
-    return decide
+    return vote
 
 
 def test_critical_approved_runs_the_fix(run_incident):

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from incident_ops.decisions import record_decision
+from incident_ops import approval_lifecycle
 from tests.fakes.llm_fixtures import llm_connection, llm_server  # noqa: F401
 from tests.fakes.llm_server import Reply
 
@@ -30,7 +30,9 @@ LLM_REPORT_TAIL = "The bypass valve was opened without a human; pressure relieve
 
 
 def _approve(store, approval_id):
-    record_decision(store, approval_id, identity="admin", channel="web", decision="approve", role="admin")
+    approval_lifecycle.decide(
+        store, approval_id, identity="admin", channel="web", decision="approve", role="admin"
+    )
 
 
 def _diagnosis(action, confidence=0.9, severity="critical"):
@@ -64,8 +66,9 @@ def _final_report(outcome):
 def test_a_good_model_answers_end_to_end(run_incident, llm_server, llm_connection):
     llm_server.enqueue(Reply.json({"summary": LLM_SUMMARY}), _diagnosis("open_bypass_valve"), _report())
 
-    outcome = run_incident(CRITICAL)
+    outcome = run_incident(CRITICAL, decide=_approve)
 
+    assert not outcome.decider_errors
     assert outcome.state == "success"
     analysis = outcome.incident["analysis"]
     assert (analysis["analyzer"], analysis["recommended_action"], analysis["confidence"]) == (
@@ -74,9 +77,11 @@ def test_a_good_model_answers_end_to_end(run_incident, llm_server, llm_connectio
         0.9,
     )
     assert analysis["summary"] == LLM_SUMMARY
-    # A confident, low-risk recommendation runs without a human.
+    # Low risk and confident, but not the rules' choice: it runs once a human has approved it.
+    [record] = outcome.approvals()
+    assert record.reasons == ["the model proposed open_bypass_valve instead of isolate_pump"]
     assert outcome.tasks["execute_fix"] == "success"
-    assert all(outcome.tasks[t] == "skipped" for t in APPROVAL_PATH)
+    assert all(outcome.tasks[t] == "success" for t in APPROVAL_PATH)
     assert outcome.incident["outcome"] == "fixed"
     actions = [a["action"] for a in outcome.store.actions_for(outcome.incident["id"])]
     assert actions == ["open_bypass_valve"]  # containment and fix are the same action: it runs once
@@ -107,6 +112,45 @@ def test_a_good_model_answers_end_to_end(run_incident, llm_server, llm_connectio
     assert "Time to acknowledge" not in body
     sent = json.dumps([r.body for r in llm_server.requests])
     assert "ops@example.org" not in sent and "tok_abcdef123456" not in sent
+
+
+def _reject(store, approval_id):
+    approval_lifecycle.decide(
+        store, approval_id, identity="admin", channel="web", decision="reject", role="admin"
+    )
+
+
+def test_a_model_cannot_downgrade_the_action_to_skip_the_human(run_incident, llm_server, llm_connection):
+    # A hostile or mistaken answer: the safe-looking action, with full confidence, for a 9.4 bar spike.
+    llm_server.enqueue(Reply.json({"summary": LLM_SUMMARY}), _diagnosis("reduce_load", confidence=1.0))
+
+    outcome = run_incident(CRITICAL, decide=_reject)
+
+    assert not outcome.decider_errors
+    assert outcome.state == "success"
+    [record] = outcome.approvals()
+    assert record.action == "reduce_load" and record.state == "rejected"
+    assert "the model proposed reduce_load instead of isolate_pump" in record.reasons
+    assert outcome.tasks["wait_for_approval"] == "success" and outcome.tasks["escalate"] == "success"
+    assert outcome.tasks["execute_fix"] == "skipped"
+    actions = [a["action"] for a in outcome.store.actions_for(outcome.incident["id"])]
+    assert "reduce_load" not in actions  # only the runbook's containment ran
+    # The Slack request says why a human is asked.
+    [request] = [m for m in outcome.store.messages(outcome.incident["id"]) if ":approval:" in m["key"]]
+    assert "the model proposed reduce_load instead of isolate_pump" in json.dumps(request["blocks"])
+
+
+def test_a_model_cannot_lower_a_warning_to_drop_the_ticket(run_incident, llm_server, llm_connection):
+    llm_server.enqueue(
+        Reply.json({"summary": "Stuck sensor."}),
+        _diagnosis("reset_sensor", confidence=0.9, severity="info"),
+    )
+
+    outcome = run_incident({"device_id": "SENSOR-T-88", "error": "STUCK_READING"})
+
+    assert outcome.state == "success"
+    assert outcome.incident["analysis"]["severity"] == "warning"
+    assert outcome.tasks["create_ticket"] == "success" and outcome.tasks["log_only"] == "skipped"
 
 
 def test_a_risky_model_choice_goes_through_approval(run_incident, llm_server, llm_connection):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from incident_ops.decisions import record_decision
+from incident_ops import approval_lifecycle
 from tests.fakes.json_service import FakeJsonService
 
 pytestmark = pytest.mark.scenario
@@ -13,7 +13,9 @@ CRITICAL = {"device_id": "PUMP-07B", "error": "PRESSURE_SPIKE_DETECTED", "metric
 
 
 def _approve(store, approval_id):
-    record_decision(store, approval_id, identity="admin", channel="web", decision="approve", role="admin")
+    approval_lifecycle.decide(
+        store, approval_id, identity="admin", channel="web", decision="approve", role="admin"
+    )
 
 
 def _posted(slack_server):

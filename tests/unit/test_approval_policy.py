@@ -8,7 +8,7 @@ from include.approval_policy import (
     DEFAULT_CONFIDENCE_THRESHOLD,
     ApproverConfigError,
     ApproverPolicy,
-    approval_reasons,
+    caution,
     refusal,
 )
 from include.models import Alert, Analysis
@@ -46,7 +46,18 @@ def _refusal(**overrides) -> str | None:
     return refusal(**args)
 
 
-# -- approval_reasons -----------------------------------------------------------------------------
+# -- caution: a model may only add caution ---------------------------------------------------------
+
+
+def approval_reasons(alert, analysis, runbook, *, rules=None, threshold=DEFAULT_CONFIDENCE_THRESHOLD):
+    """The reasons when the rules agree with the analysis (or, given, the rules' own analysis)."""
+    return caution(
+        alert, rules=rules or analysis, proposed=analysis, runbook=runbook, threshold=threshold
+    ).reasons
+
+
+def _llm(action: str, confidence: float = 1.0, severity: str = "critical") -> Analysis:
+    return _analysis(action, confidence).model_copy(update={"analyzer": "llm", "severity": severity})
 
 
 def test_low_risk_confident_fix_needs_no_approval() -> None:
@@ -87,6 +98,54 @@ def test_action_outside_the_runbook_is_an_error_not_a_free_pass() -> None:
 
     with pytest.raises(RunbookError):
         approval_reasons(_alert(), _analysis("shutdown_device"), PUMP)
+
+
+def test_a_model_that_swaps_the_risky_action_for_a_safe_one_still_needs_a_human() -> None:
+    rules = _analysis("isolate_pump", 0.9)
+    verdict = caution(_alert(), rules=rules, proposed=_llm("reduce_load", 1.0), runbook=PUMP)
+    assert verdict.needs_approval
+    assert verdict.reasons == ["the model proposed reduce_load instead of isolate_pump"]
+
+
+def test_any_other_action_than_the_rules_choice_needs_a_human_even_a_safe_one() -> None:
+    rules = _analysis("reduce_load", 0.9)
+    verdict = caution(_alert(), rules=rules, proposed=_llm("open_bypass_valve", 1.0), runbook=PUMP)
+    assert verdict.reasons == ["the model proposed open_bypass_valve instead of reduce_load"]
+
+
+def test_model_confidence_never_lifts_the_rules_own_low_confidence() -> None:
+    rules = _analysis("reduce_load", 0.3)
+    verdict = caution(_alert(), rules=rules, proposed=_llm("reduce_load", 1.0), runbook=PUMP)
+    assert verdict.reasons == ["confidence 0.30 is below 0.60"]
+
+
+def test_a_model_agreeing_with_confident_rules_on_a_safe_action_runs_at_once() -> None:
+    rules = _analysis("reduce_load", 0.9)
+    assert not caution(_alert(), rules=rules, proposed=_llm("reduce_load", 0.95), runbook=PUMP).needs_approval
+
+
+def test_a_model_may_raise_caution() -> None:
+    rules = _analysis("reduce_load", 0.9)
+    verdict = caution(_alert(), rules=rules, proposed=_llm("isolate_pump", 0.9), runbook=PUMP)
+    assert "action isolate_pump is high risk" in verdict.reasons
+
+
+@pytest.mark.parametrize(
+    ("rules_severity", "model_severity", "hint", "expected"),
+    [
+        ("critical", "info", None, "critical"),
+        ("warning", "info", None, "warning"),
+        ("warning", "critical", None, "critical"),
+        ("info", "info", "warning", "warning"),
+        ("warning", "info", "info", "warning"),
+    ],
+)
+def test_the_rules_severity_and_the_hint_are_a_floor_at_every_level(
+    rules_severity, model_severity, hint, expected
+) -> None:
+    rules = _analysis("reduce_load").model_copy(update={"severity": rules_severity})
+    proposed = _llm("reduce_load", severity=model_severity)
+    assert caution(_alert(severity=hint), rules=rules, proposed=proposed, runbook=PUMP).severity == expected
 
 
 # -- ApproverPolicy.from_config -------------------------------------------------------------------
@@ -188,7 +247,10 @@ def test_listed_slack_user_may_approve() -> None:
 )
 def test_unlisted_identity_is_refused(identity: str, channel: str) -> None:
     why = _refusal(identity=identity, channel=channel, role="admin", approvers=["alice", "slack:U123"])
-    assert why == f"{identity} is not an allowed approver for this action"
+    assert why in (
+        f"{identity} is not an allowed approver for this action",
+        "Slack identities vote through Slack only",
+    )
 
 
 def test_empty_approver_list_refuses_everyone() -> None:
@@ -220,3 +282,37 @@ def test_policy_and_refusal_together() -> None:
     assert _refusal(identity="slack:U42", channel="slack", role=None, approvers=risky) is None
     assert _refusal(identity="alice", role="admin", approvers=risky) is not None
     assert _refusal(identity="alice", role=None, approvers=policy.approvers_for("reduce_load")) is None
+
+
+# -- people: quorum counts people, and a Slack identity is only Slack's ---------------------------------
+
+
+def test_people_map_each_identity_to_its_person_and_widen_the_lists() -> None:
+    policy = ApproverPolicy.from_config(
+        {"default": ["alice", "bob"], "people": {"alice": ["alice", "slack:U0ALICE"], "bob": ["slack:U0BOB"]}}
+    )
+    assert policy.person_index() == {"alice": "alice", "slack:U0ALICE": "alice", "slack:U0BOB": "bob"}
+    assert set(policy.approvers_for("isolate_pump")) == {"alice", "bob", "slack:U0ALICE", "slack:U0BOB"}
+
+
+def test_one_identity_cannot_belong_to_two_people() -> None:
+    with pytest.raises(ApproverConfigError, match="slack:U1 for both"):
+        ApproverPolicy.from_config({"people": {"alice": ["slack:U1"], "bob": ["slack:U1"]}})
+
+
+@pytest.mark.parametrize("channel", ["web", "api"])
+def test_an_airflow_username_spelled_like_a_slack_id_is_not_that_slack_user(channel: str) -> None:
+    why = _refusal(identity="slack:U0ALICE", channel=channel, role="admin", approvers=["slack:U0ALICE"])
+    assert why == "Slack identities vote through Slack only"
+
+
+def test_self_approval_is_refused_through_another_identity_of_the_same_person() -> None:
+    why = _refusal(
+        identity="slack:U0ALICE",
+        channel="slack",
+        approvers=["slack:U0ALICE"],
+        requested_by="alice",
+        forbid_self_approval=True,
+        people={"slack:U0ALICE": "alice", "alice": "alice"},
+    )
+    assert why == "requesters may not approve their own request"

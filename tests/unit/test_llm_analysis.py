@@ -16,7 +16,7 @@ import pytest
 
 from incident_ops import analysis
 from include import rules_analyzer
-from include.approval_policy import approval_reasons
+from include.approval_policy import caution
 from include.models import Alert, Enrichment
 from include.runbooks import get_runbook
 from tests.fakes.llm_fixtures import llm_connection, llm_server  # noqa: F401
@@ -43,7 +43,13 @@ RUNBOOK = get_runbook("pressure_spike")
 
 
 def _reasons(result, alert=ALERT):
-    return approval_reasons(alert, result, get_runbook(result.runbook))
+    rules = rules_analyzer.analyze(alert, ENRICHMENT)
+    return caution(alert, rules=rules, proposed=result, runbook=get_runbook(result.runbook)).reasons
+
+
+def _summarize():
+    document, record = analysis.summarize_with_record(ALERT, ENRICHMENT)
+    return {**document, "llm": record.to_dict()} if analysis.model_was_asked(record) else document
 
 
 def _diagnose(alert=ALERT, enrichment=ENRICHMENT):
@@ -61,9 +67,9 @@ def test_without_a_connection_the_rules_answer_as_before(monkeypatch):
     assert result.analyzer == "rules" and result.confidence == 0.9  # unchanged: no fallback penalty
     assert result.recommended_action == "isolate_pump"
     assert record["fallback_reason"] == "not_configured" and record["requests"] == 0
-    assert analysis.diagnose(ALERT, ENRICHMENT, SUMMARY) == result
+    assert analysis.diagnose_with_record(ALERT, ENRICHMENT, SUMMARY).analysis == result
     rules = rules_analyzer.analyze(ALERT, ENRICHMENT)
-    assert analysis.summarize(ALERT, ENRICHMENT) == {"summary": rules.summary, "analyzer": "rules"}
+    assert _summarize() == {"summary": rules.summary, "analyzer": "rules"}
 
 
 def test_the_missing_connection_is_logged_once(monkeypatch, caplog):
@@ -72,7 +78,7 @@ def test_the_missing_connection_is_logged_once(monkeypatch, caplog):
     caplog.set_level(logging.INFO, logger="incident_ops.analysis")
 
     for _ in range(3):
-        analysis.diagnose(ALERT, ENRICHMENT, SUMMARY)
+        analysis.diagnose_with_record(ALERT, ENRICHMENT, SUMMARY)
 
     assert sum("No llm_default connection" in r.getMessage() for r in caplog.records) == 1
 
@@ -94,7 +100,8 @@ def test_a_good_answer_is_used(llm_server, llm_connection):
     )
     assert result.severity == "critical" and result.runbook == "pressure_spike"
     assert result.summary == SUMMARY["summary"]
-    assert _reasons(result) == []  # low-risk action, confident: no approval needed
+    # Low risk and confident, but not the rules' choice: a human decides (the model only adds caution).
+    assert _reasons(result) == ["the model proposed open_bypass_valve instead of isolate_pump"]
     assert len(llm_server.requests) == 1
     assert record["analyzer"] == "llm" and record["model"] == "fake-gpt" and record["requests"] == 1
     assert record["prompt_version"] == "diagnose.v1" and record["fallback_reason"] is None
@@ -118,7 +125,7 @@ def test_the_prompt_is_redacted(llm_server, llm_connection):
     llm_connection(redact_ips=True)
     alert = ALERT.model_copy(update={"labels": {"gateway": "10.9.8.7", "owner": "jane@example.com"}})
 
-    analysis.diagnose(alert, ENRICHMENT, SUMMARY)
+    analysis.diagnose_with_record(alert, ENRICHMENT, SUMMARY)
 
     sent = json.dumps(llm_server.requests[0].body)
     for secret in (
@@ -146,7 +153,7 @@ def test_a_low_confidence_answer_forces_approval(llm_server, llm_connection):
 
     result, _ = _diagnose()
 
-    assert result.analyzer == "llm" and _reasons(result) == ["confidence 0.40 is below 0.60"]
+    assert result.analyzer == "llm" and "confidence 0.40 is below 0.60" in _reasons(result)
 
 
 def test_json_wrapped_in_prose_and_fences_is_accepted(llm_server, llm_connection):
@@ -309,7 +316,7 @@ def test_the_model_cannot_lower_a_critical_reading(llm_server, llm_connection):
     assert "Severity raised from info to critical" in result.diagnosis
 
 
-def test_the_model_may_refine_a_default_severity(llm_server, llm_connection):
+def test_the_model_may_not_lower_a_default_severity(llm_server, llm_connection):
     alert = Alert(device_id="SENSOR-1", error="STUCK_READING")
     llm_server.enqueue(
         Reply.json(
@@ -324,7 +331,8 @@ def test_the_model_may_refine_a_default_severity(llm_server, llm_connection):
 
     result, _ = _diagnose(alert=alert)
 
-    assert (result.analyzer, result.severity) == ("llm", "info")
+    # The rules' severity is a floor at every level: the model's "info" does not drop the ticket.
+    assert (result.analyzer, result.severity) == ("llm", "warning")
 
 
 def test_the_senders_hint_is_a_floor(llm_server, llm_connection):
@@ -351,7 +359,7 @@ def test_the_senders_hint_is_a_floor(llm_server, llm_connection):
 def test_summarize_uses_the_model(llm_server, llm_connection):
     llm_server.enqueue(Reply.json({"summary": "Pump PUMP-07B at Plant North: pressure 9.4 bar."}))
 
-    document = analysis.summarize(ALERT, ENRICHMENT)
+    document = _summarize()
 
     assert document["summary"] == "Pump PUMP-07B at Plant North: pressure 9.4 bar."
     assert document["analyzer"] == "llm" and document["llm"]["prompt_version"] == "summarize.v1"
@@ -361,7 +369,7 @@ def test_summarize_uses_the_model(llm_server, llm_connection):
 def test_summarize_falls_back_to_the_rules_summary(llm_server, llm_connection):
     llm_server.default = Reply.text("I cannot summarise this.")
 
-    document = analysis.summarize(ALERT, ENRICHMENT)
+    document = _summarize()
 
     assert document["analyzer"] == "rules" and document["summary"].startswith(
         "PRESSURE_SPIKE_DETECTED on pump"
@@ -372,8 +380,8 @@ def test_summarize_falls_back_to_the_rules_summary(llm_server, llm_connection):
 def test_the_llm_summary_reaches_the_diagnosis(llm_server, llm_connection):
     llm_server.enqueue(Reply.json({"summary": "Short summary."}), Reply.json(GOOD))
 
-    document = analysis.summarize(ALERT, ENRICHMENT)
-    result = analysis.diagnose(ALERT, ENRICHMENT, document)
+    document = _summarize()
+    result = analysis.diagnose_with_record(ALERT, ENRICHMENT, document).analysis
 
     assert result.summary == "Short summary." and "Short summary." in llm_server.requests[1].prompt
 
@@ -385,10 +393,10 @@ def test_logs_never_hold_the_prompt_the_alert_or_the_key(llm_server, llm_connect
     caplog.set_level(logging.DEBUG)
     llm_server.enqueue(Reply.error(429, retry_after=0.01), Reply.json(GOOD))
 
-    analysis.diagnose(ALERT, ENRICHMENT, SUMMARY)
+    analysis.diagnose_with_record(ALERT, ENRICHMENT, SUMMARY)
     llm_server.default = Reply.json({**GOOD, "recommended_action": "rm -rf /", "diagnosis": SECRET_MESSAGE})
-    analysis.diagnose(ALERT, ENRICHMENT, SUMMARY)
-    analysis.summarize(ALERT, ENRICHMENT)
+    analysis.diagnose_with_record(ALERT, ENRICHMENT, SUMMARY)
+    _summarize()
 
     out, err = capfd.readouterr()
     logged = caplog.text + out + err

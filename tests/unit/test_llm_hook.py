@@ -16,8 +16,8 @@ from incident_ops.hooks.llm import (
     LlmPermanentError,
     LlmUnavailableError,
     RetryBudget,
-    parse_retry_after,
 )
+from include.http_retry import parse_retry_after
 from tests.fakes.llm_fixtures import llm_connection, llm_server  # noqa: F401
 from tests.fakes.llm_server import DEFAULT_TEST_KEY, FakeLlmServer, Reply
 

@@ -360,7 +360,7 @@ def test_final_report_from_a_real_store(tmp_path: Path) -> None:
             risk="high",
             reasons=["risky"],
             quorum=1,
-            approvers=None,
+            approvers=["slack:U7"],
             deadline=timedelta(minutes=30),
         )
         store.cast_vote(record.id, identity="slack:U7", channel="slack", decision="approve")

@@ -1,4 +1,4 @@
-"""SlackClient against the loopback fake Slack Web API (real HTTP, real slack_sdk)."""
+"""IncidentSlackHook against the loopback fake Slack Web API (real HTTP, real slack_sdk)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from incident_ops.hooks.errors import (
     SlackTransientError,
     slack_error_for,
 )
-from incident_ops.hooks.slack import SlackClient, SlackMessageRef
+from incident_ops.hooks.slack import IncidentSlackHook, SlackMessageRef
 from tests.fakes.slack_server import FakeSlackServer, slack_connection_json
 
 TS_RE = re.compile(r"^\d{10}\.\d{6}$")
@@ -63,11 +63,11 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def client(slack_connection: str) -> SlackClient:
-    return SlackClient(slack_conn_id=slack_connection)
+def client(slack_connection: str) -> IncidentSlackHook:
+    return IncidentSlackHook(slack_conn_id=slack_connection)
 
 
-def test_post_then_threaded_reply(client: SlackClient, slack_server: FakeSlackServer) -> None:
+def test_post_then_threaded_reply(client: IncidentSlackHook, slack_server: FakeSlackServer) -> None:
     parent = client.post_message(channel="#oncall", text="Incident opened")
     assert parent == SlackMessageRef(channel="C0ONCALL01", ts=parent.ts)
     assert TS_RE.match(parent.ts)
@@ -83,7 +83,7 @@ def test_post_then_threaded_reply(client: SlackClient, slack_server: FakeSlackSe
     assert slack_server.message(parent.channel, parent.ts)["reply_count"] == 1
 
 
-def test_blocks_arrive_intact(client: SlackClient, slack_server: FakeSlackServer) -> None:
+def test_blocks_arrive_intact(client: IncidentSlackHook, slack_server: FakeSlackServer) -> None:
     ref = client.post_message(channel="#incidents", text="fallback text", blocks=BLOCKS)
 
     (call,) = slack_server.calls("chat.postMessage")
@@ -95,7 +95,7 @@ def test_blocks_arrive_intact(client: SlackClient, slack_server: FakeSlackServer
     assert stored["text"] == "fallback text"
 
 
-def test_update_changes_stored_message(client: SlackClient, slack_server: FakeSlackServer) -> None:
+def test_update_changes_stored_message(client: IncidentSlackHook, slack_server: FakeSlackServer) -> None:
     ref = client.post_message(channel="#oncall", text="Approval pending", blocks=BLOCKS)
     new_blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "Approved by <@U1>"}}]
 
@@ -110,7 +110,7 @@ def test_update_changes_stored_message(client: SlackClient, slack_server: FakeSl
     assert (call.body["channel"], call.body["ts"]) == (ref.channel, ref.ts)
 
 
-def test_update_of_unknown_ts_is_permanent(client: SlackClient, slack_server: FakeSlackServer) -> None:
+def test_update_of_unknown_ts_is_permanent(client: IncidentSlackHook, slack_server: FakeSlackServer) -> None:
     with pytest.raises(SlackPermanentError) as info:
         client.update_message(channel="#oncall", ts="1600000000.000001", text="x")
 
@@ -118,7 +118,7 @@ def test_update_of_unknown_ts_is_permanent(client: SlackClient, slack_server: Fa
     assert info.value.method == "chat.update"
 
 
-def test_token_sent_as_bearer(client: SlackClient, slack_server: FakeSlackServer) -> None:
+def test_token_sent_as_bearer(client: IncidentSlackHook, slack_server: FakeSlackServer) -> None:
     client.post_message(channel="#oncall", text="hello")
 
     (call,) = slack_server.calls("chat.postMessage")
@@ -132,7 +132,7 @@ def test_wrong_token_is_permanent(monkeypatch: pytest.MonkeyPatch, slack_server:
     )
 
     with pytest.raises(SlackPermanentError) as info:
-        SlackClient().post_message(channel="#oncall", text="hello")
+        IncidentSlackHook().post_message(channel="#oncall", text="hello")
 
     assert info.value.error_code == "invalid_auth"
     assert slack_server.messages() == []
@@ -141,31 +141,33 @@ def test_wrong_token_is_permanent(monkeypatch: pytest.MonkeyPatch, slack_server:
 def test_is_configured_false_without_connection(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AIRFLOW_CONN_SLACK_API_DEFAULT", raising=False)
 
-    assert SlackClient.is_configured("slack_api_default") is False
+    assert IncidentSlackHook.is_configured("slack_api_default") is False
 
 
 def test_is_configured_true_with_connection(slack_connection: str) -> None:
-    assert SlackClient.is_configured(slack_connection) is True
-    assert SlackClient.is_configured() is True
+    assert IncidentSlackHook.is_configured(slack_connection) is True
+    assert IncidentSlackHook.is_configured() is True
 
 
 def test_is_configured_false_without_token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_SLACK_NO_TOKEN", json.dumps({"conn_type": "slack"}))
 
-    assert SlackClient.is_configured("slack_no_token") is False
+    assert IncidentSlackHook.is_configured("slack_no_token") is False
 
 
 def test_missing_connection_raises_not_configured(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AIRFLOW_CONN_SLACK_API_DEFAULT", raising=False)
 
     with pytest.raises(SlackNotConfiguredError) as info:
-        SlackClient().post_message(channel="#oncall", text="hello")
+        IncidentSlackHook().post_message(channel="#oncall", text="hello")
 
     assert info.value.permanent is True
     assert info.value.error_code == "not_configured"
 
 
-def test_rate_limit_is_waited_out_and_posted_once(client: SlackClient, slack_server: FakeSlackServer) -> None:
+def test_rate_limit_is_waited_out_and_posted_once(
+    client: IncidentSlackHook, slack_server: FakeSlackServer
+) -> None:
     slack_server.rate_limit_next(1, retry_after=1)
 
     ref = client.post_message(channel="#oncall", text="after the limit")
@@ -180,7 +182,7 @@ def test_rate_limit_is_waited_out_and_posted_once(client: SlackClient, slack_ser
 
 def test_rate_limit_beyond_retries_is_transient(slack_connection: str, slack_server: FakeSlackServer) -> None:
     slack_server.rate_limit_next(1, retry_after=7)
-    client = SlackClient(slack_conn_id=slack_connection, max_rate_limit_retries=0)
+    client = IncidentSlackHook(slack_conn_id=slack_connection, max_rate_limit_retries=0)
 
     with pytest.raises(SlackRateLimitedError) as info:
         client.post_message(channel="#oncall", text="limited")
@@ -194,7 +196,7 @@ def test_rate_limit_beyond_retries_is_transient(slack_connection: str, slack_ser
 
 
 def test_channel_not_found_is_permanent_and_not_retried(
-    client: SlackClient, slack_server: FakeSlackServer
+    client: IncidentSlackHook, slack_server: FakeSlackServer
 ) -> None:
     slack_server.mark_unknown("#does-not-exist")
 
@@ -211,7 +213,7 @@ def test_channel_not_found_is_permanent_and_not_retried(
     assert len(slack_server.calls()) == 1
 
 
-def test_server_error_is_transient(client: SlackClient, slack_server: FakeSlackServer) -> None:
+def test_server_error_is_transient(client: IncidentSlackHook, slack_server: FakeSlackServer) -> None:
     slack_server.fail_next(1, status=500)
 
     with pytest.raises(SlackTransientError) as info:
@@ -231,13 +233,15 @@ def test_connection_refused_is_transient(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("AIRFLOW_CONN_SLACK_API_DEFAULT", slack_connection_json(base_url))
 
     with pytest.raises(SlackTransientError) as info:
-        SlackClient(max_connection_retries=0).post_message(channel="#oncall", text="hello")
+        IncidentSlackHook(max_connection_retries=0).post_message(channel="#oncall", text="hello")
 
     assert info.value.error_code == "connection_error"
 
 
 def test_retry_handlers_configured() -> None:
-    handlers = SlackClient(max_rate_limit_retries=5, max_connection_retries=2).hook.retry_handlers
+    handlers = IncidentSlackHook(
+        max_rate_limit_retries=5, max_connection_retries=2
+    ).provider_hook.retry_handlers
 
     assert handlers is not None
     by_type = {type(h): h.max_retry_count for h in handlers}
@@ -246,15 +250,15 @@ def test_retry_handlers_configured() -> None:
 
 def test_init_validates_without_io(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AIRFLOW_CONN_SLACK_API_DEFAULT", raising=False)
-    SlackClient()  # no connection needed until the first call
+    IncidentSlackHook()  # no connection needed until the first call
     with pytest.raises(ValueError):
-        SlackClient(max_rate_limit_retries=-1)
+        IncidentSlackHook(max_rate_limit_retries=-1)
     with pytest.raises(ValueError):
-        SlackClient(slack_conn_id="")
+        IncidentSlackHook(slack_conn_id="")
 
 
 def test_no_token_or_message_text_in_logs(
-    client: SlackClient, slack_server: FakeSlackServer, caplog: pytest.LogCaptureFixture
+    client: IncidentSlackHook, slack_server: FakeSlackServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     slack_server.mark_unknown("#gone")

@@ -151,7 +151,7 @@ def test_unknown_ids_are_not_found(store: IncidentStore) -> None:
     with pytest.raises(NotFound):
         store.approval_state("apr-missing")
     with pytest.raises(NotFound):
-        store.cast_vote("apr-missing", identity="alice", channel="web", decision="approve")
+        store.cast_vote("apr-missing", identity="alice", channel="web", decision="approve", role="user")
 
 
 def test_resolve_keeps_the_first_outcome(store: IncidentStore, run_id: str) -> None:
@@ -274,7 +274,9 @@ def test_create_approval_is_idempotent(store: IncidentStore, run_id: str) -> Non
 
 def test_quorum_one_approve_decides(store: IncidentStore, run_id: str) -> None:
     record = _approval(store, run_id)
-    decided = store.cast_vote(record.id, identity="alice", channel="web", decision="approve", comment="go")
+    decided = store.cast_vote(
+        record.id, identity="alice", channel="web", decision="approve", comment="go", role="user"
+    )
     assert decided.state == "approved" and decided.decided
     assert decided.decided_at is not None
     assert decided.deciders == ["alice"]
@@ -286,7 +288,7 @@ def test_quorum_one_approve_decides(store: IncidentStore, run_id: str) -> None:
 
 
 def test_reject_decides_at_once_even_below_quorum(store: IncidentStore, run_id: str) -> None:
-    record = _approval(store, run_id, quorum=3)
+    record = _approval(store, run_id, quorum=3, approvers=["alice", "slack:U1"])
     store.cast_vote(record.id, identity="alice", channel="web", decision="approve")
     decided = store.cast_vote(record.id, identity="slack:U1", channel="slack", decision="reject")
     assert decided.state == "rejected"
@@ -295,23 +297,23 @@ def test_reject_decides_at_once_even_below_quorum(store: IncidentStore, run_id: 
 
 def test_quorum_two_needs_two_distinct_approvers(store: IncidentStore, run_id: str) -> None:
     record = _approval(store, run_id, quorum=2)
-    after_one = store.cast_vote(record.id, identity="alice", channel="web", decision="approve")
+    after_one = store.cast_vote(record.id, identity="alice", channel="web", decision="approve", role="user")
     assert after_one.state == "pending"
     with pytest.raises(VoteRefused) as info:
-        store.cast_vote(record.id, identity="alice", channel="slack", decision="approve")
+        store.cast_vote(record.id, identity="alice", channel="api", decision="approve", role="user")
     assert info.value.code == "conflict"
     assert "alice has already voted" in info.value.reason
     still = store.get_approval(record.id)
     assert still.state == "pending"
     assert [(v.identity, v.accepted) for v in still.votes] == [("alice", True), ("alice", False)]
-    done = store.cast_vote(record.id, identity="bob", channel="api", decision="approve")
+    done = store.cast_vote(record.id, identity="bob", channel="api", decision="approve", role="user")
     assert done.state == "approved"
     assert done.deciders == ["alice", "bob"]
 
 
 def test_vote_after_decision_is_refused_and_audited(store: IncidentStore, run_id: str) -> None:
     record = _approval(store, run_id)
-    decided = store.cast_vote(record.id, identity="alice", channel="web", decision="approve")
+    decided = store.cast_vote(record.id, identity="alice", channel="web", decision="approve", role="user")
     with pytest.raises(VoteRefused) as info:
         store.cast_vote(record.id, identity="bob", channel="slack", decision="reject", comment="too late?")
     assert info.value.code == "conflict"
@@ -335,7 +337,7 @@ def test_vote_after_expiry_expires_the_record(store: IncidentStore, run_id: str,
     record = _approval(store, run_id, deadline=timedelta(minutes=5))
     when = record.expires_at + late_by
     with pytest.raises(VoteRefused) as info:
-        store.cast_vote(record.id, identity="alice", channel="web", decision="approve", now=when)
+        store.cast_vote(record.id, identity="alice", channel="web", decision="approve", now=when, role="user")
     assert info.value.code == "conflict"
     assert "expired" in info.value.reason
     after = store.get_approval(record.id)
@@ -349,20 +351,16 @@ def test_vote_after_expiry_expires_the_record(store: IncidentStore, run_id: str,
 def test_vote_just_before_expiry_counts(store: IncidentStore, run_id: str) -> None:
     record = _approval(store, run_id, deadline=timedelta(minutes=5))
     when = record.expires_at - timedelta(milliseconds=1)
-    decided = store.cast_vote(record.id, identity="alice", channel="web", decision="approve", now=when)
+    decided = store.cast_vote(
+        record.id, identity="alice", channel="web", decision="approve", now=when, role="user"
+    )
     assert decided.state == "approved"
 
 
-def test_refusal_from_the_caller_is_forbidden_and_audited(store: IncidentStore, run_id: str) -> None:
+def test_a_vote_the_policy_forbids_is_refused_and_audited(store: IncidentStore, run_id: str) -> None:
     record = _approval(store, run_id, approvers=["bob"])
     with pytest.raises(VoteRefused) as info:
-        store.cast_vote(
-            record.id,
-            identity="mallory",
-            channel="web",
-            decision="approve",
-            refused_because="mallory is not an allowed approver for this action",
-        )
+        store.cast_vote(record.id, identity="mallory", channel="web", decision="approve", role="user")
     assert info.value.code == "forbidden"
     assert info.value.reason == "mallory is not an allowed approver for this action"
     after = store.get_approval(record.id)
@@ -376,22 +374,23 @@ def test_refusal_from_the_caller_is_forbidden_and_audited(store: IncidentStore, 
         "mallory is not an allowed approver for this action",
     )
     # A forbidden vote does not block that person... nor anyone else: bob still decides.
-    assert store.cast_vote(record.id, identity="bob", channel="web", decision="approve").state == "approved"
+    assert (
+        store.cast_vote(record.id, identity="bob", channel="web", decision="approve", role="user").state
+        == "approved"
+    )
 
 
 def test_forbidden_reject_does_not_decide(store: IncidentStore, run_id: str) -> None:
     record = _approval(store, run_id)
     with pytest.raises(VoteRefused):
-        store.cast_vote(
-            record.id, identity="viewer", channel="web", decision="reject", refused_because="role"
-        )
+        store.cast_vote(record.id, identity="viewer", channel="web", decision="reject", role="viewer")
     assert store.approval_state(record.id) == "pending"
 
 
 def test_invalid_decision_is_refused_before_anything_is_written(store: IncidentStore, run_id: str) -> None:
     record = _approval(store, run_id)
     with pytest.raises(ValueError):
-        store.cast_vote(record.id, identity="alice", channel="web", decision="maybe")
+        store.cast_vote(record.id, identity="alice", channel="web", decision="maybe", role="user")
     assert store.get_approval(record.id).votes == ()
 
 
@@ -401,14 +400,14 @@ def test_close_approval_decides_a_pending_record(store: IncidentStore, run_id: s
     closed = store.close_approval(record.id, state=state)
     assert closed.state == state and closed.decided_at is not None
     with pytest.raises(VoteRefused):
-        store.cast_vote(record.id, identity="alice", channel="web", decision="approve")
+        store.cast_vote(record.id, identity="alice", channel="web", decision="approve", role="user")
     assert store.approval_state(record.id) == state
 
 
 @pytest.mark.parametrize("decision", ["approve", "reject"])
 def test_close_approval_keeps_an_earlier_decision(store: IncidentStore, run_id: str, decision: str) -> None:
     record = _approval(store, run_id)
-    decided = store.cast_vote(record.id, identity="alice", channel="web", decision=decision)
+    decided = store.cast_vote(record.id, identity="alice", channel="web", decision=decision, role="user")
     for state in ("expired", "cancelled"):
         again = store.close_approval(record.id, state=state)
         assert (again.state, again.decided_at) == (decided.state, decided.decided_at)
@@ -423,15 +422,15 @@ def test_close_approval_refuses_other_states(store: IncidentStore, run_id: str) 
 
 def test_decided_records_never_change(store: IncidentStore, run_id: str) -> None:
     record = _approval(store, run_id, quorum=2)
-    store.cast_vote(record.id, identity="alice", channel="web", decision="approve")
-    decided = store.cast_vote(record.id, identity="bob", channel="web", decision="reject")
+    store.cast_vote(record.id, identity="alice", channel="web", decision="approve", role="user")
+    decided = store.cast_vote(record.id, identity="bob", channel="web", decision="reject", role="user")
     assert decided.state == "rejected"
     snapshot = decided.to_json()
     attempts = [
         {"identity": "carol", "decision": "approve"},
         {"identity": "dave", "decision": "approve"},
         {"identity": "alice", "decision": "approve"},
-        {"identity": "erin", "decision": "reject", "refused_because": "nope"},
+        {"identity": "erin", "decision": "reject", "role": "viewer"},
     ]
     for attempt in attempts:
         with pytest.raises(VoteRefused):
@@ -449,7 +448,7 @@ def test_decided_records_never_change(store: IncidentStore, run_id: str) -> None
 
 def test_to_json_is_json(store: IncidentStore, run_id: str) -> None:
     record = _approval(store, run_id, approvers=["alice"], requested_by="bob", forbid_self_approval=True)
-    store.cast_vote(record.id, identity="alice", channel="web", decision="approve", comment="ok")
+    store.cast_vote(record.id, identity="alice", channel="web", decision="approve", comment="ok", role="user")
     data = json.loads(json.dumps(store.get_approval(record.id).to_json()))
     assert data["id"] == record.id and data["dag_run_id"] == run_id
     assert data["state"] == "approved" and data["approvers"] == ["alice"] and data["requested_by"] == "bob"
@@ -575,7 +574,10 @@ def _race(n: int, work) -> tuple[list, list[BaseException]]:
 def test_concurrent_distinct_approvers_decide_once(store: IncidentStore, run_id: str) -> None:
     record = _approval(store, run_id, quorum=2)
     results, errors = _race(
-        8, lambda i: store.cast_vote(record.id, identity=f"voter-{i}", channel="web", decision="approve")
+        8,
+        lambda i: store.cast_vote(
+            record.id, identity=f"voter-{i}", channel="web", decision="approve", role="user"
+        ),
     )
     assert all(isinstance(e, VoteRefused) for e in errors), errors
     assert all(e.code == "conflict" for e in errors)
@@ -592,9 +594,13 @@ def test_concurrent_distinct_approvers_decide_once(store: IncidentStore, run_id:
 def test_concurrent_votes_by_one_person_never_reach_quorum(store: IncidentStore, run_id: str) -> None:
     record = _approval(store, run_id, quorum=2)
     results, errors = _race(
-        8, lambda _: store.cast_vote(record.id, identity="alice", channel="slack", decision="approve")
+        8,
+        lambda _: store.cast_vote(
+            record.id, identity="alice", channel="web", decision="approve", role="user"
+        ),
     )
-    assert all(isinstance(e, VoteRefused) and e.code == "conflict" for e in errors), errors
+    # Past the cap of kept refusals, a repeat is refused without being kept.
+    assert all(isinstance(e, VoteRefused) and e.code in ("conflict", "too_many") for e in errors), errors
     final = store.get_approval(record.id)
     assert final.state == "pending"
     assert final.deciders == ["alice"]
@@ -606,7 +612,11 @@ def test_concurrent_approve_and_reject_decide_exactly_once(store: IncidentStore,
     results, errors = _race(
         8,
         lambda i: store.cast_vote(
-            record.id, identity=f"voter-{i}", channel="web", decision="approve" if i % 2 else "reject"
+            record.id,
+            identity=f"voter-{i}",
+            channel="web",
+            decision="approve" if i % 2 else "reject",
+            role="user",
         ),
     )
     assert all(isinstance(e, VoteRefused) for e in errors), errors
@@ -628,7 +638,9 @@ def test_concurrent_close_and_vote_agree(store: IncidentStore, run_id: str) -> N
     def work(i: int):
         if i % 2:
             return store.close_approval(record.id, state="cancelled").state
-        return store.cast_vote(record.id, identity=f"voter-{i}", channel="web", decision="approve").state
+        return store.cast_vote(
+            record.id, identity=f"voter-{i}", channel="web", decision="approve", role="user"
+        ).state
 
     results, errors = _race(6, work)
     assert all(isinstance(e, VoteRefused) for e in errors), errors
@@ -729,7 +741,8 @@ store = IncidentStore(make_engine(url))
 print("ready", flush=True)
 sys.stdin.readline()  # the start signal: every voter is imported and waiting
 try:
-    print(store.cast_vote(approval_id, identity=identity, channel="api", decision="approve").state)
+    vote = store.cast_vote(approval_id, identity=identity, channel="api", decision="approve", role="user")
+    print(vote.state)
 except VoteRefused as exc:
     print("refused:" + exc.code)
 """
@@ -771,3 +784,47 @@ def test_sqlite_processes_voting_at_once(tmp_path: Path, run_id: str) -> None:
     assert len(final.deciders) == 2 and len(set(final.deciders)) == 2
     # Whatever the order: one counted vote left it pending, one decided it, one found it decided.
     assert answers == ["approved", "pending", "refused:conflict"]
+
+
+# -- people ---------------------------------------------------------------------------------------------
+
+PEOPLE = {"alice": "alice", "slack:U0ALICE": "alice", "bob": "bob"}
+
+
+def test_one_person_through_two_channels_counts_once(store: IncidentStore, run_id: str) -> None:
+    record = _approval(store, run_id, quorum=2, approvers=["alice", "slack:U0ALICE", "bob"], people=PEOPLE)
+    store.cast_vote(record.id, identity="slack:U0ALICE", channel="slack", decision="approve")
+    with pytest.raises(VoteRefused) as info:
+        store.cast_vote(record.id, identity="alice", channel="web", decision="approve")
+    assert info.value.code == "conflict" and info.value.reason == "alice has already voted"
+    after = store.get_approval(record.id)
+    assert after.state == "pending" and after.approval_count == 1
+    assert [(v.identity, v.accepted) for v in after.votes] == [("slack:U0ALICE", True), ("alice", False)]
+    assert store.cast_vote(record.id, identity="bob", channel="api", decision="approve").state == "approved"
+
+
+def test_refused_attempts_are_kept_up_to_a_cap_per_person(store: IncidentStore, run_id: str) -> None:
+    from include.approval_policy import MAX_REFUSED_ATTEMPTS
+
+    record = _approval(store, run_id, approvers=["bob"])
+    codes = []
+    for _ in range(MAX_REFUSED_ATTEMPTS + 3):
+        with pytest.raises(VoteRefused) as info:
+            store.cast_vote(
+                record.id, identity="mallory", channel="web", decision="approve", comment="x" * 2000
+            )
+        codes.append(info.value.code)
+    assert codes == ["forbidden"] * MAX_REFUSED_ATTEMPTS + ["too_many"] * 3
+    assert len(store.get_approval(record.id).votes) == MAX_REFUSED_ATTEMPTS
+
+
+def test_records_of_an_older_schema_gain_the_new_columns(tmp_path: Path, run_id: str) -> None:
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = IncidentStore.from_url(url)
+    with old.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE ir_approvals DROP COLUMN people"))
+    again = IncidentStore.from_url(url)
+    record = _approval(again, run_id, approvers=["alice"], people={"alice": "alice"})
+    assert record.people == {"alice": "alice"}

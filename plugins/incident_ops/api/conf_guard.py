@@ -18,7 +18,9 @@ import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from incident_ops.api.body import Body, read_body
 from include.alert_sources import describe_unknown_keys, unknown_conf_keys, unknown_conf_keys_allowed
+from include.names import DAG_ID
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +30,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-GUARDED_DAGS = frozenset({"incident_response"})
+GUARDED_DAGS = frozenset({DAG_ID})
 TRIGGER_PATH = re.compile(r"/api/v2/dags/(?P<dag_id>[^/]+)/dagRuns/?$")
 # Trigger bodies are buffered for the check up to this size; larger ones are refused (413).
 MAX_BODY_BYTES = 1024 * 1024
@@ -53,17 +55,17 @@ class ConfGuardMiddleware:
         if dag_id is None or unknown_conf_keys_allowed():
             await self.app(scope, receive, send)
             return
-        body, complete, pending = await _read_body(receive)
-        if not complete and pending is None:
+        body = await read_body(receive, MAX_BODY_BYTES)
+        if not body.complete and body.pending is None:
             # Unchecked, it would slip past: no conf of a guarded DAG comes near this size.
             await _answer(send, 413, f"the request body is over {MAX_BODY_BYTES} bytes")
             return
-        if complete:
-            unknown = _unknown_keys(body)
+        if body.complete:
+            unknown = _unknown_keys(body.data)
             if unknown and await _may_trigger(scope, dag_id):
                 await _answer(send, 400, f"DAG {dag_id}: {describe_unknown_keys(unknown)}")
                 return
-        await self.app(scope, _replaying(body, complete, pending, receive), send)
+        await self.app(scope, _replaying(body, receive), send)
 
     def _guarded_trigger(self, scope: Scope) -> str | None:
         """Return the DAG id when the request triggers a guarded DAG, else None (the cheap path)."""
@@ -81,29 +83,11 @@ class ConfGuardMiddleware:
         return match["dag_id"]
 
 
-async def _read_body(receive: Receive) -> tuple[bytes, bool, Message | None]:
-    """Read the body up to MAX_BODY_BYTES; return it, whether it is complete, and a message read past it."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            # The client went away: the app gets what was read, then this message.
-            return b"".join(chunks), False, message
-        chunk = message.get("body", b"")
-        chunks.append(chunk)
-        size += len(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks), True, None
-        if size > MAX_BODY_BYTES:
-            return b"".join(chunks), False, None
-
-
-def _replaying(body: bytes, complete: bool, pending: Message | None, receive: Receive) -> Receive:
+def _replaying(body: Body, receive: Receive) -> Receive:
     """Return a receive callable that hands the app the bytes already read, then the rest."""
-    queue: list[Message] = [{"type": "http.request", "body": body, "more_body": not complete}]
-    if pending is not None:
-        queue.append(pending)
+    queue: list[Message] = [{"type": "http.request", "body": body.data, "more_body": not body.complete}]
+    if body.pending is not None:
+        queue.append(body.pending)
 
     async def replay() -> Message:
         if queue:

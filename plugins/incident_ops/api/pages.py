@@ -7,12 +7,11 @@ from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from fastapi.responses import HTMLResponse
 
-from include.approval_policy import refusal
-from include.store import utcnow
+from include.approval_policy import vote_refusal
+from include.store import ApprovalState, utcnow
 
 if TYPE_CHECKING:
     import jinja2
@@ -21,13 +20,7 @@ if TYPE_CHECKING:
     from include.store import Approval
 
 TEMPLATES = Path(__file__).parent / "templates"
-STATE_LABELS = {
-    "pending": "Pending",
-    "approved": "Approved",
-    "rejected": "Rejected",
-    "expired": "Expired",
-    "cancelled": "Cancelled",
-}
+STATE_LABELS = {state: state.value.capitalize() for state in ApprovalState}
 
 
 @cache
@@ -91,33 +84,18 @@ def message_page(
     )
 
 
-def run_url(base_url: str, dag_id: str, run_id: str) -> str:
-    """Return the Airflow UI address of a DAG run."""
-    return f"{base_url}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
-
-
-def approval_count(record: Approval) -> int:
-    """Return how many different people's approvals were counted."""
-    return len({v.identity for v in record.votes if v.accepted and v.decision == "approve"})
-
-
 def why_caller_cannot_vote(record: Approval, caller: Caller) -> str | None:
     """Return why the page shows no form to this caller, or None when it may vote."""
     if record.decided:
         return f"This request was {record.state}; it takes no more votes."
-    if utcnow() >= record.expires_at:
-        return "The deadline has passed; the request is expiring."
-    if caller.username in record.deciders:
-        return "You have already voted on this request."
-    why = refusal(
-        identity=caller.username,
-        channel=caller.channel,
-        role=caller.role,
-        approvers=record.approvers,
-        requested_by=record.requested_by,
-        forbid_self_approval=record.forbid_self_approval,
+    refused = vote_refusal(
+        record, identity=caller.username, channel=caller.channel, role=caller.role, now=utcnow()
     )
-    return f"You cannot vote on this request: {why}." if why else None
+    if refused is None:
+        return None
+    if refused.expired:
+        return "The deadline has passed; the request is expiring."
+    return f"You cannot vote on this request: {refused.reason}."
 
 
 def record_context(record: Approval, incident: dict[str, Any] | None) -> dict[str, Any]:
@@ -128,7 +106,7 @@ def record_context(record: Approval, incident: dict[str, Any] | None) -> dict[st
     return {
         "record": record,
         "state_label": STATE_LABELS.get(record.state, record.state),
-        "approvals": approval_count(record),
+        "approvals": record.approval_count,
         "incident": incident,
         "alert": alert,
         "analysis": analysis,

@@ -1,17 +1,8 @@
 """Alert webhooks: Alertmanager, Grafana, PagerDuty (Events API v2) and generic senders start incidents.
 
-`POST /incident-response/api/alerts/{source}` authenticates the sender with a shared bearer token,
-normalises the body (`include.alert_sources`), and per alert:
-
-* firing: starts one `incident_response` run per incident, through Airflow's own trigger path, under
-  a run id derived from the incident key and the alert's start time, so repeats (Alertmanager re-sends
-  every group_interval / repeat_interval, and retries) and concurrent twins find the same run;
-* resolved (or PagerDuty `resolve`): cancels the run's pending approval records, so the run goes on
-  to `resolve_incident` without the fix, and records the resolution;
-* acknowledged (PagerDuty): noted on the incident's timeline.
-
-The work is synchronous (the incident store, Airflow's metadata DB): it runs in the thread pool, never
-on the API server's event loop. Bad input is a 4xx with the reason, never a 500.
+`POST /incident-response/api/alerts/{source}`: authenticate the sender with the shared bearer token,
+read the body (bounded), normalise it (`include.alert_sources`) and hand it to `incident_ops.intake`,
+which decides what each alert does. Bad input is a 4xx with the reason, never a 500.
 """
 
 from __future__ import annotations
@@ -19,9 +10,8 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
 import logging
-import os
+import re
 from typing import Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, status
@@ -29,28 +19,21 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from include.alert_sources import (
-    ACKNOWLEDGED,
-    FIRING,
-    RESOLVED,
-    WEBHOOK_SOURCES,
-    Batch,
-    Notification,
-    PayloadError,
-    normalise,
-    run_id_for,
-)
-from include.store import incident_id_for
+from incident_ops.api.body import BodyTooLarge, declared_too_large, parse_json, read_limited
+from incident_ops.intake import IntakeError, process
+from include.alert_sources import WEBHOOK_SOURCES, Batch, PayloadError, normalise
+from include.names import WEBHOOK_CONN_ID, WEBHOOK_TOKEN_ENV
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
 
-DAG_ID = "incident_response"
-WEBHOOK_CONN_ID = "incident_webhook"
-TOKEN_ENV = "INCIDENT_WEBHOOK_TOKEN"
 MAX_BODY_BYTES = 1024 * 1024
-# JSON nested deeper than any sender's payload is refused before the parser recurses into it.
+# PagerDuty's own limit for one event; a sender that authenticates by routing_key gets no more.
+MAX_PAGERDUTY_BODY_BYTES = 512 * 1024
+# Deeper than any sender's payload: refused before the alert is looked at.
 MAX_JSON_DEPTH = 64
+# The routing_key of a PagerDuty event, found in the raw body so that it is checked before parsing.
+_ROUTING_KEY = re.compile(rb'"routing_key"\s*:\s*"([^"\\]{1,256})"')
 
 
 class IncidentResult(BaseModel):
@@ -84,20 +67,6 @@ class WebhookError(BaseModel):
     field: str | None = None
 
 
-class IntakeError(Exception):
-    """A refusal with its HTTP status, raised from the worker thread."""
-
-    def __init__(self, status_code: int, detail: str, *, field: str | None = None) -> None:
-        super().__init__(detail)
-        self.status_code = status_code
-        self.detail = detail
-        self.field = field
-
-
-class RunExists(Exception):
-    """Airflow already has a run with this id (a concurrent twin or an earlier notification)."""
-
-
 def _error(status_code: int, detail: str, *, field: str | None = None, **headers: str) -> JSONResponse:
     content: dict[str, Any] = {"detail": detail}
     if field:
@@ -110,14 +79,12 @@ def _error(status_code: int, detail: str, *, field: str | None = None, **headers
 
 def configured_token() -> str | None:
     """Return the webhook token: connection `incident_webhook`'s password, else INCIDENT_WEBHOOK_TOKEN."""
-    from airflow.exceptions import AirflowNotFoundException
-    from airflow.sdk.bases.hook import BaseHook
+    import os
 
-    try:
-        password = BaseHook.get_connection(WEBHOOK_CONN_ID).password
-    except AirflowNotFoundException:
-        password = None
-    return password or os.environ.get(TOKEN_ENV) or None
+    from incident_ops.connections import optional_connection
+
+    conn = optional_connection(WEBHOOK_CONN_ID)
+    return (conn.password if conn else None) or os.environ.get(WEBHOOK_TOKEN_ENV) or None
 
 
 def _presented_secret(authorization: str | None) -> str | None:
@@ -145,7 +112,7 @@ def _matches(presented: Any, token: str) -> bool:
 
 UNAUTHORIZED = (
     "send the webhook token as `Authorization: Bearer <token>` (the password of connection "
-    f"{WEBHOOK_CONN_ID!r} or {TOKEN_ENV})"
+    f"{WEBHOOK_CONN_ID!r} or {WEBHOOK_TOKEN_ENV})"
 )
 
 
@@ -190,7 +157,7 @@ async def receive_alerts(
         return _error(
             503,
             f"alert webhooks are disabled: no token is configured. Set the password of connection "
-            f"{WEBHOOK_CONN_ID!r} or the {TOKEN_ENV} environment variable.",
+            f"{WEBHOOK_CONN_ID!r} or the {WEBHOOK_TOKEN_ENV} environment variable.",
         )
     authorization = request.headers.get("authorization")
     presented = _presented_secret(authorization)
@@ -200,15 +167,22 @@ async def receive_alerts(
     if presented is not None and not _matches(presented, token):
         return _error(401, UNAUTHORIZED, **{"WWW-Authenticate": "Bearer"})
 
-    raw = await _read_body(request)
-    if isinstance(raw, JSONResponse):
-        return raw
+    by_routing_key = presented is None
+    limit = MAX_PAGERDUTY_BODY_BYTES if by_routing_key else MAX_BODY_BYTES
+    if declared_too_large(request.headers, limit):
+        return _error(413, f"the body is over the limit of {limit} bytes")
+    try:
+        raw = await read_limited(request.receive, limit)
+    except BodyTooLarge as exc:
+        return _error(413, str(exc))
+    if by_routing_key and not _routing_key_matches(raw, token):
+        return _error(401, UNAUTHORIZED + " or as the event's routing_key", **{"WWW-Authenticate": "Bearer"})
     options = {
         k: v for k, v in (("require_approval", require_approval), ("dry_run", dry_run)) if v is not None
     }
     try:
         batch, results = await run_in_threadpool(
-            handle, source, raw, options=options, routing_key_token=None if presented else token
+            handle, source, raw, options=options, routing_key=token if by_routing_key else None
         )
     except IntakeError as exc:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else {}
@@ -224,231 +198,27 @@ async def receive_alerts(
     )
 
 
-async def _read_body(request: Request) -> bytes | JSONResponse:
-    """Read the body, refusing one over MAX_BODY_BYTES before reading it all."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            size = int(declared)
-        except ValueError:
-            return _error(400, "Content-Length is not a number")
-        if size > MAX_BODY_BYTES:
-            return _error(413, f"the body is {size} bytes; the limit is {MAX_BODY_BYTES}")
-    chunks, total = [], 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > MAX_BODY_BYTES:
-            return _error(413, f"the body is over the limit of {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _parse_json(raw: bytes) -> Any:
-    if not raw.strip():
-        raise ValueError("the body is empty")
-    try:
-        return json.loads(raw)
-    except RecursionError:
-        raise ValueError("the body is nested too deeply") from None
-    except ValueError as exc:  # also UnicodeDecodeError: not UTF-8
-        raise ValueError(str(exc)[:200]) from None
-
-
-# -- intake (runs in a worker thread) --------------------------------------------------------------
-
-
-def _store():
-    from incident_ops.hooks.incident_store import get_store
-
-    return get_store()
+def _routing_key_matches(raw: bytes, token: str) -> bool:
+    """Say whether the raw body carries the token as its routing_key, before anything parses it."""
+    found = _ROUTING_KEY.findall(raw)
+    return len(found) == 1 and _matches(found[0].decode("utf-8", "replace"), token)
 
 
 def handle(
-    source: str, raw: bytes, *, options: dict[str, bool], routing_key_token: str | None
+    source: str, raw: bytes, *, options: dict[str, bool], routing_key: str | None
 ) -> tuple[Batch, list[dict[str, Any]]]:
-    """Parse, authenticate by routing_key when asked, normalise and process; IntakeError to refuse."""
+    """Parse and normalise the body, then let the intake process it; IntakeError to refuse."""
     try:
-        body = _parse_json(raw)
+        body = parse_json(raw, max_depth=MAX_JSON_DEPTH)
     except ValueError as exc:
         raise IntakeError(400, f"the body is not valid JSON: {exc}") from None
-    if routing_key_token is not None:
-        routing_key = body.get("routing_key") if isinstance(body, dict) else None
-        if not _matches(routing_key, routing_key_token):
-            raise IntakeError(401, UNAUTHORIZED + " or as the event's routing_key")
+    # The parsed routing_key must be the one checked on the raw body (no second, hidden key).
+    if routing_key is not None and not (
+        isinstance(body, dict) and _matches(body.get("routing_key"), routing_key)
+    ):
+        raise IntakeError(401, UNAUTHORIZED + " or as the event's routing_key")
     try:
         batch = normalise(source, body, options=options)
     except PayloadError as exc:
         raise IntakeError(422, str(exc), field=exc.where) from None
     return batch, process(batch)
-
-
-def process(batch: Batch) -> list[dict[str, Any]]:
-    """Handle every alert of a notification, in order; raise IntakeError to refuse the request."""
-    from sqlalchemy.exc import OperationalError
-
-    try:
-        store = _store()
-        results = []
-        for notification in batch.notifications:
-            if notification.status == FIRING:
-                results.append(_fire(store, notification))
-            elif notification.status == RESOLVED:
-                results.append(_resolve(store, notification))
-            else:
-                results.append(_acknowledge(store, notification))
-        return results
-    except OperationalError:
-        log.exception("The incident store is unavailable")
-        raise IntakeError(503, "the incident store is unavailable; try again later") from None
-
-
-def _result(notification: Notification, run_id: str | None, **values: Any) -> dict[str, Any]:
-    return {
-        "status": notification.status,
-        "incident_id": incident_id_for(DAG_ID, run_id) if run_id else None,
-        "dag_run_id": run_id,
-        "deduplicated": False,
-        "fingerprint": notification.alert.fingerprint,
-        "device_id": notification.alert.device_id,
-        "error": notification.alert.error,
-        **values,
-    }
-
-
-def _fire(store, notification: Notification) -> dict[str, Any]:
-    """Start the alert's run, unless a run already handles this incident."""
-    key = notification.incident_key
-    # One incident per key while it is open, whichever episode or entry point opened it.
-    active = store.active_alert_run(key, dag_id=DAG_ID)
-    if active is not None:
-        return _result(notification, active["run_id"], deduplicated=True)
-    # Without a start time (PagerDuty) the episode is the number of runs started before: the same
-    # until this one is resolved, so a repeat or a concurrent twin computes the same run id.
-    episode = notification.episode or f"gen:{store.alert_generation(key, dag_id=DAG_ID)}"
-    run_id = run_id_for(notification.source, key, episode)
-    claimed = store.claim_alert_run(
-        run_id=run_id,
-        dag_id=DAG_ID,
-        incident_key=key,
-        source=notification.source,
-        fingerprint=notification.alert.fingerprint,
-        episode=episode,
-    )
-    if not claimed:
-        return _result(notification, run_id, deduplicated=True)
-    try:
-        paused = _trigger(run_id, notification)
-    except RunExists:
-        return _result(notification, run_id, deduplicated=True)
-    except BaseException:
-        # Let the sender's retry start it: Alertmanager and Grafana retry on a 5xx.
-        store.release_alert_run(run_id)
-        raise
-    log.info("Alert %s from %s started run %s", key, notification.source, run_id)
-    return _result(notification, run_id, dag_paused=paused)
-
-
-def _trigger(run_id: str, notification: Notification) -> bool:
-    """Create the DAG run through Airflow's own trigger path; return whether the DAG is paused."""
-    from airflow.api.common.trigger_dag import trigger_dag
-    from airflow.exceptions import DagNotFound, DagRunAlreadyExists
-    from airflow.models import DagModel
-    from airflow.utils.session import create_session
-    from airflow.utils.types import DagRunTriggeredByType
-    from sqlalchemy import select
-    from sqlalchemy.exc import IntegrityError
-
-    with create_session() as session:
-        dag = session.execute(
-            select(DagModel.is_stale, DagModel.has_import_errors, DagModel.is_paused).where(
-                DagModel.dag_id == DAG_ID
-            )
-        ).first()
-    if dag is None or dag.is_stale:
-        raise IntakeError(503, f"DAG {DAG_ID} is not available yet: the DAG processor has not parsed it")
-    if dag.has_import_errors:
-        raise IntakeError(503, f"DAG {DAG_ID} has import errors and cannot be triggered; see the Airflow UI")
-    try:
-        # Like `POST /api/v2/dags/{id}/dagRuns`: a queued manual run, conf validated by the DAG's
-        # Params, whether or not the DAG is paused (a paused DAG keeps it queued).
-        trigger_dag(
-            DAG_ID,
-            triggered_by=DagRunTriggeredByType.REST_API,
-            triggering_user_name=f"webhook:{notification.source}",
-            run_id=run_id,
-            conf=notification.conf,
-            logical_date=None,
-        )
-    except (DagRunAlreadyExists, IntegrityError):
-        raise RunExists(run_id) from None
-    except DagNotFound:
-        raise IntakeError(
-            503, f"DAG {DAG_ID} is not available yet: the DAG processor has not parsed it"
-        ) from None
-    except ValueError as exc:  # ParamValidationError is one: the DAG's Params refused the alert
-        raise IntakeError(422, f"the DAG refused the alert: {exc}") from None
-    return bool(dag.is_paused)
-
-
-def _run_for(store, notification: Notification) -> tuple[str | None, dict[str, Any] | None]:
-    """Find the run a resolve or acknowledge refers to: its episode's run, else the key's latest."""
-    key = notification.incident_key
-    if notification.episode:
-        row = store.get_alert_run(run_id_for(notification.source, key, notification.episode))
-        if row is not None:
-            return row["run_id"], row
-    row = store.latest_alert_run(key, dag_id=DAG_ID, state="firing")
-    if row is not None:
-        return row["run_id"], row
-    # An incident opened through the REST API or the UI with the same fingerprint.
-    active = store.active_alert_run(key, dag_id=DAG_ID)
-    if active is not None:
-        return active["run_id"], None
-    return None, None
-
-
-def _resolve(store, notification: Notification) -> dict[str, Any]:
-    """Close the alert's incident: cancel its pending approvals and record the resolution."""
-    from incident_ops.decisions import announce_decision
-
-    run_id, row = _run_for(store, notification)
-    if run_id is None:
-        # Nothing to close (never seen, or already resolved): idempotent, not an error for the sender.
-        latest = store.latest_alert_run(notification.incident_key, dag_id=DAG_ID)
-        found = latest["run_id"] if latest else None
-        return _result(notification, found, deduplicated=found is not None, resolved=found is not None)
-    if row is not None:
-        first = store.resolve_alert_run(run_id, source=notification.source)
-    else:
-        first = True  # an open incident started outside the webhook: nothing to mark but its timeline
-        store.add_event(incident_id_for(DAG_ID, run_id), "alert_resolved", {"source": notification.source})
-    cancelled = []
-    for record in store.list_approvals(run_id=run_id, state="pending"):
-        closed = store.close_approval(record.id, state="cancelled")
-        if closed.state == "cancelled":
-            cancelled.append(record.id)
-            announce_decision(store, closed)
-    log.info(
-        "Alert %s resolved by %s: run %s, cancelled %s",
-        notification.incident_key,
-        notification.source,
-        run_id,
-        cancelled or "nothing",
-    )
-    return _result(notification, run_id, deduplicated=not first, resolved=True, cancelled_approvals=cancelled)
-
-
-def _acknowledge(store, notification: Notification) -> dict[str, Any]:
-    """Note the sender's acknowledgement on the incident's timeline."""
-    from include.store import NotFound
-
-    run_id, _ = _run_for(store, notification)
-    if run_id is not None and notification.status == ACKNOWLEDGED:
-        incident_id = incident_id_for(DAG_ID, run_id)
-        try:
-            store.get_incident(incident_id)
-        except NotFound:
-            pass  # the run has not opened it yet; the acknowledgement changes nothing for the workflow
-        else:
-            store.add_event(incident_id, "alert_acknowledged", {"source": notification.source})
-    return _result(notification, run_id)

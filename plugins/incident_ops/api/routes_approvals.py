@@ -16,7 +16,6 @@ from incident_ops.api.schemas import (
     ApprovalResponse,
     DecisionBody,
     ErrorResponse,
-    RecordState,
 )
 from incident_ops.api.security import (
     WEB_CHANNEL,
@@ -25,29 +24,28 @@ from incident_ops.api.security import (
     readable_dag_ids,
     require_dag_read,
 )
-from include.store import NotFound, VoteRefused
+from incident_ops.hooks.incident_store import get_store
+from include.store import ApprovalState, NotFound, VoteRefused
 
 router = APIRouter(prefix="/api/approvals", tags=["approvals"])
 
 RecordId = Path(min_length=1, max_length=64, description="The approval record id, e.g. apr-0123456789ab")
-REFUSAL_STATUS = {"forbidden": status.HTTP_403_FORBIDDEN, "conflict": status.HTTP_409_CONFLICT}
-
-
-def _store():
-    from incident_ops.hooks.incident_store import get_store
-
-    return get_store()
+REFUSAL_STATUS = {
+    "forbidden": status.HTTP_403_FORBIDDEN,
+    "conflict": status.HTTP_409_CONFLICT,
+    "too_many": status.HTTP_429_TOO_MANY_REQUESTS,
+}
 
 
 @router.get("", response_model=ApprovalCollection, responses={401: {"model": ErrorResponse}})
 def list_approvals(
     caller: CallerDep,
-    state: RecordState | Literal[""] | None = Query(None, description="Only records in this state"),
+    state: ApprovalState | Literal[""] | None = Query(None, description="Only records in this state"),
     dag_run_id: str | None = Query(None, max_length=250, description="Only records of this DAG run"),
     limit: int = Query(100, ge=1, le=500),
 ) -> dict:
     """List approval records, newest first, of the DAGs the caller may read."""
-    records = _store().list_approvals(state=state or None, run_id=dag_run_id or None, limit=limit)
+    records = get_store().list_approvals(state=state or None, run_id=dag_run_id or None, limit=limit)
     readable = readable_dag_ids(caller, {r.dag_id for r in records})
     items = [r.to_json() for r in records if r.dag_id in readable]
     return {"approvals": items, "total_entries": len(items)}
@@ -61,7 +59,7 @@ def list_approvals(
 def get_approval(caller: CallerDep, approval_id: str = RecordId) -> dict:
     """Return one approval record with its votes and refused attempts."""
     try:
-        record = _store().get_approval(approval_id)
+        record = get_store().get_approval(approval_id)
     except NotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no approval record {approval_id}") from None
     require_dag_read(caller, record.dag_id)
@@ -76,17 +74,21 @@ def get_approval(caller: CallerDep, approval_id: str = RecordId) -> dict:
         403: {"model": ErrorResponse, "description": "Not an allowed approver (the attempt is audited)"},
         404: {"model": ErrorResponse, "description": "No such record"},
         409: {"model": ErrorResponse, "description": "Already decided, expired, or a second vote (audited)"},
+        429: {"model": ErrorResponse, "description": "Too many refused attempts (no longer audited)"},
     },
 )
 def decide(caller: CallerDep, body: DecisionBody, request: Request, approval_id: str = RecordId):
     """Approve or reject; answers the record as it stands after the vote."""
-    from incident_ops.decisions import record_decision
+    from incident_ops import approval_lifecycle
 
     if caller.channel == WEB_CHANNEL:
         check_same_origin(request)
+    store = get_store()
     try:
-        record = record_decision(
-            _store(),
+        # Only users who may read the DAG's runs may vote at all: anyone else is not even audited.
+        require_dag_read(caller, store.get_approval(approval_id).dag_id)
+        record = approval_lifecycle.decide(
+            store,
             approval_id,
             identity=caller.username,
             channel=caller.channel,

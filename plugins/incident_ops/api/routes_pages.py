@@ -13,16 +13,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from incident_ops.api import pages
 from incident_ops.api.security import Caller, OptionalCallerDep, login_url, readable_dag_ids
+from incident_ops.hooks.incident_store import get_store
+from incident_ops.links import run_url_for
 from include.store import NotFound
 
 router = APIRouter(include_in_schema=False)
 RECENT_LIMIT = 50
-
-
-def _store():
-    from incident_ops.hooks.incident_store import get_store
-
-    return get_store()
 
 
 def _prefix(request: Request) -> str:
@@ -61,7 +57,7 @@ def approvals_page(request: Request, caller: OptionalCallerDep) -> HTMLResponse:
     """List pending requests and recent decisions."""
     if caller is None:
         return _login_page(request)
-    store, prefix, incidents = _store(), _prefix(request), {}
+    store, prefix, incidents = get_store(), _prefix(request), {}
     pending = store.list_approvals(state="pending", limit=200)
     recent = [r for r in store.list_approvals(limit=RECENT_LIMIT + len(pending)) if r.decided][:RECENT_LIMIT]
     readable = readable_dag_ids(caller, {r.dag_id for r in pending + recent})
@@ -71,7 +67,7 @@ def approvals_page(request: Request, caller: OptionalCallerDep) -> HTMLResponse:
             {
                 "record": r,
                 "url": f"{prefix}/approvals/{r.id}",
-                "approvals": pages.approval_count(r),
+                "approvals": r.approval_count,
                 "device_id": (_incident(store, r.incident_id, incidents) or {}).get("device_id"),
             }
             for r in records
@@ -89,7 +85,7 @@ def approval_page(approval_id: str, request: Request, caller: OptionalCallerDep)
     if caller is None:
         return _login_page(request)
     prefix = _prefix(request)
-    store = _store()
+    store = get_store()
     try:
         record = store.get_approval(approval_id)
     except NotFound:
@@ -110,8 +106,6 @@ def approval_page(approval_id: str, request: Request, caller: OptionalCallerDep)
 
 
 def _record_page(record, incident, caller: Caller, prefix: str) -> HTMLResponse:
-    from incident_ops.config import airflow_base_url
-
     return pages.render(
         "approval.html",
         **pages.record_context(record, incident),
@@ -119,5 +113,5 @@ def _record_page(record, incident, caller: Caller, prefix: str) -> HTMLResponse:
         cannot_vote=pages.why_caller_cannot_vote(record, caller),
         api_url=f"{prefix}/api/approvals/{record.id}/decisions",
         list_url=f"{prefix}/approvals",
-        run_url=pages.run_url(airflow_base_url(), record.dag_id, record.run_id),
+        run_url=run_url_for(record.dag_id, record.run_id),
     )

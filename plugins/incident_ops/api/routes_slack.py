@@ -21,6 +21,9 @@ from fastapi import APIRouter, BackgroundTasks, Request, status
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from incident_ops.api.body import BodyTooLarge, declared_too_large, read_limited
+from include.names import SLACK_CONN_ID, SLACK_SIGNING_SECRET_ENV
+from include.slack_blocks import mrkdwn_escape
 from include.slack_interactions import (
     BlockAction,
     Clock,
@@ -34,8 +37,6 @@ from include.store import NotFound, VoteRefused
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["slack"])
 
-SLACK_CONN_ID = "slack_api_default"
-SIGNING_SECRET_ENV = "SLACK_SIGNING_SECRET"
 MAX_BODY_BYTES = 64 * 1024
 # Slack gives up after 3 s; leave room for the network both ways.
 ANSWER_BUDGET_SECONDS = 2.0
@@ -45,10 +46,6 @@ REPLY_TIMEOUT_SECONDS = 5
 SLACK_REPLY_ORIGINS = frozenset({"https://hooks.slack.com", "https://hooks.slack-gov.com"})
 # Tests replace this with a fixed clock; None means the system clock.
 clock: Clock | None = None
-
-
-class BodyTooLarge(Exception):
-    """The request body is larger than MAX_BODY_BYTES."""
 
 
 @dataclass(frozen=True)
@@ -62,15 +59,11 @@ class SlackSettings:
 
 def slack_settings() -> SlackSettings:
     """Read the signing secret (connection extra first, then the environment) and reply targets."""
-    from airflow.sdk.bases.hook import BaseHook
+    from incident_ops.connections import optional_connection
 
-    extra: dict = {}
-    try:
-        extra = BaseHook.get_connection(SLACK_CONN_ID).extra_dejson
-    except Exception:
-        # Missing (or unreadable) means "not configured here": the environment may still hold a secret.
-        log.debug("Slack connection %s is not available", SLACK_CONN_ID)
-    secret = extra.get("signing_secret") or os.environ.get(SIGNING_SECRET_ENV)
+    conn = optional_connection(SLACK_CONN_ID)
+    extra: dict = conn.extra_dejson if conn is not None else {}
+    secret = extra.get("signing_secret") or os.environ.get(SLACK_SIGNING_SECRET_ENV)
     origins = set(SLACK_REPLY_ORIGINS)
     base = urlsplit(str(extra.get("base_url") or ""))
     if base.scheme in ("http", "https") and base.netloc:
@@ -83,49 +76,33 @@ def slack_settings() -> SlackSettings:
     )
 
 
-async def read_limited(request: Request, limit: int) -> bytes:
-    """Read the body, giving up (BodyTooLarge) as soon as it passes `limit` bytes."""
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _error(code: int, detail: str) -> JSONResponse:
     return JSONResponse(status_code=code, content={"detail": detail})
 
 
-def _mrkdwn(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def decide(action: BlockAction) -> str:
     """Record the click as a vote and return the text for the person who clicked."""
-    from incident_ops.decisions import record_decision
+    from incident_ops import approval_lifecycle
     from incident_ops.hooks.incident_store import get_store
 
     try:
-        record = record_decision(
+        record = approval_lifecycle.decide(
             get_store(), action.record_id, identity=action.identity, channel="slack", decision=action.decision
         )
     except NotFound:
         return (
-            f"This approval request ({_mrkdwn(action.record_id)}) does not exist (any more); "
+            f"This approval request ({mrkdwn_escape(action.record_id)}) does not exist (any more); "
             "nothing was recorded."
         )
     except VoteRefused as refused:
-        return f"Your vote was not counted: {_mrkdwn(refused.reason)}."
+        return f"Your vote was not counted: {mrkdwn_escape(refused.reason)}."
     except Exception:
         log.exception("Could not record the Slack vote on approval %s", action.record_id)
         return "Your vote could not be recorded because of an error; please vote on the record's page."
     if record.decided:
         return f"Your vote was counted: `{record.action}` is *{record.state}*."
-    approvals = len({v.identity for v in record.votes if v.accepted and v.decision == "approve"})
     return (
-        f"Your vote was counted: {approvals} of {record.quorum} approvals for `{record.action}`. "
+        f"Your vote was counted: {record.approval_count} of {record.quorum} approvals for `{record.action}`. "
         "The request stays open until the others needed have approved."
     )
 
@@ -169,18 +146,17 @@ async def _reply_when_done(vote: asyncio.Future, action: BlockAction, settings: 
 )
 async def slack_interactions(request: Request, background: BackgroundTasks) -> Response:
     """Receive a Slack interaction (form field `payload`) and record Approve / Reject clicks."""
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+    if declared_too_large(request.headers, MAX_BODY_BYTES):
         return _error(status.HTTP_413_CONTENT_TOO_LARGE, "request body too large (64 KiB at most)")
     settings = await run_in_threadpool(slack_settings)
     if settings.signing_secret is None:
         return _error(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             "Slack interactivity is not configured: set signing_secret in the extra of connection "
-            f"{SLACK_CONN_ID}, or the {SIGNING_SECRET_ENV} environment variable",
+            f"{SLACK_CONN_ID}, or the {SLACK_SIGNING_SECRET_ENV} environment variable",
         )
     try:
-        body = await read_limited(request, MAX_BODY_BYTES)
+        body = await read_limited(request.receive, MAX_BODY_BYTES)
     except BodyTooLarge:
         return _error(status.HTTP_413_CONTENT_TOO_LARGE, "request body too large (64 KiB at most)")
     try:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-RecordState = Literal["pending", "approved", "rejected", "expired", "cancelled"]
+from include.store import ApprovalState, Decision
+
 MAX_COMMENT_CHARS = 2000
 
 
@@ -15,7 +14,7 @@ class DecisionBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    decision: Literal["approve", "reject"]
+    decision: Decision
     comment: str | None = Field(default=None, max_length=MAX_COMMENT_CHARS)
 
     @field_validator("comment")
@@ -28,6 +27,7 @@ class VoteResponse(BaseModel):
     """A counted vote or a refused attempt, as kept in the audit trail."""
 
     identity: str
+    person: str = Field(description="The person behind the identity (quorum counts people)")
     channel: str
     decision: str
     comment: str | None
@@ -47,9 +47,10 @@ class ApprovalResponse(BaseModel):
     risk: str
     reasons: list[str]
     quorum: int
+    approvals: int = Field(description="How many different people have approved so far")
     approvers: list[str] | None
     requested_by: str | None
-    state: str
+    state: ApprovalState
     created_at: str
     expires_at: str
     decided_at: str | None

@@ -5,7 +5,14 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
+from include.http_retry import is_transient_status
+
 __all__ = [
+    "IncidentStoreConfigError",
+    "LlmError",
+    "LlmPermanentError",
+    "LlmTransientError",
+    "LlmUnavailableError",
     "ServiceError",
     "ServiceRejectedError",
     "ServiceUnavailableError",
@@ -136,9 +143,7 @@ def slack_error_for(
     }
     if status_code == 429 or code in {"ratelimited", "rate_limited"}:
         return SlackRateLimitedError(code, **kwargs)
-    if (status_code is not None and (status_code >= 500 or status_code == 408)) or code in (
-        SLACK_TRANSIENT_ERROR_CODES
-    ):
+    if (status_code is not None and is_transient_status(status_code)) or code in SLACK_TRANSIENT_ERROR_CODES:
         return SlackTransientError(code, **kwargs)
     return SlackPermanentError(code, **kwargs)
 
@@ -174,3 +179,50 @@ class ServiceUnavailableError(ServiceError):
 
     def _describe(self) -> str:
         return f"{self.conn_id} is unavailable (HTTP {self.status_code})"
+
+
+class IncidentStoreConfigError(ValueError):
+    """The `incident_store` connection is of a type the store cannot use."""
+
+
+class LlmError(Exception):
+    """A model call did not return an answer.
+
+    :param reason: A short code for records: ``rate_limited``, ``timeout``, ``http_503``, ``deadline``...
+    :param status_code: HTTP status of the last answer, if any.
+    :param retry_after: Seconds the server asked us to wait, if it did.
+    :param requests: HTTP requests made before giving up.
+    :param failures: The reason of every failed attempt, in order.
+    """
+
+    permanent: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+        requests: int = 0,
+        failures: tuple[str, ...] = (),
+    ) -> None:
+        self.reason = reason
+        self.failures = failures
+        self.status_code = status_code
+        self.retry_after = retry_after
+        self.requests = requests
+        super().__init__(f"LLM call failed: {reason}")
+
+
+class LlmTransientError(LlmError):
+    """A failure a later attempt may get past: 429, 5xx, timeout, connection error."""
+
+
+class LlmPermanentError(LlmError):
+    """A failure that repeats on every attempt: a refused key, a bad request, an unknown model."""
+
+    permanent = True
+
+
+class LlmUnavailableError(LlmError):
+    """Transient failures outlasted the attempts, the wait budget or the deadline."""

@@ -1,73 +1,110 @@
-"""Device-control and ticketing APIs over Airflow HTTP connections, simulated when not configured."""
+"""The device inventory, device-control and ticketing APIs, as HTTP hooks over Airflow connections.
+
+Each is optional: without its connection, the inventory file answers, actions are simulated and
+tickets stay local (the task log says so).
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import quote
+
+from airflow.providers.http.hooks.http import HttpHook
+
+from incident_ops.connections import optional_connection
+from incident_ops.hooks.errors import ServiceRejectedError, ServiceUnavailableError
+from include.http_retry import is_transient_status
+from include.names import DEVICE_CONTROL_CONN_ID, INVENTORY_CONN_ID, TICKETING_CONN_ID
 
 log = logging.getLogger(__name__)
 
-DEVICE_CONTROL_CONN_ID = "device_control_api"
-INVENTORY_CONN_ID = "device_inventory_api"
-TICKETING_CONN_ID = "ticketing_api"
+
+class _ServiceHook(HttpHook):
+    """An HTTP service of ours: statuses classified for the retry policy, bodies never logged."""
+
+    default_conn_name = "http_default"
+
+    def __init__(self, method: str = "POST", http_conn_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(method=method, http_conn_id=http_conn_id or self.default_conn_name, **kwargs)
+
+    @classmethod
+    def is_configured(cls) -> bool:
+        """Say whether the service's connection is defined."""
+        return optional_connection(cls.default_conn_name) is not None
+
+    def check(self, status: int) -> None:
+        """Raise ServiceUnavailableError (retry) or ServiceRejectedError (fail) for an error status."""
+        if is_transient_status(status):
+            raise ServiceUnavailableError(self.http_conn_id, status)
+        if status >= 400:
+            raise ServiceRejectedError(self.http_conn_id, status)
+
+    def post_once(self, endpoint: str, body: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+        """POST `body` under an idempotency key, so the service drops a repeat after a lost response."""
+        # Statuses are checked here, not by the provider, which would log the response body.
+        response = self.run(
+            endpoint,
+            json=body,
+            headers={"Idempotency-Key": idempotency_key},
+            extra_options={"check_response": False},
+        )
+        self.check(response.status_code)
+        try:
+            return response.json()
+        except ValueError:
+            return {"status_code": response.status_code}
 
 
-def connection_exists(conn_id: str) -> bool:
-    """Say whether the Airflow connection `conn_id` is defined."""
-    from airflow.exceptions import AirflowNotFoundException
-    from airflow.sdk.bases.hook import BaseHook
+class InventoryHook(_ServiceHook):
+    """The device inventory API: ``GET /devices/<id>``."""
 
-    try:
-        BaseHook.get_connection(conn_id)
-    except AirflowNotFoundException:
-        return False
-    return True
+    default_conn_name = INVENTORY_CONN_ID
+    hook_name = "Device inventory API"
+
+    def __init__(self, http_conn_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(method="GET", http_conn_id=http_conn_id, **kwargs)
+
+    def lookup(self, device_id: str) -> dict[str, Any] | None:
+        """Return the inventory's record of a device, or None when it does not know it."""
+        response = self.run(f"/devices/{quote(device_id, safe='')}", extra_options={"check_response": False})
+        if response.status_code == 404:
+            return None
+        self.check(response.status_code)
+        record = response.json()
+        return record if isinstance(record, dict) else None
 
 
-def _raise_for_status(conn_id: str, status: int) -> None:
-    from incident_ops.hooks.errors import ServiceRejectedError, ServiceUnavailableError
+class DeviceControlHook(_ServiceHook):
+    """The device-control API: ``POST /actions``."""
 
-    if status >= 500 or status in (408, 429):
-        raise ServiceUnavailableError(conn_id, status)
-    if status >= 400:
-        raise ServiceRejectedError(conn_id, status)
+    default_conn_name = DEVICE_CONTROL_CONN_ID
+    hook_name = "Device control API"
+
+    def run_action(self, *, action: str, device_id: str, idempotency_key: str) -> dict[str, Any]:
+        """Ask the device to run `action`; the key makes a retried request a no-op."""
+        return self.post_once("/actions", {"action": action, "device_id": device_id}, idempotency_key)
+
+
+class TicketingHook(_ServiceHook):
+    """The ticketing API: ``POST /tickets``."""
+
+    default_conn_name = TICKETING_CONN_ID
+    hook_name = "Ticketing API"
+
+    def open_ticket(self, *, incident_id: str, title: str, body: str, severity: str) -> str:
+        """Open the incident's ticket (once: the incident id is its idempotency key); return its id."""
+        answer = self.post_once(
+            "/tickets",
+            {"title": title, "description": body, "severity": severity, "external_id": incident_id},
+            f"ticket:{incident_id}",
+        )
+        return str(answer.get("id") or answer.get("key") or answer.get("ticket_id") or incident_id)
 
 
 def lookup_device(device_id: str) -> dict[str, Any] | None:
-    """Return the inventory API's record of a device (None if unknown); None also when not configured.
-
-    Raises ServiceUnavailableError (retry) or ServiceRejectedError (fail) when the API errs.
-    """
-    from urllib.parse import quote
-
-    from airflow.providers.http.hooks.http import HttpHook
-
-    hook = HttpHook(method="GET", http_conn_id=INVENTORY_CONN_ID)
-    response = hook.run(f"/devices/{quote(device_id, safe='')}", extra_options={"check_response": False})
-    if response.status_code == 404:
-        return None
-    _raise_for_status(INVENTORY_CONN_ID, response.status_code)
-    record = response.json()
-    return record if isinstance(record, dict) else None
-
-
-def _post(conn_id: str, endpoint: str, body: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
-    from airflow.providers.http.hooks.http import HttpHook
-
-    hook = HttpHook(method="POST", http_conn_id=conn_id)
-    # The key lets the service drop a repeat if our retry follows a lost response. Statuses are
-    # checked here, not by the hook, which would log the response body.
-    response = hook.run(
-        endpoint,
-        json=body,
-        headers={"Idempotency-Key": idempotency_key},
-        extra_options={"check_response": False},
-    )
-    _raise_for_status(conn_id, response.status_code)
-    try:
-        return response.json()
-    except ValueError:
-        return {"status_code": response.status_code}
+    """Return the inventory API's record of a device (None if unknown)."""
+    return InventoryHook().lookup(device_id)
 
 
 def run_device_action(*, action: str, device_id: str, idempotency_key: str, dry_run: bool) -> dict[str, Any]:
@@ -75,27 +112,23 @@ def run_device_action(*, action: str, device_id: str, idempotency_key: str, dry_
     if dry_run:
         log.info("Dry run: %s on %s not sent", action, device_id)
         return {"mode": "dry_run", "action": action, "device_id": device_id}
-    if not connection_exists(DEVICE_CONTROL_CONN_ID):
+    if not DeviceControlHook.is_configured():
         log.warning(
             "No %s connection: %s on %s is simulated, not sent", DEVICE_CONTROL_CONN_ID, action, device_id
         )
         return {"mode": "simulated", "action": action, "device_id": device_id}
-    answer = _post(
-        DEVICE_CONTROL_CONN_ID, "/actions", {"action": action, "device_id": device_id}, idempotency_key
+    answer = DeviceControlHook().run_action(
+        action=action, device_id=device_id, idempotency_key=idempotency_key
     )
     return {"mode": "api", "action": action, "device_id": device_id, "response": answer}
 
 
 def open_ticket(*, incident_id: str, title: str, body: str, severity: str) -> dict[str, Any]:
     """Open a ticket in the ticketing API; keep a local one when no connection is configured."""
-    if not connection_exists(TICKETING_CONN_ID):
+    if not TicketingHook.is_configured():
         log.warning("No %s connection: ticket kept in the incident store only", TICKETING_CONN_ID)
         return {"mode": "local", "ticket_id": f"LOCAL-{incident_id}"}
-    answer = _post(
-        TICKETING_CONN_ID,
-        "/tickets",
-        {"title": title, "description": body, "severity": severity, "external_id": incident_id},
-        f"ticket:{incident_id}",
+    ticket_id = TicketingHook().open_ticket(
+        incident_id=incident_id, title=title, body=body, severity=severity
     )
-    ticket_id = str(answer.get("id") or answer.get("key") or answer.get("ticket_id") or incident_id)
     return {"mode": "api", "ticket_id": ticket_id}

@@ -2,45 +2,63 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from pathlib import Path
+from typing import Any, ClassVar
 
+from airflow.sdk import BaseHook
 from sqlalchemy.engine import URL
 
+from incident_ops.connections import aoptional_connection, optional_connection
+from incident_ops.hooks.errors import IncidentStoreConfigError
+from include.names import STORE_CONN_ID
 from include.store import IncidentStore
 
-STORE_CONN_ID = "incident_store"
 log = logging.getLogger(__name__)
+# One store (engine and connection pool) per database URL and process.
 _stores: dict[str, IncidentStore] = {}
 
 
-class IncidentStoreConfigError(ValueError):
-    """The `incident_store` connection is of a type the store cannot use."""
+class IncidentStoreHook(BaseHook):
+    """The incident store: its own database (PostgreSQL, or SQLite on one machine), never Airflow's.
 
+    Without the connection, the store is a SQLite file in ``$AIRFLOW_HOME``.
 
-def _airflow_home() -> Path:
-    return Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow")
+    :param incident_store_conn_id: Connection of type ``postgres`` (or ``sqlite``, host = the file).
+    """
+
+    conn_name_attr = "incident_store_conn_id"
+    default_conn_name = STORE_CONN_ID
+    conn_type = "postgres"
+    hook_name = "Incident store"
+    _stores: ClassVar[dict[str, IncidentStore]] = _stores
+
+    def __init__(self, incident_store_conn_id: str = STORE_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.incident_store_conn_id = incident_store_conn_id
+
+    def get_conn(self) -> IncidentStore:
+        """Return the store the connection points at (or the embedded default)."""
+        return store_for_url(url_for(optional_connection(self.incident_store_conn_id)))
+
+    async def aget_conn(self) -> IncidentStore:
+        """Return the store, looking the connection up without blocking the event loop."""
+        url = url_for(await aoptional_connection(self.incident_store_conn_id))
+        return await asyncio.to_thread(store_for_url, url)
 
 
 def default_url() -> str:
     """Return the embedded default: a SQLite file next to Airflow's own files."""
-    return f"sqlite:///{_airflow_home() / 'incident_store.db'}"
+    home = Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow")
+    return f"sqlite:///{home / 'incident_store.db'}"
 
 
-def _lookup(conn_id: str):
-    """Return the connection, or None when it is not defined."""
-    from airflow.exceptions import AirflowNotFoundException
-    from airflow.sdk.bases.hook import BaseHook
-
-    try:
-        return BaseHook.get_connection(conn_id)
-    except AirflowNotFoundException:
-        return None
-
-
-def url_from_connection(conn) -> str:
-    """Turn an Airflow connection into a SQLAlchemy URL."""
+def url_for(conn: Any) -> str:
+    """Turn an Airflow connection (or None: the embedded default) into a SQLAlchemy URL."""
+    if conn is None:
+        return default_url()
     kind = (conn.conn_type or "").lower()
     if kind in ("postgres", "postgresql"):
         return URL.create(
@@ -59,12 +77,6 @@ def url_from_connection(conn) -> str:
     )
 
 
-def store_url(conn_id: str = STORE_CONN_ID) -> str:
-    """Return the store's database URL from the connection, or the embedded default."""
-    conn = _lookup(conn_id)
-    return default_url() if conn is None else url_from_connection(conn)
-
-
 def store_for_url(url: str) -> IncidentStore:
     """Return the process's store at `url`, creating its tables the first time."""
     if url not in _stores:
@@ -74,19 +86,4 @@ def store_for_url(url: str) -> IncidentStore:
 
 def get_store(conn_id: str = STORE_CONN_ID) -> IncidentStore:
     """Return the store the connection `conn_id` points at (or the embedded default)."""
-    return store_for_url(store_url(conn_id))
-
-
-async def aget_store(conn_id: str = STORE_CONN_ID) -> IncidentStore:
-    """Return the store for `conn_id`, looking the connection up without blocking the event loop."""
-    import asyncio
-
-    from airflow.exceptions import AirflowNotFoundException
-    from airflow.sdk.bases.hook import BaseHook
-
-    try:
-        conn = await BaseHook.aget_connection(conn_id)
-    except AirflowNotFoundException:
-        conn = None
-    url = default_url() if conn is None else url_from_connection(conn)
-    return await asyncio.to_thread(store_for_url, url)
+    return IncidentStoreHook(conn_id).get_conn()

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-import email.utils
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import Any
 
 from airflow.providers.http.hooks.http import HttpHook
 
+from incident_ops.hooks.errors import (
+    LlmError,
+    LlmPermanentError,
+    LlmTransientError,
+    LlmUnavailableError,
+)
+from include.http_retry import is_transient_status, parse_retry_after
 from include.llm_settings import OPTION_KEYS, LlmSettings
+from include.names import LLM_CONN_ID
 
 __all__ = [
     "ChatResult",
@@ -23,54 +29,7 @@ __all__ = [
     "LlmTransientError",
     "LlmUnavailableError",
     "RetryBudget",
-    "parse_retry_after",
 ]
-
-# Statuses a later attempt may get past; any other non-2xx answer repeats on a retry.
-_TRANSIENT_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
-
-
-class LlmError(Exception):
-    """A model call did not return an answer.
-
-    :param reason: A short code for records: ``rate_limited``, ``timeout``, ``http_503``, ``deadline``...
-    :param status_code: HTTP status of the last answer, if any.
-    :param retry_after: Seconds the server asked us to wait, if it did.
-    :param requests: HTTP requests made before giving up.
-    :param failures: The reason of every failed attempt, in order.
-    """
-
-    permanent: ClassVar[bool] = False
-
-    def __init__(
-        self,
-        reason: str,
-        *,
-        status_code: int | None = None,
-        retry_after: float | None = None,
-        requests: int = 0,
-        failures: tuple[str, ...] = (),
-    ) -> None:
-        self.reason = reason
-        self.failures = failures
-        self.status_code = status_code
-        self.retry_after = retry_after
-        self.requests = requests
-        super().__init__(f"LLM call failed: {reason}")
-
-
-class LlmTransientError(LlmError):
-    """A failure a later attempt may get past: 429, 5xx, timeout, connection error."""
-
-
-class LlmPermanentError(LlmError):
-    """A failure that repeats on every attempt: a refused key, a bad request, an unknown model."""
-
-    permanent = True
-
-
-class LlmUnavailableError(LlmError):
-    """Transient failures outlasted the attempts, the wait budget or the deadline."""
 
 
 @dataclass
@@ -96,30 +55,6 @@ class ChatResult:
     failures: tuple[str, ...] = field(default_factory=tuple)
 
 
-def parse_retry_after(headers: Any, *, now: datetime | None = None) -> float | None:
-    """Return the delay a 429/503 answer asks for (``retry-after-ms``, ``Retry-After`` seconds or date)."""
-    raw_ms = headers.get("retry-after-ms")
-    if raw_ms:
-        try:
-            return max(0.0, float(raw_ms) / 1000)
-        except ValueError:
-            pass
-    raw = headers.get("Retry-After")
-    if not raw:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
 class LlmHook(HttpHook):
     """
     Call ``/v1/chat/completions`` on the host of an HTTP connection, retrying what may succeed later.
@@ -138,7 +73,9 @@ class LlmHook(HttpHook):
     """
 
     conn_name_attr = "llm_conn_id"
-    default_conn_name = "llm_default"
+    default_conn_name = LLM_CONN_ID
+    conn_type = "http"
+    hook_name = "LLM (OpenAI-compatible chat completions)"
 
     def __init__(
         self,
@@ -287,7 +224,7 @@ class LlmHook(HttpHook):
         except requests.exceptions.ConnectionError:
             raise LlmTransientError("connection_error") from None
         status = response.status_code
-        if status in _TRANSIENT_STATUSES:
+        if is_transient_status(status):
             reason = "rate_limited" if status == 429 else f"http_{status}"
             retry_after = parse_retry_after(response.headers)
             raise LlmTransientError(reason, status_code=status, retry_after=retry_after)

@@ -1,4 +1,4 @@
-"""Thin typed wrapper around the Slack provider's SlackHook for posting and updating messages."""
+"""Post and update the incident's Slack messages through the Slack provider's SlackHook."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowNotFoundException
 from airflow.providers.slack.hooks.slack import SlackHook
+from airflow.sdk import BaseHook
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
 )
 
+from incident_ops.connections import optional_connection
 from incident_ops.hooks.errors import (
     SlackDeliveryError,
     SlackNotConfiguredError,
@@ -23,6 +25,8 @@ from incident_ops.hooks.errors import (
     SlackTransientError,
     slack_error_for,
 )
+from include.http_retry import parse_retry_after
+from include.names import SLACK_CONN_ID
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -30,9 +34,7 @@ if TYPE_CHECKING:
     from slack_sdk.http_retry import RetryHandler
     from slack_sdk.web.slack_response import SlackResponse
 
-__all__ = ["DEFAULT_SLACK_CONN_ID", "SlackClient", "SlackMessageRef"]
-
-DEFAULT_SLACK_CONN_ID = "slack_api_default"
+__all__ = ["IncidentSlackHook", "SlackMessageRef"]
 
 log = logging.getLogger(__name__)
 
@@ -51,21 +53,7 @@ class SlackMessageRef:
     ts: str
 
 
-def _retry_after_seconds(headers: Any) -> float | None:
-    """Read Retry-After from a response's headers, if present and numeric."""
-    if not headers:
-        return None
-    for key, value in dict(headers).items():
-        if str(key).lower() == "retry-after":
-            raw = value[0] if isinstance(value, list | tuple) and value else value
-            try:
-                return float(raw)
-            except (TypeError, ValueError):
-                return None
-    return None
-
-
-class SlackClient:
+class IncidentSlackHook(BaseHook):
     """
     Post and update Slack messages through the Airflow connection ``slack_api_default``.
 
@@ -80,13 +68,19 @@ class SlackClient:
     :param max_connection_retries: How many connection failures to retry per call.
     """
 
+    conn_name_attr = "slack_conn_id"
+    default_conn_name = SLACK_CONN_ID
+    conn_type = "slack"
+    hook_name = "Slack (incident messages)"
+
     def __init__(
         self,
         *,
-        slack_conn_id: str = DEFAULT_SLACK_CONN_ID,
+        slack_conn_id: str = SLACK_CONN_ID,
         max_rate_limit_retries: int = 3,
         max_connection_retries: int = 1,
     ) -> None:
+        super().__init__()
         if not slack_conn_id:
             raise ValueError("slack_conn_id must be a non-empty string")
         if max_rate_limit_retries < 0:
@@ -98,15 +92,11 @@ class SlackClient:
         self.max_connection_retries = max_connection_retries
 
     @classmethod
-    def is_configured(cls, conn_id: str = DEFAULT_SLACK_CONN_ID) -> bool:
+    def is_configured(cls, conn_id: str = SLACK_CONN_ID) -> bool:
         """Return whether the Slack connection exists and carries a token."""
-        try:
-            conn = SlackHook.get_connection(conn_id)
-        except AirflowNotFoundException:
-            log.debug("Slack connection %s is not defined", conn_id)
-            return False
+        conn = optional_connection(conn_id)
         # SlackHook refuses a connection without a token, so it is as good as absent.
-        return bool(conn.password)
+        return conn is not None and bool(conn.password)
 
     def retry_handlers(self) -> list[RetryHandler]:
         """Build the slack_sdk retry handlers used for every call."""
@@ -121,7 +111,7 @@ class SlackClient:
         return handlers
 
     @cached_property
-    def hook(self) -> SlackHook:
+    def provider_hook(self) -> SlackHook:
         """Return the provider hook (built lazily; the connection is read on first call)."""
         return SlackHook(
             slack_conn_id=self.slack_conn_id,
@@ -146,7 +136,7 @@ class SlackClient:
         if thread_ts:
             kwargs["thread_ts"] = thread_ts
         response = self._call(
-            "chat.postMessage", channel, lambda: self.hook.client.chat_postMessage(**kwargs)
+            "chat.postMessage", channel, lambda: self.provider_hook.client.chat_postMessage(**kwargs)
         )
         ref = self._ref(response, "chat.postMessage", channel)
         log.info("Posted Slack message channel=%s ts=%s thread_ts=%s", ref.channel, ref.ts, thread_ts)
@@ -166,7 +156,7 @@ class SlackClient:
         kwargs: dict[str, Any] = {"channel": channel, "ts": ts, "text": text}
         if blocks is not None:
             kwargs["blocks"] = blocks
-        response = self._call("chat.update", channel, lambda: self.hook.client.chat_update(**kwargs))
+        response = self._call("chat.update", channel, lambda: self.provider_hook.client.chat_update(**kwargs))
         ref = self._ref(response, "chat.update", channel)
         log.info("Updated Slack message channel=%s ts=%s", ref.channel, ref.ts)
         return ref
@@ -183,7 +173,7 @@ class SlackClient:
                 error=data.get("error"),
                 method=method,
                 channel=channel,
-                retry_after=_retry_after_seconds(response.headers),
+                retry_after=parse_retry_after(response.headers),
             )
             self._log_failure(error)
             raise error from exc

@@ -7,6 +7,8 @@ from typing import Any
 
 from airflow.sdk import BaseNotifier
 
+from include.names import SLACK_CONN_ID
+
 log = logging.getLogger(__name__)
 
 
@@ -18,7 +20,7 @@ class IncidentFailureNotifier(BaseNotifier):
 
     template_fields = ()
 
-    def __init__(self, *, slack_conn_id: str = "slack_api_default") -> None:
+    def __init__(self, *, slack_conn_id: str = SLACK_CONN_ID) -> None:
         super().__init__()
         self.slack_conn_id = slack_conn_id
 

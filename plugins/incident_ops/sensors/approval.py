@@ -5,14 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+
+from include.names import STORE_CONN_ID
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from include.store import Approval
-
-EVENT_STATES = ("approved", "rejected", "expired", "cancelled", "reminder", "error")
+    from incident_ops.triggers.approval import WaitEvent
+    from include.store import Approval, IncidentStore
 
 
 class ApprovalError(Exception):
@@ -20,17 +21,20 @@ class ApprovalError(Exception):
 
 
 class ApprovalSensor(BaseSensorOperator):
-    """Wait, deferred, until an approval record is approved, rejected, expired or cancelled.
+    """Wait until an approval record is approved, rejected, expired or cancelled.
 
-    It checks the record once and, if it is still pending, defers to :class:`ApprovalTrigger`;
-    the deadline of the record is the sensor's timeout. At half time it posts a reminder in the
-    incident's thread and defers again. Expiry is recorded here as the record's decision and
-    returned like any other outcome, so it never fails the task.
+    Deferrable (the default): it checks the record once and, if it is still pending, defers to
+    :class:`ApprovalTrigger`, holding no worker slot; the record's deadline is the deferral's
+    timeout. At half time it posts a reminder in the incident's thread and defers again. With
+    ``deferrable=False`` it is a classic sensor (``mode="reschedule"`` frees the slot between
+    pokes), for comparison and for deployments without a triggerer. Either way, expiry is recorded
+    here as the record's decision and returned like any other outcome, so it never fails the task.
 
     :param approval_id: The record to wait for (templated; usually pulled from `request_approval`).
     :param store_conn_id: Airflow connection of the incident store.
     :param poll_interval: Seconds between the trigger's reads of the record.
     :param grace: Extra time allowed past the deadline before Airflow's own deferral timeout.
+    :param deferrable: Wait in the triggerer (True) or by poking (False).
     """
 
     template_fields = ("approval_id",)
@@ -40,9 +44,10 @@ class ApprovalSensor(BaseSensorOperator):
         self,
         *,
         approval_id: str,
-        store_conn_id: str = "incident_store",
+        store_conn_id: str = STORE_CONN_ID,
         poll_interval: float = 0.25,
         grace: timedelta = timedelta(minutes=1),
+        deferrable: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -52,18 +57,17 @@ class ApprovalSensor(BaseSensorOperator):
         self.store_conn_id = store_conn_id
         self.poll_interval = poll_interval
         self.grace = grace
+        self.deferrable = deferrable
 
-    def _store(self):
+    def _store(self) -> IncidentStore:
         from incident_ops.hooks.incident_store import get_store
 
         return get_store(self.store_conn_id)
 
-    def poke(self, context: Context) -> bool:
-        """Say whether the record is already decided."""
-        return self._store().get_approval(self.approval_id).decided
-
-    def execute(self, context: Context) -> dict[str, Any]:
-        """Return at once if the record is decided (or past its deadline); otherwise defer."""
+    def execute(self, context: Context) -> Any:
+        """Return at once if the record is decided (or past its deadline); otherwise wait for it."""
+        if not self.deferrable:
+            return super().execute(context)
         record = self._store().get_approval(self.approval_id)
         if record.decided:
             return self._outcome(record)
@@ -71,6 +75,16 @@ class ApprovalSensor(BaseSensorOperator):
             return self._expire()
         half_time = record.created_at + (record.expires_at - record.created_at) / 2
         self._defer(record, remind_at=half_time if datetime.now(UTC) < half_time else None)
+        return None  # unreachable: defer() raises
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        """Return the outcome once the record is decided or its deadline passed (non-deferrable mode)."""
+        record = self._store().get_approval(self.approval_id)
+        if record.decided:
+            return PokeReturnValue(is_done=True, xcom_value=self._outcome(record))
+        if datetime.now(UTC) >= record.expires_at:
+            return PokeReturnValue(is_done=True, xcom_value=self._expire())
+        return PokeReturnValue(is_done=False)
 
     def _defer(self, record: Approval, *, remind_at: datetime | None) -> None:
         from incident_ops.triggers.approval import ApprovalTrigger
@@ -88,20 +102,21 @@ class ApprovalSensor(BaseSensorOperator):
             timeout=record.expires_at - datetime.now(UTC) + self.grace,
         )
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Turn the trigger's event into the outcome handed to `approval_decision`."""
+    def execute_complete(self, context: Context, event: WaitEvent | str | None = None) -> dict[str, Any]:
+        """Act on what the trigger could not do itself: expiry, the reminder, an unreadable record."""
         if event == "success":
             # dag.test() resumes the task with a TaskSuccessEvent's state instead of ending it.
             return self._outcome(self._store().get_approval(self.approval_id))
-        state = (event or {}).get("state")
-        if state not in EVENT_STATES:
-            raise ApprovalError(f"unexpected event from the approval trigger: {event!r}")
+        state = event.get("state") if isinstance(event, dict) else None
         if state == "error":
-            raise ApprovalError(f"approval record {self.approval_id} cannot be read: {event.get('reason')}")
+            reason = event.get("reason") if isinstance(event, dict) else None
+            raise ApprovalError(f"approval record {self.approval_id} cannot be read: {reason}")
         if state == "expired":
             return self._expire()
+        if state != "reminder":
+            raise ApprovalError(f"unexpected event from the approval trigger: {event!r}")
         record = self._store().get_approval(self.approval_id)
-        if state == "reminder" and not record.decided:
+        if not record.decided:
             self._remind(record)
             self._defer(record, remind_at=None)
         return self._outcome(record)
@@ -123,7 +138,7 @@ class ApprovalSensor(BaseSensorOperator):
         from incident_ops.messaging import deliver
 
         left = max(0, int((record.expires_at - datetime.now(UTC)).total_seconds() // 60))
-        progress = f"{len(record.deciders)} of {record.quorum}"
+        progress = f"{record.approval_count} of {record.quorum}"
         text = (
             f"Reminder: `{record.action}` still waits for approval ({progress}); "
             f"it expires in about {left} min and then escalates. {record_url(record.id)}"
@@ -137,17 +152,12 @@ class ApprovalSensor(BaseSensorOperator):
         )
 
     def _expire(self) -> dict[str, Any]:
-        # A vote may have landed just before the deadline: close_approval keeps it if so.
-        from incident_ops.decisions import refresh_approval_message
+        from incident_ops.approval_lifecycle import expire
 
-        store = self._store()
-        record = store.close_approval(self.approval_id, state="expired")
-        if record.state == "expired":
-            refresh_approval_message(store, record)
-        return self._outcome(record)
+        return self._outcome(expire(self._store(), self.approval_id))
 
     def _outcome(self, record: Approval) -> dict[str, Any]:
-        from incident_ops.triggers.approval import approval_outcome
+        from incident_ops.approval_lifecycle import outcome_for
 
         self.log.info("Approval %s is %s", record.id, record.state)
-        return approval_outcome(record)
+        return outcome_for(record)

@@ -5,19 +5,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, NotRequired, TypedDict
 
-from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
+from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from incident_ops.hooks.incident_store import aget_store
-from include.store import Approval, NotFound
+from include.names import STORE_CONN_ID
+
+WaitState = Literal["expired", "reminder", "error"]
 
 
-def approval_outcome(record: Approval) -> dict[str, Any]:
-    """Return what `wait_for_approval` hands to `approval_decision` for a record."""
-    from include.models import ApprovalOutcome
+class WaitEvent(TypedDict):
+    """What the trigger hands back to the sensor when the sensor itself must act."""
 
-    return ApprovalOutcome(approval_id=record.id, state=record.state, decided_by=record.deciders).to_xcom()
+    approval_id: str
+    state: WaitState
+    reason: NotRequired[str]
 
 
 class ApprovalTrigger(BaseTrigger):
@@ -25,11 +27,11 @@ class ApprovalTrigger(BaseTrigger):
 
     It only reads: it may run more than once (triggerer restarts, HA), and expiry is left to the
     sensor to record. A decision made through the plugin's routes usually ends the sensor before
-    this notices (`incident_ops.resume`); this is the path for every other case (a decision written
-    while the metadata database was out of reach, or by another deployment's API server). It ends
-    the sensor's task from the triggerer itself (a TaskSuccessEvent carrying the outcome as its
-    XCom), saving the worker round trip that resuming the sensor would cost; expiry, reminders and
-    errors resume the sensor. Its kwargs hold ids and a conn id, never secrets.
+    this notices (`approval_lifecycle.end_waiting_tasks`); this is the path for every other case (a
+    decision written while the metadata database was out of reach, or by another deployment's API
+    server). A decision ends the sensor's task from the triggerer itself (the same TaskSuccessEvent
+    the API server would submit); expiry, reminders and errors resume the sensor with a
+    :class:`WaitEvent`. Its kwargs hold ids and a conn id, never secrets.
 
     :param approval_id: The record to watch.
     :param expires_at: The record's deadline (ISO 8601, UTC); at it the trigger reports `expired`.
@@ -43,7 +45,7 @@ class ApprovalTrigger(BaseTrigger):
         *,
         approval_id: str,
         expires_at: str,
-        store_conn_id: str = "incident_store",
+        store_conn_id: str = STORE_CONN_ID,
         poll_interval: float = 0.25,
         remind_at: str | None = None,
     ) -> None:
@@ -67,32 +69,40 @@ class ApprovalTrigger(BaseTrigger):
             },
         )
 
+    def _event(self, state: WaitState, **extra: str) -> TriggerEvent:
+        payload: WaitEvent = {"approval_id": self.approval_id, "state": state, **extra}  # type: ignore[typeddict-item]
+        return TriggerEvent(payload)
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Yield one event: the record's decided state, `reminder`, `expired`, or `error`."""
+        """Yield one event: the decided outcome, `reminder`, `expired`, or `error`."""
+        from incident_ops.approval_lifecycle import finished_wait_event
+        from incident_ops.hooks.incident_store import IncidentStoreHook
+        from include.store import ApprovalState, NotFound
+
         deadline = datetime.fromisoformat(self.expires_at)
         remind_at = datetime.fromisoformat(self.remind_at) if self.remind_at else None
         # The connection is looked up once; then each poll is one small read of the record.
-        store = await aget_store(self.store_conn_id)
+        store = await IncidentStoreHook(self.store_conn_id).aget_conn()
         while True:
             try:
                 # The store's drivers are synchronous; a thread keeps the triggerer's loop free.
                 state = await asyncio.to_thread(store.approval_state, self.approval_id)
             except NotFound:
-                yield TriggerEvent({"approval_id": self.approval_id, "state": "error", "reason": "not_found"})
+                yield self._event("error", reason="not_found")
                 return
-            if state in ("approved", "rejected", "cancelled"):
+            if state is ApprovalState.EXPIRED:
+                yield self._event("expired")  # the sensor records and announces expiry itself
+                return
+            if state.decided:
                 record = await asyncio.to_thread(store.get_approval, self.approval_id)
-                yield TaskSuccessEvent(xcoms={"return_value": approval_outcome(record)})
-                return
-            if state != "pending":
-                yield TriggerEvent({"approval_id": self.approval_id, "state": state})
+                yield finished_wait_event(record)
                 return
             now = datetime.now(UTC)
             remaining = (deadline - now).total_seconds()
             if remaining <= 0:
-                yield TriggerEvent({"approval_id": self.approval_id, "state": "expired"})
+                yield self._event("expired")
                 return
             if remind_at and now >= remind_at:
-                yield TriggerEvent({"approval_id": self.approval_id, "state": "reminder"})
+                yield self._event("reminder")
                 return
             await asyncio.sleep(min(self.poll_interval, remaining))

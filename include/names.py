@@ -1,0 +1,48 @@
+"""The names users, docs and outside checks rely on: the DAG, its tasks, connections, Variables.
+
+Each is spelled here once; code refers to these constants, never to the literal.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+DAG_ID: Final = "incident_response"
+
+# Task ids of the DAG (callables pull each other's XComs by these).
+INGEST: Final = "ingest"
+ENRICH: Final = "enrich"
+SUMMARIZE: Final = "ai_summarize"
+DIAGNOSE: Final = "ai_diagnose"
+ANALYZE_SEVERITY: Final = "analyze_severity"
+PAGE_ONCALL: Final = "page_oncall"
+CONTAINMENT: Final = "automated_containment"
+APPROVAL_NEEDED: Final = "approval_needed"
+REQUEST_APPROVAL: Final = "request_approval"
+WAIT_FOR_APPROVAL: Final = "wait_for_approval"
+APPROVAL_DECISION: Final = "approval_decision"
+EXECUTE_FIX: Final = "execute_fix"
+ESCALATE: Final = "escalate"
+CREATE_TICKET: Final = "create_ticket"
+DIAGNOSTIC_REPORT: Final = "diagnostic_report"
+LOG_ONLY: Final = "log_only"
+RESOLVE_INCIDENT: Final = "resolve_incident"
+FINAL_REPORT: Final = "final_report"
+
+# Airflow connections.
+STORE_CONN_ID: Final = "incident_store"
+SLACK_CONN_ID: Final = "slack_api_default"
+LLM_CONN_ID: Final = "llm_default"
+WEBHOOK_CONN_ID: Final = "incident_webhook"
+DEVICE_CONTROL_CONN_ID: Final = "device_control_api"
+INVENTORY_CONN_ID: Final = "device_inventory_api"
+TICKETING_CONN_ID: Final = "ticketing_api"
+
+# Airflow Variables.
+CHANNELS_VARIABLE: Final = "incident_slack_channels"
+APPROVERS_VARIABLE: Final = "incident_approvers"
+
+# Environment variables the product reads.
+SLACK_SIGNING_SECRET_ENV: Final = "SLACK_SIGNING_SECRET"
+WEBHOOK_TOKEN_ENV: Final = "INCIDENT_WEBHOOK_TOKEN"
+DEADLINE_OVERRIDE_ENV: Final = "INCIDENT_APPROVAL_DEADLINE_SECONDS"

@@ -1,0 +1,264 @@
+"""The approval lifecycle: request, decide, cancel, expire and announce an approval record.
+
+Every change of an approval record goes through this module, whichever channel caused it (a task,
+a Slack click, the record page, the JSON API, an alert resolved upstream), so each transition does
+the same things in the same order (see docs/architecture.md, "The approval lifecycle"):
+
+* the store records it first (a decision is never lost, whatever fails afterwards);
+* a decision made outside the run is announced: the waiting ``wait_for_approval`` ends at once
+  (in Airflow's metadata database, as Airflow's own human-in-the-loop route does), then the Slack
+  request message shows the outcome;
+* the run reads the outcome of the finished wait through :func:`read_outcome` only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from include.store import Approval, ApprovalState, IncidentStore
+
+if TYPE_CHECKING:
+    from airflow.triggers.base import TaskSuccessEvent
+
+    from include.models import Alert, Analysis, ApprovalOutcome
+    from include.runbooks import Action, Runbook
+
+log = logging.getLogger(__name__)
+
+
+# -- request -----------------------------------------------------------------------------------------
+
+
+def request(
+    store: IncidentStore,
+    *,
+    dag_run: Any,
+    incident_id: str,
+    alert: Alert,
+    analysis: Analysis,
+    runbook: Runbook,
+    reasons: list[str],
+) -> Approval:
+    """Create the run's approval record (once) and post the request with Approve / Reject buttons."""
+    from incident_ops import config
+    from incident_ops.links import record_url
+    from incident_ops.messaging import deliver
+    from include.slack_blocks import approval_blocks
+
+    action: Action = runbook.action(analysis.recommended_action)
+    policy = config.approver_policy()
+    override = config.deadline_override_seconds()
+    deadline = timedelta(seconds=override) if override else timedelta(minutes=runbook.deadline_minutes)
+    record = store.create_approval(
+        incident_id=incident_id,
+        dag_id=dag_run.dag_id,
+        run_id=dag_run.run_id,
+        action=action.name,
+        risk=action.risk,
+        reasons=reasons,
+        quorum=runbook.quorum if action.risky else 1,
+        approvers=policy.approvers_for(action.name),
+        deadline=deadline,
+        requested_by=getattr(dag_run, "triggering_user_name", None),
+        forbid_self_approval=policy.forbid_self_approval,
+        people=policy.person_index(),
+    )
+    # Resolved upstream before the record existed: the webhook had nothing to cancel then.
+    if not record.decided and store.resolved_upstream(dag_run.run_id):
+        record = store.close_approval(record.id, state=ApprovalState.CANCELLED)
+    delivery = deliver(
+        store,
+        incident_id=incident_id,
+        key=f"{dag_run.run_id}:approval:{record.id}",
+        channel=config.channel_for("approvals"),
+        text=f"Approval needed: {action.name} on {alert.device_id}",
+        blocks=approval_blocks(
+            approval_id=record.id,
+            alert=alert,
+            analysis=analysis,
+            risk=action.risk,
+            reasons=record.reasons,
+            quorum=record.quorum,
+            expires_at=record.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+            record_url=record_url(record.id),
+        ),
+    )
+    if delivery.sent and delivery.ts:
+        store.set_approval_message(record.id, channel=delivery.channel, ts=delivery.ts)
+        current = store.get_approval(record.id)
+        if current.decided:
+            # Decided before the message's ts was stored, so nobody could update it yet. The run
+            # itself is not waiting yet: only the message needs the news.
+            announce(store, current, wake_waiting_task=False)
+    log.info("Approval record %s pending until %s: %s", record.id, record.expires_at, record_url(record.id))
+    return record
+
+
+# -- decide, cancel, expire --------------------------------------------------------------------------
+
+
+def decide(
+    store: IncidentStore,
+    approval_id: str,
+    *,
+    identity: str,
+    channel: str,
+    decision: str,
+    comment: str | None = None,
+    role: str | None = None,
+) -> Approval:
+    """Count a person's vote (any channel) and announce the record once it is decided.
+
+    Raises `NotFound` for an unknown record and `VoteRefused` (kept in the audit trail) for a vote
+    that does not count; `approval_policy.vote_refusal` says which.
+    """
+    record = store.cast_vote(
+        approval_id, identity=identity, channel=channel, decision=decision, comment=comment, role=role
+    )
+    if record.decided:
+        announce(store, record)
+    return record
+
+
+def cancel_pending(store: IncidentStore, run_id: str) -> list[str]:
+    """Cancel a run's pending records (its alert was resolved upstream); return the ids cancelled."""
+    cancelled = []
+    for record in store.list_approvals(run_id=run_id, state=ApprovalState.PENDING):
+        closed = store.close_approval(record.id, state=ApprovalState.CANCELLED)
+        if closed.state is ApprovalState.CANCELLED:
+            cancelled.append(closed.id)
+            announce(store, closed)
+    return cancelled
+
+
+def expire(store: IncidentStore, approval_id: str) -> Approval:
+    """Close a record whose deadline passed; a vote that landed just before it keeps its decision."""
+    record = store.close_approval(approval_id, state=ApprovalState.EXPIRED)
+    if record.state is ApprovalState.EXPIRED:
+        # Called by the waiting task itself, which ends with this outcome: only Slack needs the news.
+        announce(store, record, wake_waiting_task=False)
+    return record
+
+
+# -- announce ----------------------------------------------------------------------------------------
+
+
+def announce(store: IncidentStore, record: Approval, *, wake_waiting_task: bool = True) -> None:
+    """Pass a decision on: first to the task waiting for it (seconds matter), then to the Slack message."""
+    if wake_waiting_task:
+        end_waiting_tasks(record)
+    _refresh_message(store, record)
+
+
+def _refresh_message(store: IncidentStore, record: Approval) -> None:
+    """Replace the Slack approval request with its outcome; a Slack failure never undoes the decision."""
+    if not (record.slack_channel and record.slack_ts):
+        return
+    from incident_ops.links import record_url
+    from incident_ops.messaging import update
+    from include.slack_blocks import decided_blocks
+
+    when = record.decided_at.strftime("%Y-%m-%d %H:%M:%S UTC") if record.decided_at else ""
+    try:
+        update(
+            channel=record.slack_channel,
+            ts=record.slack_ts,
+            text=f"{record.action}: {record.state}",
+            blocks=decided_blocks(
+                action=record.action,
+                device_id=store.get_incident(record.incident_id)["device_id"],
+                state=record.state,
+                deciders=record.deciders,
+                when=when,
+                record_url=record_url(record.id),
+            ),
+        )
+    except Exception:
+        log.exception("Could not update the Slack message of approval %s", record.id)
+
+
+def end_waiting_tasks(record: Approval) -> list[str]:
+    """End the tasks deferred on `record` with its outcome, from the API server; return their task ids.
+
+    Rather than leaving the news to the trigger's next poll and the triggerer's event loop (about a
+    second), the request that records the decision hands the outcome straight to the waiting task
+    instance. The trigger stays the fallback: when nothing is deferred yet (the sensor then reads the
+    record itself), or the metadata database is out of reach, it ends the wait. Never raises.
+    """
+    if not record.decided:
+        return []
+    try:
+        return _end_waiting_tasks(record)
+    except Exception:
+        log.exception("Could not end the wait on approval %s at once; its trigger will", record.id)
+        return []
+
+
+def _end_waiting_tasks(record: Approval) -> list[str]:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.trigger import Trigger, handle_event_submit
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+    from sqlalchemy import select
+
+    from incident_ops.hooks.incident_store import IncidentStoreHook
+    from incident_ops.triggers.approval import ApprovalTrigger
+
+    classpath = f"{ApprovalTrigger.__module__}.{ApprovalTrigger.__qualname__}"
+    ended = []
+    with create_session() as session:
+        # Locking the task instances (as Airflow's HITL route does) keeps a concurrent clear or
+        # the triggerer's own event from interleaving with this change.
+        waiting = session.execute(
+            select(TaskInstance, Trigger)
+            .join(Trigger, TaskInstance.trigger_id == Trigger.id)
+            .where(
+                TaskInstance.dag_id == record.dag_id,
+                TaskInstance.run_id == record.run_id,
+                TaskInstance.state == TaskInstanceState.DEFERRED,
+                Trigger.classpath == classpath,
+            )
+            .with_for_update(of=TaskInstance)
+        ).all()
+        for ti, trigger in waiting:
+            kwargs = trigger.kwargs
+            if kwargs.get("approval_id") != record.id or (
+                kwargs.get("store_conn_id") != IncidentStoreHook.default_conn_name
+            ):
+                continue
+            handle_event_submit(finished_wait_event(record), task_instance=ti, session=session)
+            ended.append(ti.task_id)
+    if ended:
+        log.info("Approval %s is %s: ended %s of run %s", record.id, record.state, ended, record.run_id)
+    return ended
+
+
+# -- the outcome of a finished wait ------------------------------------------------------------------
+
+
+def outcome_for(record: Approval) -> dict[str, Any]:
+    """Return what `wait_for_approval` hands to `approval_decision` for a record (its XCom)."""
+    from include.models import ApprovalOutcome
+
+    return ApprovalOutcome(approval_id=record.id, state=record.state, decided_by=record.deciders).to_xcom()
+
+
+def finished_wait_event(record: Approval) -> TaskSuccessEvent:
+    """Return the event that ends the waiting task with the record's outcome as its XCom."""
+    from airflow.triggers.base import TaskSuccessEvent
+
+    return TaskSuccessEvent(xcoms={"return_value": outcome_for(record)})
+
+
+def read_outcome(value: Any) -> ApprovalOutcome:
+    """Turn `wait_for_approval`'s XCom into the outcome: the one reader, however the wait ended."""
+    from include.models import ApprovalOutcome
+
+    # Ended by a TaskSuccessEvent (the trigger, or the API server), the XCom arrives JSON-encoded;
+    # returned by the sensor itself, it is the dict.
+    if isinstance(value, str):
+        value = json.loads(value)
+    return ApprovalOutcome.from_xcom(value)

@@ -1,0 +1,208 @@
+"""Alert intake: what a firing, resolved or acknowledged alert does, whichever way it arrived.
+
+The webhook route (and any other entry point) normalises a notification (`include.alert_sources`)
+and hands it here. Per alert:
+
+* firing: starts one `incident_response` run per incident, through Airflow's own trigger path, under
+  a run id derived from the incident key and the alert's start time, so repeats (Alertmanager
+  re-sends every group_interval / repeat_interval, and retries) and concurrent twins find the same run;
+* resolved: records the resolution and cancels the run's pending approval records, so the run goes
+  on to `resolve_incident` without the fix (`approval_lifecycle.cancel_pending`). A run whose alert
+  was resolved before it got that far checks `IncidentStore.resolved_upstream` itself (`ingest`
+  ends the run; `request_approval` cancels its new record);
+* acknowledged (PagerDuty): noted on the incident's timeline.
+
+Everything here is synchronous (the incident store, Airflow's metadata DB): routes call it from
+their thread pool. Refusals are IntakeError with the HTTP status to answer, never a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from include.alert_sources import ACKNOWLEDGED, FIRING, RESOLVED, Batch, Notification, run_id_for
+from include.names import DAG_ID
+from include.store import IncidentStore, incident_id_for
+
+log = logging.getLogger(__name__)
+
+
+class IntakeError(Exception):
+    """A refusal with the HTTP status to answer.
+
+    :param status_code: 4xx for the sender's mistakes, 503 for what a retry may get past.
+    :param detail: What is wrong, in words the sender's operator can act on.
+    :param field: The offending field of the body, if one.
+    """
+
+    def __init__(self, status_code: int, detail: str, *, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+        self.detail = detail
+        self.field = field
+
+
+class RunExists(Exception):
+    """Airflow already has a run with this id (a concurrent twin or an earlier notification)."""
+
+
+def process(batch: Batch) -> list[dict[str, Any]]:
+    """Handle every alert of a notification, in order; raise IntakeError to refuse the request."""
+    from sqlalchemy.exc import OperationalError
+
+    from incident_ops.hooks.incident_store import get_store
+
+    handlers = {FIRING: fire, RESOLVED: resolve, ACKNOWLEDGED: acknowledge}
+    try:
+        store = get_store()
+        return [handlers[notification.status](store, notification) for notification in batch.notifications]
+    except OperationalError:
+        log.exception("The incident store is unavailable")
+        raise IntakeError(503, "the incident store is unavailable; try again later") from None
+
+
+def _result(notification: Notification, run_id: str | None, **values: Any) -> dict[str, Any]:
+    return {
+        "status": notification.status,
+        "incident_id": incident_id_for(DAG_ID, run_id) if run_id else None,
+        "dag_run_id": run_id,
+        "deduplicated": False,
+        "fingerprint": notification.alert.fingerprint,
+        "device_id": notification.alert.device_id,
+        "error": notification.alert.error,
+        **values,
+    }
+
+
+def fire(store: IncidentStore, notification: Notification) -> dict[str, Any]:
+    """Start the alert's run, unless a run already handles this incident."""
+    key = notification.incident_key
+    # One incident per key while it is open, whichever episode or entry point opened it.
+    active = store.active_alert_run(key, dag_id=DAG_ID)
+    if active is not None:
+        return _result(notification, active["run_id"], deduplicated=True)
+    # Without a start time (PagerDuty) the episode is the number of runs started before: the same
+    # until this one is resolved, so a repeat or a concurrent twin computes the same run id.
+    episode = notification.episode or f"gen:{store.alert_generation(key, dag_id=DAG_ID)}"
+    run_id = run_id_for(notification.source, key, episode)
+    claimed = store.claim_alert_run(
+        run_id=run_id,
+        dag_id=DAG_ID,
+        incident_key=key,
+        source=notification.source,
+        fingerprint=notification.alert.fingerprint,
+        episode=episode,
+    )
+    if not claimed:
+        return _result(notification, run_id, deduplicated=True)
+    try:
+        paused = trigger_run(run_id, notification)
+    except RunExists:
+        return _result(notification, run_id, deduplicated=True)
+    except BaseException:
+        # Let the sender's retry start it: Alertmanager and Grafana retry on a 5xx.
+        store.release_alert_run(run_id)
+        raise
+    log.info("Alert %s from %s started run %s", key, notification.source, run_id)
+    return _result(notification, run_id, dag_paused=paused)
+
+
+def trigger_run(run_id: str, notification: Notification) -> bool:
+    """Create the DAG run through Airflow's own trigger path; return whether the DAG is paused."""
+    from airflow.api.common.trigger_dag import trigger_dag
+    from airflow.exceptions import DagNotFound, DagRunAlreadyExists
+    from airflow.models import DagModel
+    from airflow.utils.session import create_session
+    from airflow.utils.types import DagRunTriggeredByType
+    from sqlalchemy import select
+    from sqlalchemy.exc import IntegrityError
+
+    not_parsed = f"DAG {DAG_ID} is not available yet: the DAG processor has not parsed it"
+    with create_session() as session:
+        dag = session.execute(
+            select(DagModel.is_stale, DagModel.has_import_errors, DagModel.is_paused).where(
+                DagModel.dag_id == DAG_ID
+            )
+        ).first()
+    if dag is None or dag.is_stale:
+        raise IntakeError(503, not_parsed)
+    if dag.has_import_errors:
+        raise IntakeError(503, f"DAG {DAG_ID} has import errors and cannot be triggered; see the Airflow UI")
+    try:
+        # Like `POST /api/v2/dags/{id}/dagRuns`: a queued manual run, conf validated by the DAG's
+        # Params, whether or not the DAG is paused (a paused DAG keeps it queued).
+        trigger_dag(
+            DAG_ID,
+            triggered_by=DagRunTriggeredByType.REST_API,
+            triggering_user_name=f"webhook:{notification.source}",
+            run_id=run_id,
+            conf=notification.conf,
+            logical_date=None,
+        )
+    except (DagRunAlreadyExists, IntegrityError):
+        raise RunExists(run_id) from None
+    except DagNotFound:
+        raise IntakeError(503, not_parsed) from None
+    except ValueError as exc:  # ParamValidationError is one: the DAG's Params refused the alert
+        raise IntakeError(422, f"the DAG refused the alert: {exc}") from None
+    return bool(dag.is_paused)
+
+
+def run_for(store: IncidentStore, notification: Notification) -> tuple[str | None, dict[str, Any] | None]:
+    """Find the run a resolve or acknowledge refers to: its episode's run, else the key's latest."""
+    key = notification.incident_key
+    if notification.episode:
+        row = store.get_alert_run(run_id_for(notification.source, key, notification.episode))
+        if row is not None:
+            return row["run_id"], row
+    row = store.latest_alert_run(key, dag_id=DAG_ID, state=FIRING)
+    if row is not None:
+        return row["run_id"], row
+    # An incident opened through the REST API or the UI with the same fingerprint.
+    active = store.active_alert_run(key, dag_id=DAG_ID)
+    if active is not None:
+        return active["run_id"], None
+    return None, None
+
+
+def resolve(store: IncidentStore, notification: Notification) -> dict[str, Any]:
+    """Close the alert's incident: record the resolution and cancel its pending approvals."""
+    from incident_ops.approval_lifecycle import cancel_pending
+
+    run_id, row = run_for(store, notification)
+    if run_id is None:
+        # Nothing to close (never seen, or already resolved): idempotent, not an error for the sender.
+        latest = store.latest_alert_run(notification.incident_key, dag_id=DAG_ID)
+        found = latest["run_id"] if latest else None
+        return _result(notification, found, deduplicated=found is not None, resolved=found is not None)
+    if row is not None:
+        first = store.resolve_alert_run(run_id, source=notification.source)
+    else:
+        first = True  # an open incident started outside the webhook: nothing to mark but its timeline
+        store.add_event(incident_id_for(DAG_ID, run_id), "alert_resolved", {"source": notification.source})
+    cancelled = cancel_pending(store, run_id)
+    log.info(
+        "Alert %s resolved by %s: run %s, cancelled %s",
+        notification.incident_key,
+        notification.source,
+        run_id,
+        cancelled or "nothing",
+    )
+    return _result(notification, run_id, deduplicated=not first, resolved=True, cancelled_approvals=cancelled)
+
+
+def acknowledge(store: IncidentStore, notification: Notification) -> dict[str, Any]:
+    """Note the sender's acknowledgement on the incident's timeline."""
+    from include.store import NotFound
+
+    run_id, _ = run_for(store, notification)
+    if run_id is not None:
+        incident_id = incident_id_for(DAG_ID, run_id)
+        try:
+            store.get_incident(incident_id)
+        except NotFound:
+            pass  # the run has not opened it yet; the acknowledgement changes nothing for the workflow
+        else:
+            store.add_event(incident_id, "alert_acknowledged", {"source": notification.source})
+    return _result(notification, run_id)

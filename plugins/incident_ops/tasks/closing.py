@@ -1,0 +1,54 @@
+"""Every path ends here: close the incident with its outcome, then report it in the thread."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from incident_ops.tasks import common
+from include.names import ESCALATE, EXECUTE_FIX
+
+
+def resolve_incident(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
+    """Close the incident with the outcome of whichever branches ran."""
+    from include.reports import outcome_of
+
+    approval = common.outcome(ti, required=False)
+    outcome = outcome_of(
+        severity=common.analysis(ti).severity,
+        fixed=bool(ti.xcom_pull(task_ids=EXECUTE_FIX)),
+        escalated=bool(ti.xcom_pull(task_ids=ESCALATE)),
+        approval_state=approval.state if approval else None,
+    )
+    common.store().resolve_incident(common.incident_id(dag_run), outcome=outcome)
+    return {"outcome": outcome}
+
+
+def final_report(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
+    """Write the incident report (the model's when configured, the plain one otherwise) and post it."""
+    from incident_ops.analysis import model_was_asked, write_report_with_record
+    from include.reports import final_report_text
+    from include.slack_blocks import text_blocks
+
+    store, incident_id = common.store(), common.incident_id(dag_run)
+    plain = final_report_text(
+        incident=store.get_incident(incident_id),
+        timeline=store.timeline(incident_id),
+        actions=store.actions_for(incident_id),
+        approvals=[a.to_json() for a in store.list_approvals(run_id=dag_run.run_id)],
+    )
+    report, record = write_report_with_record(plain)
+    if model_was_asked(record):
+        store.add_event(incident_id, "llm_call", record)
+    delivery = common.deliver(
+        dag_run,
+        key="final_report",
+        purpose="oncall",
+        text=plain.splitlines()[0],
+        blocks=text_blocks("Incident report", report),
+    )
+    return {
+        "incident_id": incident_id,
+        "report_sent": delivery["sent"],
+        "lines": len(report.splitlines()),
+        "written_by": record["analyzer"],
+    }

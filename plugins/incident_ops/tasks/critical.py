@@ -1,0 +1,167 @@
+"""The critical path: page, contain, ask for approval when the policy says so, fix or escalate."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from incident_ops.tasks import common
+from include.names import ESCALATE, EXECUTE_FIX, REQUEST_APPROVAL
+
+if TYPE_CHECKING:
+    from include.approval_policy import Caution
+    from include.models import Alert
+
+log = logging.getLogger(__name__)
+
+
+def page_oncall(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
+    """Page the on-call engineer in Slack; this message starts the incident's thread."""
+    from incident_ops.links import run_url
+    from include.slack_blocks import incident_header, page_blocks
+
+    alert, analysis = common.alert(ti), common.analysis(ti)
+    return common.deliver(
+        dag_run,
+        key="page",
+        purpose="oncall",
+        text=incident_header(alert, analysis),
+        blocks=page_blocks(alert, analysis, run_url=run_url(dag_run)),
+    )
+
+
+def _caution(ti: Any) -> Caution:
+    """Return what the caution policy requires of this run, against the rules' own analysis."""
+    from include import rules_analyzer
+    from include.approval_policy import caution
+    from include.runbooks import get_runbook
+
+    alert, analysis = common.alert(ti), common.analysis(ti)
+    # The rules are deterministic: the same alert and inventory give the analysis ai_diagnose had.
+    rules = rules_analyzer.analyze(alert, common.enrichment(ti))
+    return caution(alert, rules=rules, proposed=analysis, runbook=get_runbook(analysis.runbook))
+
+
+def approval_needed(ti: Any, dag_run: Any, **_: Any) -> str:
+    """Route to a human approval whenever the caution policy gives a reason; else run the fix."""
+    reasons = _caution(ti).reasons
+    common.store().add_event(common.incident_id(dag_run), "approval_policy", {"reasons": reasons})
+    if reasons:
+        log.info("Approval needed: %s", "; ".join(reasons))
+        return REQUEST_APPROVAL
+    return EXECUTE_FIX
+
+
+def request_approval(ti: Any, dag_run: Any, **_: Any) -> str:
+    """Create the approval record and post the request with Approve / Reject buttons."""
+    from incident_ops import approval_lifecycle
+    from include.runbooks import get_runbook
+
+    analysis = common.analysis(ti)
+    record = approval_lifecycle.request(
+        common.store(),
+        dag_run=dag_run,
+        incident_id=common.incident_id(dag_run),
+        alert=common.alert(ti),
+        analysis=analysis,
+        runbook=get_runbook(analysis.runbook),
+        reasons=_caution(ti).reasons,
+    )
+    return record.id
+
+
+def approval_decision(ti: Any, **_: Any) -> str | list[str]:
+    """Route on the decision: approved runs the fix, rejected or expired escalates, cancelled skips both."""
+    from include.store import ApprovalState
+
+    outcome = common.outcome(ti)
+    assert outcome is not None  # required=True
+    log.info("Approval %s is %s", outcome.approval_id, outcome.state)
+    if outcome.state == ApprovalState.APPROVED:
+        return EXECUTE_FIX
+    if outcome.state in (ApprovalState.REJECTED, ApprovalState.EXPIRED):
+        return ESCALATE
+    return []
+
+
+def _run_action(dag_run: Any, alert: Alert, action: str, *, purpose: str) -> dict[str, Any]:
+    from incident_ops.hooks.http_services import run_device_action
+
+    store, incident_id = common.store(), common.incident_id(dag_run)
+    # One key per run and action: a retry after a lost response never runs the action twice.
+    key = f"{dag_run.dag_id}:{dag_run.run_id}:{action}"
+    row, first = store.begin_action(
+        key=key, incident_id=incident_id, action=action, target=alert.device_id, dry_run=alert.dry_run
+    )
+    if not first:
+        log.info("Action %s already %s under key %s; not running it again", action, row["state"], key)
+        return {"action": action, "state": row["state"], "result": row["result"], "repeated": True}
+    try:
+        result = run_device_action(
+            action=action, device_id=alert.device_id, idempotency_key=key, dry_run=alert.dry_run
+        )
+    except Exception as exc:
+        store.finish_action(key, state="failed", result={"error": type(exc).__name__})
+        raise
+    store.finish_action(key, state="done", result={"purpose": purpose, **result})
+    return {"action": action, "state": "done", "result": result, "repeated": False}
+
+
+def execute_fix(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
+    """Run the recommended action on the device."""
+    alert, analysis = common.alert(ti), common.analysis(ti)
+    outcome = _run_action(dag_run, alert, analysis.recommended_action, purpose="fix")
+    common.deliver(
+        dag_run,
+        key="fix",
+        purpose="oncall",
+        text=f"Fix `{analysis.recommended_action}` done on "
+        f"{alert.device_id} ({outcome['result'].get('mode', 'api')})",
+        blocks=None,
+    )
+    return outcome
+
+
+def automated_containment(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
+    """Run the runbook's low-risk containment at once, while humans look at the incident."""
+    from include.runbooks import get_runbook
+
+    alert, analysis = common.alert(ti), common.analysis(ti)
+    containment = get_runbook(analysis.runbook).containment
+    if containment is None:
+        common.store().add_event(
+            common.incident_id(dag_run), "containment_none", {"runbook": analysis.runbook}
+        )
+        return {"action": None, "state": "none"}
+    return _run_action(dag_run, alert, containment, purpose="containment")
+
+
+def escalate(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
+    """Escalate a rejected or expired approval: page the secondary on-call and open a ticket."""
+    from incident_ops.hooks.http_services import open_ticket
+    from include.slack_blocks import text_blocks
+
+    alert, analysis = common.alert(ti), common.analysis(ti)
+    outcome = common.outcome(ti)
+    assert outcome is not None  # required=True
+    store, incident_id = common.store(), common.incident_id(dag_run)
+    ticket = open_ticket(
+        incident_id=incident_id,
+        title=f"Escalated: {alert.error} on {alert.device_id}",
+        body=f"{analysis.summary}\nApproval {outcome.state}; {analysis.recommended_action} was not run.",
+        severity=analysis.severity,
+    )
+    store.update_incident(incident_id, ticket_id=ticket["ticket_id"])
+    store.add_event(incident_id, "escalated", {"approval": outcome.state, "ticket_id": ticket["ticket_id"]})
+    text = (
+        f"Escalation: approval {outcome.state}, `{analysis.recommended_action}` not run on "
+        f"{alert.device_id}. Ticket {ticket['ticket_id']}."
+    )
+    delivery = common.deliver(
+        dag_run,
+        key="escalate",
+        purpose="secondary",
+        text=text,
+        blocks=text_blocks("Escalated to the secondary on-call", text),
+    )
+    return {"approval": outcome.state, "ticket_id": ticket["ticket_id"], "message": delivery}

@@ -1,0 +1,119 @@
+"""From the alert to the analysis: ingest, enrich, the two AI steps and the severity branch."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from incident_ops.tasks import common
+from include.names import CONTAINMENT, CREATE_TICKET, LOG_ONLY, PAGE_ONCALL, SUMMARIZE
+
+log = logging.getLogger(__name__)
+
+SEVERITY_ROUTES = {
+    "critical": [PAGE_ONCALL, CONTAINMENT],
+    "warning": [CREATE_TICKET],
+    "info": [LOG_ONLY],
+}
+
+
+def ingest(params: dict[str, Any], dag_run: Any, **_: Any) -> dict[str, Any]:
+    """Validate the alert (the run's conf) and open the incident, unless it repeats an open one.
+
+    A repeat (an open incident of another run has the same fingerprint) and an alert its sender
+    resolved before this run started end the run here: every later task is skipped, nobody is
+    paged, and the run succeeds.
+    """
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from include.alert_sources import CONF_KEYS, unknown_conf_keys, unknown_conf_keys_allowed
+    from include.models import Alert
+
+    values = {k: v for k, v in params.items() if v is not None}
+    ignored = unknown_conf_keys(values) if unknown_conf_keys_allowed() else []
+    if ignored:
+        log.warning("Ignoring conf keys the DAG does not declare: %s", ", ".join(ignored))
+        values = {k: v for k, v in values.items() if k in CONF_KEYS}
+    alert = Alert.model_validate(values)
+    store = common.store()
+    opening = {"dag_id": dag_run.dag_id, "run_id": dag_run.run_id, "incident_key": alert.incident_key}
+    if alert.fingerprint:
+        incident_id, duplicate_of = store.open_incident_unless_duplicate(**opening, alert=alert.to_xcom())
+        if duplicate_of:
+            log.info("Alert %s is already handled by open incident %s", alert.fingerprint, duplicate_of)
+            raise AirflowSkipException(f"duplicate of open incident {duplicate_of}")
+    else:
+        incident_id = store.open_incident(**opening, alert=alert.to_xcom())
+    if ignored:
+        store.add_event(incident_id, "ignored_conf_keys", {"keys": ignored})
+    if store.resolved_upstream(dag_run.run_id):
+        store.resolve_incident(incident_id, outcome="resolved_upstream")
+        log.info("The sender resolved alert %s before this run started; nothing to do", alert.fingerprint)
+        raise AirflowSkipException("the alert was resolved before the run started")
+    log.info("Incident %s opened for %s on %s", incident_id, alert.error, alert.device_id)
+    return alert.to_xcom()
+
+
+def enrich(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
+    """Look the device up in the inventory: the inventory API when configured, else the shipped file."""
+    from incident_ops.hooks.http_services import InventoryHook
+    from include import inventory
+    from include.models import Enrichment
+
+    alert = common.alert(ti)
+    if InventoryHook.is_configured():
+        record = InventoryHook().lookup(alert.device_id)
+        enrichment = (
+            inventory.enrichment_from_record(alert.device_id, record, source="inventory-api")
+            if record
+            else Enrichment(device_id=alert.device_id, known=False, source="inventory-api")
+        )
+    else:
+        enrichment = inventory.lookup(alert.device_id)
+    common.store().add_event(
+        common.incident_id(dag_run),
+        "enriched",
+        {"known": enrichment.known, "site": enrichment.site, "source": enrichment.source},
+    )
+    return enrichment.to_xcom()
+
+
+def ai_summarize(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
+    """Summarise the alert for humans."""
+    from incident_ops.analysis import model_was_asked, summarize_with_record
+
+    document, record = summarize_with_record(common.alert(ti), common.enrichment(ti))
+    if model_was_asked(record):  # how it answered, never the prompt or the answer
+        common.store().add_event(common.incident_id(dag_run), "llm_call", record.to_dict())
+    return document
+
+
+def ai_diagnose(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
+    """Diagnose the incident and recommend an action from the runbook."""
+    from incident_ops.analysis import diagnose_with_record, model_was_asked
+
+    alert = common.alert(ti)
+    analysis, record = diagnose_with_record(alert, common.enrichment(ti), ti.xcom_pull(task_ids=SUMMARIZE))
+    store, incident_id = common.store(), common.incident_id(dag_run)
+    store.update_incident(incident_id, severity=analysis.severity, analysis=analysis.to_xcom())
+    if model_was_asked(record):
+        # Which analyser answered, the model, latency, tokens and any fallback reason.
+        store.add_event(incident_id, "llm_call", record)
+    store.add_event(
+        incident_id,
+        "diagnosed",
+        {
+            "analyzer": analysis.analyzer,
+            "severity": analysis.severity,
+            "action": analysis.recommended_action,
+            "confidence": analysis.confidence,
+        },
+    )
+    return analysis.to_xcom()
+
+
+def analyze_severity(ti: Any, **_: Any) -> list[str]:
+    """Route the run by severity: critical pages and contains, warning tickets, info logs."""
+    analysis = common.analysis(ti)
+    log.info("Severity %s (%s, confidence %.2f)", analysis.severity, analysis.analyzer, analysis.confidence)
+    return SEVERITY_ROUTES[analysis.severity]

@@ -1,0 +1,60 @@
+"""The warning and info paths: a ticket and a diagnostic report, or a log entry."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from incident_ops.tasks import common
+
+log = logging.getLogger(__name__)
+
+
+def create_ticket(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
+    """Open a ticket for a warning and post the notice."""
+    from incident_ops.hooks.http_services import open_ticket
+    from include.slack_blocks import incident_header, ticket_blocks
+
+    alert, analysis = common.alert(ti), common.analysis(ti)
+    store, incident_id = common.store(), common.incident_id(dag_run)
+    ticket = open_ticket(
+        incident_id=incident_id,
+        title=incident_header(alert, analysis),
+        body=analysis.diagnosis,
+        severity=analysis.severity,
+    )
+    store.update_incident(incident_id, ticket_id=ticket["ticket_id"])
+    store.add_event(incident_id, "ticket_opened", ticket)
+    common.deliver(
+        dag_run,
+        key="ticket",
+        purpose="tickets",
+        text=incident_header(alert, analysis),
+        blocks=ticket_blocks(alert, analysis, ticket_id=ticket["ticket_id"]),
+    )
+    return ticket
+
+
+def diagnostic_report(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
+    """Post the diagnosis and the suggested next step in the incident's thread."""
+    from include.reports import diagnostic_text
+    from include.runbooks import get_runbook
+    from include.slack_blocks import text_blocks
+
+    alert, analysis = common.alert(ti), common.analysis(ti)
+    text = diagnostic_text(alert, analysis, get_runbook(analysis.runbook))
+    return common.deliver(
+        dag_run,
+        key="diagnostics",
+        purpose="tickets",
+        text=text,
+        blocks=text_blocks("Diagnostic report", text),
+    )
+
+
+def log_only(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
+    """Record an informational alert; nobody is paged."""
+    analysis = common.analysis(ti)
+    common.store().add_event(common.incident_id(dag_run), "logged", {"summary": analysis.summary})
+    log.info("Informational: %s", analysis.summary)
+    return {"logged": True}
