@@ -243,7 +243,8 @@ def main() -> int:
         )
         if os.geteuid() == 0:
             uid = int(env.get("AIRFLOW_UID") or 50000)
-            hand_over([Path("/opt/airflow/logs"), passwords_file.parent], uid)
+            logs = Path(env.get("AIRFLOW_HOME") or "/opt/airflow") / "logs"
+            hand_over([logs, passwords_file.parent], uid)
     except subprocess.CalledProcessError as err:
         print(f"airflow-init: `airflow db migrate` failed (exit {err.returncode})", file=sys.stderr)
         return 1

@@ -199,3 +199,57 @@ def test_passwords_are_made_once_and_kept_private(tmp_path: Path) -> None:
     assert airflow_init.ensure_passwords(path, ["admin", "oncall", "alice"]) == ["alice"]
     second = json.loads(path.read_text())
     assert {k: second[k] for k in first} == first and "alice" in second
+
+
+def test_init_prepares_a_fresh_deployment(admin_connection, tmp_path: Path) -> None:
+    """The whole airflow-init run, as in the container, on throw-away databases of the local server."""
+    name = f"ir_deploy_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with admin_connection.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}_meta"')
+    secrets = new_env.fresh_secrets()
+    passwords = tmp_path / "config" / "simple_auth_manager_passwords.json.generated"
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "AIRFLOW_HOME": str(tmp_path),
+        "AIRFLOW_UID": str(os.getuid()),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}_meta",
+        "AIRFLOW_CONN_INCIDENT_STORE": (
+            f"postgres://{name}_store:{secrets['INCIDENT_STORE_PASSWORD']}@127.0.0.1:5432/{name}_store"
+        ),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,oncall:user",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        **secrets,
+    }
+    script = [sys.executable, str(REPO / "docker" / "airflow_init.py")]
+    try:
+        first = subprocess.run(script, env=env, capture_output=True, text=True, timeout=240)
+        assert first.returncode == 0, first.stderr[-2000:]
+        assert f"role {name}_store created, database {name}_store created" in first.stdout
+        # Compose runs it on every `up`: a second run changes nothing and still succeeds.
+        second = subprocess.run(script, env=env, capture_output=True, text=True, timeout=240)
+        assert second.returncode == 0, second.stderr[-2000:]
+        assert f"database {name}_store present" in second.stdout and "(0 new password(s))" in second.stdout
+        assert set(json.loads(passwords.read_text())) == {"admin", "oncall"}
+        psycopg2 = pytest.importorskip("psycopg2")
+        with psycopg2.connect(**{**PG, "dbname": f"{name}_meta"}) as meta, meta.cursor() as cur:
+            cur.execute("SELECT count(*) FROM alembic_version")
+            assert cur.fetchone() == (1,)
+        # The product opens its store through the same connection, as the store's own role.
+        from airflow.models.connection import Connection
+
+        from incident_ops.hooks.incident_store import url_from_connection
+        from include.store import IncidentStore
+
+        conn = Connection(conn_id="incident_store", uri=env["AIRFLOW_CONN_INCIDENT_STORE"])
+        store = IncidentStore.from_url(url_from_connection(conn))
+        store.engine.dispose()
+        with psycopg2.connect(**{**PG, "dbname": f"{name}_store"}) as db, db.cursor() as cur:
+            cur.execute("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'")
+            assert cur.fetchall() == [(f"{name}_store",)]
+    finally:
+        with admin_connection.cursor() as cur:
+            for database in (f"{name}_meta", f"{name}_store"):
+                cur.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            cur.execute(f'DROP ROLE IF EXISTS "{name}_store"')
