@@ -37,6 +37,8 @@ def _runs(api, tokens) -> list[str]:
         ({"logical_date": None, "conf": {}}, "device_id"),
         ({"logical_date": None, "conf": {"device_id": "X"}}, "error"),
         ({"logical_date": None, "conf": {"error": "OVERHEATING"}}, "device_id"),
+        # What the form sends when the fields are left empty.
+        ({"logical_date": None, "conf": {"device_id": None, "error": None}}, "device_id"),
     ],
 )
 def test_a_trigger_without_device_or_error_is_400_naming_the_field_and_starts_nothing(
