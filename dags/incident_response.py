@@ -12,6 +12,16 @@ from incident_ops import tasks
 from incident_ops.notifiers.failure import IncidentFailureNotifier
 from incident_ops.sensors.approval import ApprovalSensor
 from include import names
+from include.limits import (
+    MAX_FINGERPRINT,
+    MAX_ID,
+    MAX_LABEL_KEY,
+    MAX_LABEL_VALUE,
+    MAX_LABELS,
+    MAX_MESSAGE,
+    MAX_METRIC_NAME,
+    MAX_METRICS,
+)
 
 DOC_MD = """
 # Incident response
@@ -47,22 +57,22 @@ answers), `incident_store` (PostgreSQL; default is a SQLite file in `$AIRFLOW_HO
 ALERT = "Alert"
 OPTIONS = "Run options"
 
+# device_id and error have no default: a trigger without them is refused (400 naming the field, a
+# required field in the form) instead of starting an incident for an example device.
 PARAMS = {
     "device_id": Param(
-        "PUMP-07B",
         type="string",
         minLength=1,
-        maxLength=128,
+        maxLength=MAX_ID,
         title="Device or service",
         description="The device (or service) that raised the alert, e.g. PUMP-07B.",
         examples=["PUMP-07B", "PUMP-12A", "COMP-03", "MOTOR-21", "SENSOR-T-88", "GW-NORTH-1"],
         section=ALERT,
     ),
     "error": Param(
-        "PRESSURE_SPIKE_DETECTED",
         type="string",
         minLength=1,
-        maxLength=128,
+        maxLength=MAX_ID,
         title="Error code",
         description="The alert's error code, e.g. PRESSURE_SPIKE_DETECTED, OVERHEATING, SENSOR_FAULT.",
         # Suggestions only (a datalist in the form): the codes the runbooks recognise.
@@ -81,7 +91,7 @@ PARAMS = {
     "message": Param(
         None,
         type=["null", "string"],
-        maxLength=4000,
+        maxLength=MAX_MESSAGE,
         title="Message",
         description="Free text from the sender, shown to the on-call engineer.",
         section=ALERT,
@@ -121,22 +131,31 @@ PARAMS = {
         {},
         type="object",
         additionalProperties={"type": "number"},
+        maxProperties=MAX_METRICS,
+        propertyNames={"maxLength": MAX_METRIC_NAME},
         title="Metrics",
-        description='Numeric readings, e.g. {"pressure_bar": 9.4, "temperature_c": 71}.',
+        description=(
+            f'Numeric readings, e.g. {{"pressure_bar": 9.4, "temperature_c": 71}}; at most {MAX_METRICS}.'
+        ),
         section=ALERT,
     ),
     "labels": Param(
         {},
         type="object",
-        additionalProperties={"type": "string"},
+        additionalProperties={"type": "string", "maxLength": MAX_LABEL_VALUE},
+        maxProperties=MAX_LABELS,
+        propertyNames={"maxLength": MAX_LABEL_KEY},
         title="Labels",
-        description='String labels from the alerting system, e.g. {"site": "plant-north"}.',
+        description=(
+            'String labels from the alerting system, e.g. {"site": "plant-north"}; at most '
+            f"{MAX_LABELS}, names up to {MAX_LABEL_KEY} and values up to {MAX_LABEL_VALUE} characters."
+        ),
         section=ALERT,
     ),
     "fingerprint": Param(
         None,
         type=["null", "string"],
-        maxLength=256,
+        maxLength=MAX_FINGERPRINT,
         title="Fingerprint",
         description="The alerting system's id for this alert; repeats with the same value are one incident.",
         section=ALERT,

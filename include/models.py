@@ -9,9 +9,25 @@ from typing import Annotated, Any
 
 from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict, StringConstraints, field_validator
 
+from include.limits import (
+    MAX_FINGERPRINT,
+    MAX_ID,
+    MAX_LABEL_KEY,
+    MAX_LABEL_VALUE,
+    MAX_LABELS,
+    MAX_MESSAGE,
+    MAX_METRIC_NAME,
+    MAX_METRICS,
+)
+
 Severity = Annotated[str, StringConstraints(pattern=r"^(critical|warning|info)$")]
 SEVERITIES = ("critical", "warning", "info")
 SOURCES = ("alertmanager", "grafana", "pagerduty", "iot", "ui", "api", "generic")
+# Strict and finite, like the trigger form's schema: no true-as-1.0, no "95", no NaN.
+Reading = Annotated[float, Strict(), AllowInfNan(False)]
+MetricName = Annotated[str, StringConstraints(max_length=MAX_METRIC_NAME)]
+LabelKey = Annotated[str, StringConstraints(max_length=MAX_LABEL_KEY)]
+LabelValue = Annotated[str, StringConstraints(max_length=MAX_LABEL_VALUE)]
 # Stable, readable identifiers: they end up in run ids, idempotency keys and URLs.
 _ID_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -40,15 +56,14 @@ class InvalidDocument(ValueError):
 class Alert(Document):
     """The alert as triggered: the DAG run conf, flat."""
 
-    device_id: str = Field(min_length=1, max_length=128)
-    error: str = Field(min_length=1, max_length=128)
-    message: str | None = Field(default=None, max_length=4000)
+    device_id: str = Field(min_length=1, max_length=MAX_ID)
+    error: str = Field(min_length=1, max_length=MAX_ID)
+    message: str | None = Field(default=None, max_length=MAX_MESSAGE)
     source: str = "api"
     severity: Severity | None = None
-    # Strict and finite, like the trigger form's schema: no true-as-1.0, no "95", no NaN.
-    metrics: dict[str, Annotated[float, Strict(), AllowInfNan(False)]] = Field(default_factory=dict)
-    labels: dict[str, str] = Field(default_factory=dict)
-    fingerprint: str | None = Field(default=None, max_length=256)
+    metrics: dict[MetricName, Reading] = Field(default_factory=dict, max_length=MAX_METRICS)
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=MAX_LABELS)
+    fingerprint: str | None = Field(default=None, max_length=MAX_FINGERPRINT)
     started_at: datetime | None = None
     require_approval: bool = False
     dry_run: bool = False

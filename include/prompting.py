@@ -1,4 +1,9 @@
-"""Prompts for the AI steps: versioned templates in include/prompts/, filled, redacted, with their schemas."""
+"""Prompts for the AI steps: versioned templates in include/prompts/, filled, redacted, with their schemas.
+
+Values are redacted before they are encoded (the alert as a structure: by key and by content), and
+the rendered messages once more, so nothing reaches the wire unredacted whatever field (label,
+message, inventory note, runbook text) a secret arrived in.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import functools
 import hashlib
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,13 +175,14 @@ def _json(value: dict[str, Any]) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
 
 
-def _alert_json(alert: Alert) -> str:
-    data = alert.to_xcom()
-    return _json({k: v for k, v in data.items() if k not in _ALERT_OMIT and v not in (None, {}, [])})
+def _alert_json(alert: Alert, redactor: Redactor, counts: Counter[str]) -> str:
+    data = {k: v for k, v in alert.to_xcom().items() if k not in _ALERT_OMIT and v not in (None, {}, [])}
+    return _json(redactor.redact_value(data, counts))
 
 
-def _enrichment_json(enrichment: Enrichment) -> str:
-    return _json({k: v for k, v in enrichment.to_xcom().items() if v is not None and k != "source"})
+def _enrichment_json(enrichment: Enrichment, redactor: Redactor, counts: Counter[str]) -> str:
+    data = {k: v for k, v in enrichment.to_xcom().items() if v is not None and k != "source"}
+    return _json(redactor.redact_value(data, counts))
 
 
 def _severity_guidance(runbook: Runbook) -> str:
@@ -197,26 +204,24 @@ def _finish(
     template: PromptTemplate,
     values: dict[str, str],
     redactor: Redactor,
+    counts: Counter[str],
     schema_name: str,
     schema: dict[str, Any],
 ) -> Prompt:
     system, user = template.render(values)
-    # Redact the rendered messages, not the inputs one by one: nothing reaches the wire unredacted,
-    # whatever field (label, message, inventory note, runbook text) a secret arrived in.
-    clean_system, clean_user = redactor.redact(system), redactor.redact(user)
-    counts = dict(clean_system.counts)
-    for kind, n in clean_user.counts.items():
-        counts[kind] = counts.get(kind, 0) + n
+    # Once more on the rendered messages: what the values did not carry (runbook text) is covered too;
+    # what was redacted already is left as it is and not counted twice.
+    messages = [
+        {"role": "system", "content": redactor.redact_value(system, counts)},
+        {"role": "user", "content": redactor.redact_value(user, counts)},
+    ]
     return Prompt(
         version=template.prompt_id,
         sha256=template.sha256,
-        messages=[
-            {"role": "system", "content": clean_system.text},
-            {"role": "user", "content": clean_user.text},
-        ],
+        messages=messages,
         schema_name=schema_name,
         schema=schema,
-        redactions=counts,
+        redactions=dict(counts),
     )
 
 
@@ -229,13 +234,14 @@ def build_summarize_prompt(
     prompt_id: str = SUMMARIZE_PROMPT,
 ) -> Prompt:
     """Return the redacted summarize prompt for an alert."""
+    counts: Counter[str] = Counter()
     values = {
         "runbook_name": runbook.name,
         "runbook_title": runbook.title,
-        "alert": _alert_json(alert),
-        "enrichment": _enrichment_json(enrichment),
+        "alert": _alert_json(alert, redactor, counts),
+        "enrichment": _enrichment_json(enrichment, redactor, counts),
     }
-    return _finish(load_prompt(prompt_id), values, redactor, "incident_summary", summary_schema())
+    return _finish(load_prompt(prompt_id), values, redactor, counts, "incident_summary", summary_schema())
 
 
 def build_diagnose_prompt(
@@ -249,6 +255,7 @@ def build_diagnose_prompt(
     prompt_id: str = DIAGNOSE_PROMPT,
 ) -> Prompt:
     """Return the redacted diagnose prompt: alert, inventory, the runbook's grounding and allowed actions."""
+    counts: Counter[str] = Counter()
     reading = (
         f"severity {rules.severity}, action {rules.recommended_action}, confidence "
         f"{rules.confidence:.2f}. {rules.diagnosis}"
@@ -261,15 +268,17 @@ def build_diagnose_prompt(
         "severity_guidance": _severity_guidance(runbook),
         "actions": _actions(runbook),
         "action_names": " | ".join(runbook.allowed_actions),
-        "rules_reading": reading,
-        "summary": summary or "(none)",
-        "alert": _alert_json(alert),
-        "enrichment": _enrichment_json(enrichment),
+        "rules_reading": redactor.redact_value(reading, counts),
+        "summary": redactor.redact_value(summary or "(none)", counts),
+        "alert": _alert_json(alert, redactor, counts),
+        "enrichment": _enrichment_json(enrichment, redactor, counts),
     }
-    return _finish(load_prompt(prompt_id), values, redactor, "incident_diagnosis", diagnosis_schema(runbook))
+    schema = diagnosis_schema(runbook)
+    return _finish(load_prompt(prompt_id), values, redactor, counts, "incident_diagnosis", schema)
 
 
 def build_report_prompt(plain_report: str, *, redactor: Redactor, prompt_id: str = REPORT_PROMPT) -> Prompt:
     """Return the redacted final-report prompt: the plain report is the only source of facts."""
-    values = {"plain_report": plain_report.strip()}
-    return _finish(load_prompt(prompt_id), values, redactor, "incident_report", report_schema())
+    counts: Counter[str] = Counter()
+    values = {"plain_report": redactor.redact_value(plain_report.strip(), counts)}
+    return _finish(load_prompt(prompt_id), values, redactor, counts, "incident_report", report_schema())

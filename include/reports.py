@@ -1,4 +1,8 @@
-"""Plain-text reports: the diagnostic report for warnings and the final incident report."""
+"""Plain-text reports: the diagnostic report for warnings and the final incident report.
+
+What comes from the alert and its analysis is redacted (include.redaction); the store keeps the
+original, and the names of approvers are ours, so they stay.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,17 @@ from datetime import datetime
 from typing import Any
 
 from include.models import Alert, Analysis
+from include.redaction import redact_value
 from include.runbooks import Runbook
 
 
 def diagnostic_text(alert: Alert, analysis: Analysis, runbook: Runbook) -> str:
     """Return the diagnostic report posted for a warning."""
     action = runbook.action(analysis.recommended_action)
+    summary, diagnosis = redact_value([analysis.summary, analysis.diagnosis])
     return (
-        f"{analysis.summary}\n"
-        f"Diagnosis ({analysis.analyzer}, confidence {analysis.confidence:.0%}): {analysis.diagnosis}\n"
+        f"{summary}\n"
+        f"Diagnosis ({analysis.analyzer}, confidence {analysis.confidence:.0%}): {diagnosis}\n"
         f"Suggested next step: {action.name} ({action.risk} risk) - {action.description}\n"
         f"Runbook: {runbook.title}. {runbook.grounding.splitlines()[0] if runbook.grounding else ''}"
     ).strip()
@@ -46,6 +52,7 @@ def final_report_text(
     approvals: list[dict[str, Any]],
 ) -> str:
     """Return the final report: what happened, who decided, what ran, and how long it took."""
+    incident, actions = redact_value(incident), redact_value(actions)
     analysis = incident.get("analysis") or {}
     lines = [
         f"Incident {incident['id']}: {incident['error']} on {incident['device_id']}"

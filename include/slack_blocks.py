@@ -1,10 +1,16 @@
-"""Slack Block Kit messages for an incident: page, ticket notice, approval request, outcomes, report."""
+"""Slack Block Kit messages for an incident: page, ticket notice, approval request, outcomes, report.
+
+Text that comes from an alert or an analysis (device, error, summary, diagnosis, reasons, reports)
+is redacted with include.redaction before it is escaped; our own names (actions, approvers, links)
+are not.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from include.models import Alert, Analysis
+from include.redaction import redact_value
 
 SEVERITY_EMOJI = {"critical": ":rotating_light:", "warning": ":warning:", "info": ":information_source:"}
 # Slack rejects section texts over 3000 characters.
@@ -16,6 +22,11 @@ def mrkdwn_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _clean(text: str) -> str:
+    """Return alert-derived text redacted, then escaped for mrkdwn."""
+    return mrkdwn_escape(redact_value(text))
+
+
 def _section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text[:_MAX_TEXT]}}
 
@@ -25,20 +36,18 @@ def _context(text: str) -> dict[str, Any]:
 
 
 def incident_header(alert: Alert, analysis: Analysis) -> str:
-    """Return the one-line fallback text for an incident."""
-    return f"{analysis.severity.upper()} {alert.error} on {alert.device_id}"
+    """Return the one-line fallback text for an incident (redacted, not escaped)."""
+    return redact_value(f"{analysis.severity.upper()} {alert.error} on {alert.device_id}")
 
 
 def page_blocks(alert: Alert, analysis: Analysis, *, run_url: str | None = None) -> list[dict[str, Any]]:
     """Render the on-call page for a critical incident."""
     emoji = SEVERITY_EMOJI.get(analysis.severity, "")
     blocks = [
-        _section(
-            f"{emoji} *{mrkdwn_escape(incident_header(alert, analysis))}*\n{mrkdwn_escape(analysis.summary)}"
-        ),
+        _section(f"{emoji} *{mrkdwn_escape(incident_header(alert, analysis))}*\n{_clean(analysis.summary)}"),
         _section(
             f"*Diagnosis* ({analysis.analyzer}, confidence {analysis.confidence:.0%})\n"
-            f"{mrkdwn_escape(analysis.diagnosis)}"
+            f"{_clean(analysis.diagnosis)}"
         ),
         _context(
             f"Recommended action: `{analysis.recommended_action}` · runbook `{analysis.runbook}`"
@@ -55,7 +64,7 @@ def ticket_blocks(alert: Alert, analysis: Analysis, *, ticket_id: str) -> list[d
     return [
         _section(
             f"{SEVERITY_EMOJI['warning']} *{mrkdwn_escape(incident_header(alert, analysis))}*\n"
-            f"{mrkdwn_escape(analysis.summary)}"
+            f"{_clean(analysis.summary)}"
         ),
         _context(
             f"Ticket `{mrkdwn_escape(ticket_id)}` opened · suggested action `{analysis.recommended_action}`"
@@ -79,12 +88,10 @@ def approval_blocks(
     return [
         _section(
             f":raised_hand: *Approval needed: `{analysis.recommended_action}` on "
-            f"{mrkdwn_escape(alert.device_id)}*"
-            f"\n{mrkdwn_escape(analysis.summary)}"
+            f"{_clean(alert.device_id)}*"
+            f"\n{_clean(analysis.summary)}"
         ),
-        _context(
-            f"Risk {risk} · needs {needs} · why: {mrkdwn_escape('; '.join(reasons))} · expires {expires_at}"
-        ),
+        _context(f"Risk {risk} · needs {needs} · why: {_clean('; '.join(reasons))} · expires {expires_at}"),
         {
             "type": "actions",
             "block_id": f"approval:{approval_id}",
@@ -126,14 +133,14 @@ def decided_blocks(
         "cancelled": ":heavy_minus_sign:",
     }.get(state, "")
     return [
-        _section(f"{icon} *`{action}` on {mrkdwn_escape(device_id)}: {state}*"),
+        _section(f"{icon} *`{action}` on {_clean(device_id)}: {state}*"),
         _context(f"By {who} at {when} · <{record_url}|approval record>"),
     ]
 
 
 def text_blocks(title: str, body: str) -> list[dict[str, Any]]:
-    """Render a plain titled message (notices, escalations, reports)."""
-    return [_section(f"*{mrkdwn_escape(title)}*\n{mrkdwn_escape(body)}")]
+    """Render a plain titled message (notices, escalations, reports), both parts redacted."""
+    return [_section(f"*{_clean(title)}*\n{_clean(body)}")]
 
 
 def _mention(identity: str) -> str:

@@ -100,6 +100,37 @@ def test_conf_is_declared_as_params_with_help(dag):
     assert dag.doc_md and "approval" in dag.doc_md.lower()
 
 
+def test_device_and_error_are_required_without_defaults_once_serialized(dag):
+    # What the scheduler and the UI's trigger form read is the serialized DAG, not the DAG object.
+    from airflow.sdk.definitions._internal.types import is_arg_set
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    params = DagSerialization.from_dict(DagSerialization.to_dict(dag)).params
+    for name in ("device_id", "error"):
+        param = params.get_param(name)
+        assert not is_arg_set(param.value), name
+        # The form marks a field required when its type does not admit null and its value is null.
+        assert param.dump()["value"] is None and param.schema["type"] == "string", name
+        assert param.schema["examples"], name
+    for name in set(params) - {"device_id", "error"}:
+        assert is_arg_set(params.get_param(name).value), name
+
+
+def test_params_bound_labels_and_metrics_with_the_alert_limits(dag):
+    from include import limits
+
+    labels, metrics = dag.params.get_param("labels").schema, dag.params.get_param("metrics").schema
+    assert labels["maxProperties"] == limits.MAX_LABELS
+    assert labels["propertyNames"] == {"maxLength": limits.MAX_LABEL_KEY}
+    assert labels["additionalProperties"]["maxLength"] == limits.MAX_LABEL_VALUE
+    assert metrics["maxProperties"] == limits.MAX_METRICS
+    assert metrics["propertyNames"] == {"maxLength": limits.MAX_METRIC_NAME}
+    assert dag.params.get_param("message").schema["maxLength"] == limits.MAX_MESSAGE
+    assert dag.params.get_param("fingerprint").schema["maxLength"] == limits.MAX_FINGERPRINT
+    for name in ("device_id", "error"):
+        assert dag.params.get_param(name).schema["maxLength"] == limits.MAX_ID
+
+
 PROBE = textwrap.dedent(
     """
     import json, socket, sys, time

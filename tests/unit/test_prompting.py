@@ -158,3 +158,21 @@ def test_placeholders_must_match_the_values(tmp_path):
         template.render({"a": "1"})
     with pytest.raises(PromptError, match="unused"):
         template.render({"a": "1", "b": "2", "c": "3"})
+
+
+def test_secrets_are_redacted_before_the_alert_is_encoded():
+    # JSON-encoded these read password=\"...\" and {\"api_key\": ...}: redacting after encoding missed them.
+    alert = ALERT.model_copy(
+        update={
+            "message": 'scraper: password="s3 cr3t" and {"api_key": "k-93f1c0a2d4"}; Authorization: Basic '
+            "c2NyYXBlcjpzM2NyM3Q=",
+            "labels": {"site": "plant-north", "token": "plain-looking", "dsn": "redis://:pw-9@cache:6379"},
+        }
+    )
+    prompt = _diagnose(alert=alert)
+    text = json.dumps(prompt.messages)
+
+    for secret in ("s3 cr3t", "k-93f1c0a2d4", "c2NyYXBlcjpzM2NyM3Q=", "plain-looking", "pw-9"):
+        assert secret not in text
+    assert "plant-north" in text
+    assert prompt.redactions == {"secret": 3, "basic": 1, "credentials": 1}

@@ -15,6 +15,7 @@ from include.runbooks import get_runbook
 from include.slack_blocks import (
     approval_blocks,
     decided_blocks,
+    incident_header,
     page_blocks,
     text_blocks,
     ticket_blocks,
@@ -421,3 +422,63 @@ def test_diagnostic_text_names_the_next_step() -> None:
 )
 def test_outcome_of(kwargs: dict, expected: str) -> None:
     assert outcome_of(**kwargs) == expected
+
+
+# -- redaction of what leaves ---------------------------------------------------------------------
+
+LEAKY_ERROR = "AUTH_FAILED password=hunter2"
+LEAKY_SUMMARY = "Scraper failed with Authorization: Basic c2NyYXBlcjpzM2NyM3Q= on redis://:pw-9@cache:6379"
+LEAKY_DIAGNOSIS = 'The collector logs {"api_key": "k-93f1c0a2d4"} and token xoxb-1234567890-abcdefghijkl.'
+SECRETS = ("hunter2", "c2NyYXBlcjpzM2NyM3Q=", "pw-9", "k-93f1c0a2d4", "xoxb-1234567890-abcdefghijkl")
+
+
+@pytest.mark.parametrize(
+    "render",
+    [
+        lambda a, n: page_blocks(a, n),
+        lambda a, n: ticket_blocks(a, n, ticket_id="T-1"),
+        lambda a, n: _approval_blocks(alert=a, analysis=n, reasons=[f"the model said {n.diagnosis}"]),
+        lambda a, n: text_blocks(f"Report for {a.error}", n.diagnosis),
+        lambda a, n: decided_blocks(
+            action="isolate_pump",
+            device_id=a.device_id,
+            state="approved",
+            deciders=["alice"],
+            when="now",
+            record_url=RECORD_URL,
+        ),
+    ],
+    ids=["page", "ticket", "approval", "text", "decided"],
+)
+def test_slack_messages_carry_no_secret_from_the_alert(render) -> None:
+    alert = _alert(device_id="PUMP-07B token=t0k3n-77", error=LEAKY_ERROR)
+    analysis = _analysis(summary=LEAKY_SUMMARY, diagnosis=LEAKY_DIAGNOSIS)
+
+    text = _all_text(render(alert, analysis)) + incident_header(alert, analysis)
+
+    for secret in (*SECRETS, "t0k3n-77"):
+        assert secret not in text
+    assert "PUMP-07B" in text and "[REDACTED:" in text
+
+
+def test_reports_carry_no_secret_from_the_alert_but_keep_who_decided() -> None:
+    analysis = _analysis(summary=LEAKY_SUMMARY, diagnosis=LEAKY_DIAGNOSIS, severity="warning")
+    diagnostic = diagnostic_text(_alert(error=LEAKY_ERROR), analysis, get_runbook("pressure_spike"))
+    incident = _incident(
+        error=LEAKY_ERROR, analysis={**_incident()["analysis"], "diagnosis": LEAKY_DIAGNOSIS}
+    )
+    final = final_report_text(
+        incident=incident,
+        timeline=[],
+        actions=[{"action": "isolate_pump", "target": "PUMP-07B", "state": "done", "result": {}}],
+        approvals=[
+            _record("approved", [("alice@example.com", "web", "approve", True)], timedelta(minutes=1))
+        ],
+    )
+
+    for report in (diagnostic, final):
+        for secret in SECRETS:
+            assert secret not in report
+    assert "alice@example.com (web, approve)" in final
+    # The caller's incident (the store's copy) is not touched.
+    assert incident["error"] == LEAKY_ERROR
