@@ -35,8 +35,12 @@ def deliver(
 ) -> Delivery:
     """Post a message in the incident's thread, once per `key`, or leave it in the outbox.
 
-    The first message posted for an incident starts its thread; later ones reply in it.
+    The first message posted for an incident starts its thread; later ones reply in it. The text is
+    redacted here, for every message; blocks are redacted where they are rendered (`slack_blocks`).
     """
+    from include.redaction import redact_value
+
+    text = redact_value(text)
     row = store.enqueue_message(key=key, incident_id=incident_id, channel=channel, text=text, blocks=blocks)
     if row["state"] == "sent":
         log.info("Message %s was already posted (ts %s)", key, row["slack_ts"])

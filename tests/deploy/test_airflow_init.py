@@ -239,11 +239,11 @@ def test_init_prepares_a_fresh_deployment(admin_connection, tmp_path: Path) -> N
         # The product opens its store through the same connection, as the store's own role.
         from airflow.models.connection import Connection
 
-        from incident_ops.hooks.incident_store import url_from_connection
+        from incident_ops.hooks.incident_store import url_for
         from include.store import IncidentStore
 
         conn = Connection(conn_id="incident_store", uri=env["AIRFLOW_CONN_INCIDENT_STORE"])
-        store = IncidentStore.from_url(url_from_connection(conn))
+        store = IncidentStore.from_url(url_for(conn))
         store.engine.dispose()
         with psycopg2.connect(**{**PG, "dbname": f"{name}_store"}) as db, db.cursor() as cur:
             cur.execute("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'")

@@ -323,10 +323,10 @@ def test_incident_store_is_its_own_postgres_database(compose: dict, dot_env) -> 
     # The product reads the connection with Airflow's URI rules: its type must be one the hook accepts.
     from airflow.models.connection import Connection
 
-    from incident_ops.hooks.incident_store import url_from_connection
+    from incident_ops.hooks.incident_store import url_for
 
     conn = Connection(conn_id="incident_store", uri=env["AIRFLOW_CONN_INCIDENT_STORE"])
-    assert url_from_connection(conn).startswith("postgresql+psycopg2://incident_store:")
+    assert url_for(conn).startswith("postgresql+psycopg2://incident_store:")
 
 
 def test_users_are_the_ones_make_run_creates(compose: dict) -> None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi.responses import HTMLResponse
 
 from include.approval_policy import vote_refusal
+from include.redaction import redact_value
 from include.store import ApprovalState, utcnow
 
 if TYPE_CHECKING:
@@ -100,6 +101,8 @@ def why_caller_cannot_vote(record: Approval, caller: Caller) -> str | None:
 
 def record_context(record: Approval, incident: dict[str, Any] | None) -> dict[str, Any]:
     """Return what the record page shows about the incident, its diagnosis and the votes."""
+    # The store keeps the alert as sent (audit); the page shows it redacted, like everything that leaves.
+    incident = redact_value(incident)
     alert = (incident or {}).get("alert") or {}
     analysis = (incident or {}).get("analysis") or {}
     confidence = analysis.get("confidence")

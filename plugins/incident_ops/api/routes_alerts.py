@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from incident_ops.api.body import BodyTooLarge, declared_too_large, parse_json, read_limited
 from incident_ops.intake import IntakeError, process
-from include.alert_sources import WEBHOOK_SOURCES, Batch, PayloadError, normalise
+from include.alert_sources import WEBHOOK_SOURCES, Batch, PayloadError, TooManyAlertsError, normalise
 from include.names import WEBHOOK_CONN_ID, WEBHOOK_TOKEN_ENV
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ UNAUTHORIZED = (
         400: {"model": WebhookError, "description": "The body is not JSON"},
         401: {"model": WebhookError, "description": "No valid webhook token"},
         404: {"model": WebhookError, "description": "Unknown source"},
-        413: {"model": WebhookError, "description": f"Body over {MAX_BODY_BYTES} bytes"},
+        413: {"model": WebhookError, "description": f"Body over {MAX_BODY_BYTES} bytes, or too many alerts"},
         422: {"model": WebhookError, "description": "The body is not a notification of this source"},
         503: {"model": WebhookError, "description": "No token configured, DAG not parsed, store down"},
     },
@@ -219,6 +219,8 @@ def handle(
         raise IntakeError(401, UNAUTHORIZED + " or as the event's routing_key")
     try:
         batch = normalise(source, body, options=options)
+    except TooManyAlertsError as exc:
+        raise IntakeError(413, str(exc), field=exc.where) from None
     except PayloadError as exc:
         raise IntakeError(422, str(exc), field=exc.where) from None
     return batch, process(batch)

@@ -124,7 +124,10 @@ def run_device_action(*, action: str, device_id: str, idempotency_key: str, dry_
 
 
 def open_ticket(*, incident_id: str, title: str, body: str, severity: str) -> dict[str, Any]:
-    """Open a ticket in the ticketing API; keep a local one when no connection is configured."""
+    """Open a ticket in the ticketing API (title and body redacted); keep a local one without a connection."""
+    from include.redaction import redact_value
+
+    title, body = redact_value(title), redact_value(body)
     if not TicketingHook.is_configured():
         log.warning("No %s connection: ticket kept in the incident store only", TICKETING_CONN_ID)
         return {"mode": "local", "ticket_id": f"LOCAL-{incident_id}"}
