@@ -6,6 +6,8 @@ Every write is idempotent or guarded by a state check, so task retries and concu
 
 from __future__ import annotations
 
+from typing import Any
+
 from include.store.approvals import ApprovalRecords
 from include.store.base import StoreBase, make_engine
 from include.store.incidents import IncidentRecords
@@ -17,6 +19,7 @@ from include.store.records import (
     Approval,
     ApprovalState,
     Decision,
+    IncidentState,
     NotFound,
     StoreError,
     Vote,
@@ -35,6 +38,7 @@ __all__ = [
     "Approval",
     "ApprovalState",
     "Decision",
+    "IncidentState",
     "IncidentStore",
     "NotFound",
     "StoreError",
@@ -51,3 +55,15 @@ __all__ = [
 
 class IncidentStore(IncidentRecords, ApprovalRecords, AlertIntake, StoreBase):
     """Reads and writes the incident store at one database URL."""
+
+    def incident_document(self, incident_id: str) -> dict[str, Any]:
+        """Return the incident as the incident API shows it (raises NotFound)."""
+        from include.incident_document import incident_document
+
+        incident = self.get_incident(incident_id)
+        return incident_document(
+            incident,
+            timeline=self.timeline(incident_id),
+            approvals=[a.to_json() for a in self.list_approvals(run_id=incident["run_id"])],
+            actions=self.actions_for(incident_id),
+        )

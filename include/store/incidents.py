@@ -8,7 +8,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from include.store.records import NotFound, aware, incident_id_for, utcnow
+from include.store.records import (
+    ACTIVE_INCIDENT_STATES,
+    IncidentState,
+    NotFound,
+    aware,
+    incident_id_for,
+    utcnow,
+)
 from include.store.schema import actions, events, incidents, outbox
 
 
@@ -45,7 +52,7 @@ class IncidentRecords:
             device_id=alert["device_id"],
             error=alert["error"],
             source=alert.get("source") or "api",
-            state="open",
+            state=IncidentState.OPEN,
             severity=alert.get("severity"),
             alert=alert,
             created_at=utcnow(),
@@ -61,8 +68,9 @@ class IncidentRecords:
         if row is None:
             raise NotFound(f"no incident {incident_id}")
         result = dict(row)
-        result["created_at"] = aware(result["created_at"])
-        result["resolved_at"] = aware(result["resolved_at"])
+        for key in ("created_at", "resolved_at", "acknowledged_at"):
+            result[key] = aware(result[key])
+        result["state"] = IncidentState(result["state"])
         return result
 
     def update_incident(self, incident_id: str, **values: Any) -> None:
@@ -88,16 +96,29 @@ class IncidentRecords:
             ).one()
         return row.slack_channel, row.slack_ts
 
-    def resolve_incident(self, incident_id: str, *, outcome: str) -> None:
-        """Mark the incident resolved with its outcome; a second call keeps the first."""
+    def acknowledge_incident(self, incident_id: str, *, by: str) -> bool:
+        """Record that a responder acknowledged an open incident; False when it was not open."""
         with self._tx() as conn:
             done = conn.execute(
                 incidents.update()
-                .where(incidents.c.id == incident_id, incidents.c.state == "open")
-                .values(state="resolved", outcome=outcome, resolved_at=utcnow())
+                .where(incidents.c.id == incident_id, incidents.c.state == IncidentState.OPEN)
+                .values(state=IncidentState.ACKNOWLEDGED, acknowledged_at=utcnow(), acknowledged_by=by)
             ).rowcount
             if done:
-                self._event(conn, incident_id, "resolved", {"outcome": outcome})
+                self._event(conn, incident_id, "acknowledged", {"by": by})
+        return bool(done)
+
+    def resolve_incident(self, incident_id: str, *, outcome: str, by: str | None = None) -> bool:
+        """Mark the incident resolved with its outcome (and who, when a person did); the first call wins."""
+        with self._tx() as conn:
+            done = conn.execute(
+                incidents.update()
+                .where(incidents.c.id == incident_id, incidents.c.state.in_(ACTIVE_INCIDENT_STATES))
+                .values(state=IncidentState.RESOLVED, outcome=outcome, resolved_at=utcnow(), resolved_by=by)
+            ).rowcount
+            if done:
+                self._event(conn, incident_id, "resolved", {"outcome": outcome, "by": by})
+        return bool(done)
 
     # -- timeline --------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from include.store.records import aware, incident_id_for, utcnow
+from include.store.records import ACTIVE_INCIDENT_STATES, aware, incident_id_for, utcnow
 from include.store.schema import alert_runs, incident_key_locks, incidents
 
 
@@ -40,7 +40,7 @@ class AlertIntake:
                     .where(
                         incidents.c.incident_key == incident_key,
                         incidents.c.dag_id == dag_id,
-                        incidents.c.state == "open",
+                        incidents.c.state.in_(ACTIVE_INCIDENT_STATES),
                         incidents.c.id != incident_id,
                     )
                     .order_by(incidents.c.created_at)
@@ -123,14 +123,14 @@ class AlertIntake:
         )
         with self.engine.connect() as conn:
             for row in conn.execute(firing).mappings():
-                if row["incident_state"] in (None, "open"):
+                if row["incident_state"] is None or row["incident_state"] in ACTIVE_INCIDENT_STATES:
                     return _alert_run({k: v for k, v in row.items() if k != "incident_state"})
             run_id = conn.execute(
                 sa.select(incidents.c.run_id)
                 .where(
                     incidents.c.incident_key == incident_key,
                     incidents.c.dag_id == dag_id,
-                    incidents.c.state == "open",
+                    incidents.c.state.in_(ACTIVE_INCIDENT_STATES),
                 )
                 .order_by(incidents.c.created_at.desc())
                 .limit(1)

@@ -27,6 +27,17 @@ class ApprovalState(StrEnum):
         return self is not ApprovalState.PENDING
 
 
+class IncidentState(StrEnum):
+    """Where an incident stands: open, acknowledged by a responder, resolved (for good)."""
+
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+# An incident is active (repeats of its alert are duplicates) until it is resolved.
+ACTIVE_INCIDENT_STATES = (IncidentState.OPEN, IncidentState.ACKNOWLEDGED)
+
 PENDING = ApprovalState.PENDING
 DECIDED_STATES = tuple(state for state in ApprovalState if state.decided)
 # Set by the product itself, never by a vote: the deadline passing, or the alert resolved upstream.

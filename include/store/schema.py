@@ -16,7 +16,7 @@ incidents = sa.Table(
     sa.Column("device_id", sa.String(128), nullable=False),
     sa.Column("error", sa.String(128), nullable=False),
     sa.Column("source", sa.String(32), nullable=False),
-    sa.Column("state", sa.String(16), nullable=False),  # open | resolved
+    sa.Column("state", sa.String(16), nullable=False),  # open | acknowledged | resolved
     sa.Column("severity", sa.String(16)),
     sa.Column("alert", sa.JSON, nullable=False),
     sa.Column("analysis", sa.JSON),
@@ -26,6 +26,9 @@ incidents = sa.Table(
     sa.Column("ticket_id", sa.String(128)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("resolved_at", sa.DateTime(timezone=True)),
+    sa.Column("acknowledged_at", sa.DateTime(timezone=True)),
+    sa.Column("acknowledged_by", sa.String(128)),
+    sa.Column("resolved_by", sa.String(128)),
 )
 
 events = sa.Table(

@@ -828,3 +828,45 @@ def test_records_of_an_older_schema_gain_the_new_columns(tmp_path: Path, run_id:
     again = IncidentStore.from_url(url)
     record = _approval(again, run_id, approvers=["alice"], people={"alice": "alice"})
     assert record.people == {"alice": "alice"}
+
+
+# -- the incident lifecycle ------------------------------------------------------------------------------
+
+
+def test_acknowledge_then_resolve_records_who_and_when(store: IncidentStore, run_id: str) -> None:
+    incident_id = store.open_incident(
+        dag_id=DAG_ID,
+        run_id=run_id,
+        incident_key="a" * 16,
+        alert={**ALERT, "started_at": "2026-01-01T00:00:00+00:00"},
+    )
+    assert store.acknowledge_incident(incident_id, by="slack:U1") is True
+    assert store.acknowledge_incident(incident_id, by="alice") is False  # the first acknowledgement stays
+    assert store.resolve_incident(incident_id, outcome="resolved_by_hand", by="alice") is True
+    assert store.acknowledge_incident(incident_id, by="bob") is False
+    document = store.incident_document(incident_id)
+    assert (document["state"], document["acknowledged_by"], document["resolved_by"]) == (
+        "resolved",
+        "slack:U1",
+        "alice",
+    )
+    assert document["started_at"] == "2026-01-01T00:00:00+00:00"
+    # Measured from the alert's start, not from when it reached us.
+    assert (
+        document["time_to_acknowledge_seconds"] > 3600
+        and document["time_to_resolve_seconds"] >= (document["time_to_acknowledge_seconds"])
+    )
+    assert [e["kind"] for e in document["timeline"]] == ["opened", "acknowledged", "resolved"]
+    assert document["timeline"][1]["actor"] == "slack:U1"
+
+
+def test_an_acknowledged_incident_still_absorbs_repeats(store: IncidentStore, run_id: str) -> None:
+    key = uuid.uuid4().hex[:16]
+    first, _ = store.open_incident_unless_duplicate(
+        dag_id=DAG_ID, run_id=run_id, incident_key=key, alert=dict(ALERT)
+    )
+    store.acknowledge_incident(first, by="alice")
+    _, duplicate_of = store.open_incident_unless_duplicate(
+        dag_id=DAG_ID, run_id=run_id + "-again", incident_key=key, alert=dict(ALERT)
+    )
+    assert duplicate_of == first
