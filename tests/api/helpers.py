@@ -6,10 +6,11 @@ import hashlib
 import hmac
 import json
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
+
+from tests.factories import approval_record
 
 USERS = {"admin": "admin", "alice": "user", "bob": "user", "carol": "user", "victor": "viewer"}
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
@@ -36,17 +37,18 @@ def make_record(
     analysis: dict[str, Any] | None = None,
     run_id: str | None = None,
 ):
-    """Open an incident with a diagnosis and create its approval record, as request_approval does."""
+    """Open an incident with a diagnosis and create its approval record, with the configured approvers."""
     from incident_ops.config import approver_policy
 
-    run_id = run_id or f"manual__{uuid.uuid4().hex[:10]}"
-    alert = {"device_id": "PUMP-07B", "error": "PRESSURE_SPIKE_DETECTED", "source": "api", **(alert or {})}
-    incident_id = store.open_incident(
-        dag_id="incident_response", run_id=run_id, incident_key=uuid.uuid4().hex[:16], alert=alert
-    )
-    store.update_incident(
-        incident_id,
-        severity="critical",
+    policy = approver_policy()
+    return approval_record(
+        store,
+        run_id=run_id,
+        action=action,
+        quorum=quorum,
+        approvers=policy.approvers_for(action) if approvers == "policy" else approvers,
+        deadline=deadline,
+        alert=alert,
         analysis={
             "severity": "critical",
             "summary": "Pressure spike on PUMP-07B",
@@ -57,19 +59,7 @@ def make_record(
             "runbook": "pressure_spike",
             **(analysis or {}),
         },
-    )
-    if approvers == "policy":
-        approvers = approver_policy().approvers_for(action)
-    return store.create_approval(
-        incident_id=incident_id,
-        dag_id="incident_response",
-        run_id=run_id,
-        action=action,
-        risk="high",
-        reasons=[f"action {action} is high risk"],
-        quorum=quorum,
-        approvers=approvers,
-        deadline=deadline,
+        people=policy.person_index(),
     )
 
 

@@ -33,6 +33,7 @@ from include.alert_sources import (
 from include.store import incident_id_for
 from tests.api.fixtures import load, salted, sync_dags_to_db
 from tests.api.helpers import PREFIX, bearer, defer_sensor, sensor
+from tests.factories import approval_record
 
 DAG_ID = "incident_response"
 TOKEN = "webhook-token-" + "0123456789abcdef" * 2
@@ -209,18 +210,7 @@ def test_grafana_resolved_closes_the_incident(webhook, tokens):
 
 def _pending_approval(store, run_id: str, alert: dict):
     """Open the run's incident and create its approval record, as ingest and request_approval do."""
-    incident_id = store.open_incident(dag_id=DAG_ID, run_id=run_id, incident_key="k", alert=alert)
-    return store.create_approval(
-        incident_id=incident_id,
-        dag_id=DAG_ID,
-        run_id=run_id,
-        action="isolate_pump",
-        risk="high",
-        reasons=["action isolate_pump is high risk"],
-        quorum=1,
-        approvers=None,
-        deadline=timedelta(hours=1),
-    )
+    return approval_record(store, run_id=run_id, alert=alert, incident_key="k", deadline=timedelta(hours=1))
 
 
 def test_resolved_cancels_the_pending_approval_and_records_the_resolution(webhook, tokens, store):
@@ -590,8 +580,14 @@ def test_ingest_retries_keep_their_own_incident(store):
         "fingerprint": "fp-" + uuid.uuid4().hex,
     }
     run = _dag_run()
-    ingest(params=conf, dag_run=run)
-    ingest(params=conf, dag_run=run)  # a retried attempt: not a duplicate of itself
+    first = ingest(params=conf, dag_run=run)
+    # A retried attempt of the same run is not a duplicate of itself: it goes on with the same alert.
+    again = ingest(params=conf, dag_run=run)
+    assert again == first
+    incident_id = incident_id_for(DAG_ID, run.run_id)
+    kinds = [e["kind"] for e in store.timeline(incident_id)]
+    assert kinds.count("opened") == 1 and "duplicate" not in kinds
+    assert store.get_incident(incident_id)["state"] == "open"
 
 
 def test_concurrent_ingests_of_one_fingerprint_open_one_incident(store):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
@@ -267,14 +268,21 @@ def test_no_reply_to_an_untrusted_response_url(client, store, slack):
 def test_a_slow_vote_is_answered_in_time_and_the_outcome_follows(client, store, slack, monkeypatch):
     from incident_ops.api import routes_slack
 
-    real_decide = routes_slack.decide
+    real_decide, real_follow_up = routes_slack.decide, routes_slack._reply_when_done
+    answered = threading.Event()
 
     def slow_decide(action):
-        time.sleep(0.5)
+        # The vote finishes only once the route has answered Slack and handed the rest to a follow-up.
+        assert answered.wait(timeout=30), "the route never answered within its budget"
         return real_decide(action)
+
+    async def follow_up(*args):
+        answered.set()
+        await real_follow_up(*args)
 
     monkeypatch.setattr(routes_slack, "ANSWER_BUDGET_SECONDS", 0.05)
     monkeypatch.setattr(routes_slack, "decide", slow_decide)
+    monkeypatch.setattr(routes_slack, "_reply_when_done", follow_up)
     record = make_record(store)
     response_url = f"{slack.base_url}response/T0FAKETEAM/2/def"
     response = click(client, record.id, user="U0ALICE", response_url=response_url)

@@ -6,16 +6,14 @@ back and follow it to success; a mistyped conf key is refused with a 400 that na
 
 from __future__ import annotations
 
-import time
-
 import airflow_client.client as client
 import pytest
 import requests
 from airflow_client.client.rest import ApiException
 
+from include.names import DAG_ID
 from scripts.local_airflow import LocalAirflow
 
-DAG_ID = "incident_response"
 # An informational alert: the run logs it and ends on its own.
 ALERT = {
     "device_id": "MOTOR-21",
@@ -44,18 +42,19 @@ def api_client(airflow_stack: LocalAirflow):
 
 
 @pytest.fixture(scope="module")
-def dag_ready(api_client) -> str:
+def dag_ready(airflow_stack: LocalAirflow, api_client) -> str:
     """Wait, through the client, for the DAG processor to parse incident_response; unpause it."""
     dags = client.DAGApi(api_client)
-    deadline = time.monotonic() + 120
-    while True:
+
+    def parsed():
         try:
-            dags.get_dag(DAG_ID)
-            break
+            return dags.get_dag(DAG_ID)
         except ApiException as err:
-            if err.status != 404 or time.monotonic() > deadline:
+            if err.status != 404:
                 raise
-            time.sleep(1)
+            return None
+
+    airflow_stack.wait_until(parsed, 120, f"the client to see DAG {DAG_ID}", interval=1.0)
     dags.patch_dag(DAG_ID, client.DAGPatchBody(is_paused=False), update_mask=["is_paused"])
     return DAG_ID
 
@@ -68,12 +67,11 @@ def test_trigger_read_back_and_follow_a_run_with_the_official_client(airflow_sta
     read = runs.get_dag_run(DAG_ID, run.dag_run_id)
     assert read.dag_run_id == run.dag_run_id and read.conf == ALERT
 
-    deadline = time.monotonic() + 180
-    while read.state.value not in ("success", "failed"):
-        assert time.monotonic() < deadline, f"run still {read.state.value}"
-        airflow_stack.check_alive()
-        time.sleep(1)
-        read = runs.get_dag_run(DAG_ID, run.dag_run_id)
+    def finished():
+        current = runs.get_dag_run(DAG_ID, run.dag_run_id)
+        return current if current.state.value in ("success", "failed") else None
+
+    read = airflow_stack.wait_until(finished, 180, f"run {run.dag_run_id} to finish", interval=1.0)
     assert read.state.value == "success"
     states = {
         ti.task_id: ti.state.value if ti.state else None

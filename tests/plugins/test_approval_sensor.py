@@ -11,6 +11,7 @@ from airflow.sdk.exceptions import TaskDeferred
 from incident_ops.hooks.incident_store import get_store
 from incident_ops.sensors.approval import ApprovalError, ApprovalSensor
 from incident_ops.triggers.approval import ApprovalTrigger
+from tests.factories import approval_record
 
 
 @pytest.fixture
@@ -20,23 +21,7 @@ def store(incident_store_url):
 
 @pytest.fixture
 def record(store):
-    incident_id = store.open_incident(
-        dag_id="incident_response",
-        run_id="r",
-        incident_key="k",
-        alert={"device_id": "PUMP-07B", "error": "E"},
-    )
-    return store.create_approval(
-        incident_id=incident_id,
-        dag_id="incident_response",
-        run_id="r",
-        action="isolate_pump",
-        risk="high",
-        reasons=["risky"],
-        quorum=1,
-        approvers=None,
-        deadline=timedelta(minutes=30),
-    )
+    return approval_record(store, run_id="r", incident_key="k")
 
 
 def _sensor(approval_id: str) -> ApprovalSensor:

@@ -13,6 +13,7 @@ from airflow.triggers.base import TaskSuccessEvent
 from incident_ops.hooks.incident_store import get_store
 from incident_ops.triggers.approval import ApprovalTrigger
 from include.store import IncidentStore
+from tests.factories import approval_record
 
 
 @pytest.fixture
@@ -21,23 +22,7 @@ def store(incident_store_url) -> IncidentStore:
 
 
 def _record(store: IncidentStore, *, deadline: timedelta = timedelta(minutes=30), run_id: str = "run-1"):
-    incident_id = store.open_incident(
-        dag_id="incident_response",
-        run_id=run_id,
-        incident_key="k",
-        alert={"device_id": "PUMP-07B", "error": "E"},
-    )
-    return store.create_approval(
-        incident_id=incident_id,
-        dag_id="incident_response",
-        run_id=run_id,
-        action="isolate_pump",
-        risk="high",
-        reasons=["risky"],
-        quorum=1,
-        approvers=None,
-        deadline=deadline,
-    )
+    return approval_record(store, run_id=run_id, deadline=deadline, incident_key="k")
 
 
 def _fire(trigger: ApprovalTrigger, timeout: float = 20):

@@ -27,6 +27,7 @@ from include.store import (
     make_engine,
 )
 from include.store import metadata as store_metadata
+from tests.factories import approval_record
 
 REPO = Path(__file__).resolve().parents[2]
 PG_DSN = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres", "connect_timeout": 3}
@@ -87,28 +88,8 @@ def _incident(store: IncidentStore, run_id: str) -> str:
     return store.open_incident(dag_id=DAG_ID, run_id=run_id, incident_key="k" * 16, alert=dict(ALERT))
 
 
-def _approval(
-    store: IncidentStore,
-    run_id: str,
-    *,
-    quorum: int = 1,
-    approvers: list[str] | None = None,
-    deadline: timedelta = timedelta(minutes=30),
-    action: str = "isolate_pump",
-    **extra,
-) -> Approval:
-    return store.create_approval(
-        incident_id=_incident(store, run_id),
-        dag_id=DAG_ID,
-        run_id=run_id,
-        action=action,
-        risk="high",
-        reasons=["action isolate_pump is high risk"],
-        quorum=quorum,
-        approvers=approvers,
-        deadline=deadline,
-        **extra,
-    )
+def _approval(store: IncidentStore, run_id: str, **overrides) -> Approval:
+    return approval_record(store, run_id=run_id, incident_key="k" * 16, **overrides)
 
 
 def _kinds(store: IncidentStore, incident_id: str) -> list[str]:

@@ -1,0 +1,48 @@
+"""Records as the workflow makes them, for tests: one factory, used by every test package."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from include.names import DAG_ID
+
+PUMP_ALERT = {"device_id": "PUMP-07B", "error": "PRESSURE_SPIKE_DETECTED", "source": "api"}
+
+
+def approval_record(
+    store: Any,
+    *,
+    run_id: str | None = None,
+    action: str = "isolate_pump",
+    quorum: int = 1,
+    approvers: list[str] | None = None,
+    deadline: timedelta = timedelta(minutes=30),
+    alert: dict[str, Any] | None = None,
+    analysis: dict[str, Any] | None = None,
+    incident_key: str | None = None,
+    **extra: Any,
+):
+    """Open a run's incident (with `analysis`, when given) and create its approval record, as the run does."""
+    run_id = run_id or f"manual__{uuid.uuid4().hex[:10]}"
+    incident_id = store.open_incident(
+        dag_id=DAG_ID,
+        run_id=run_id,
+        incident_key=incident_key or uuid.uuid4().hex[:16],
+        alert={**PUMP_ALERT, **(alert or {})},
+    )
+    if analysis is not None:
+        store.update_incident(incident_id, severity=analysis.get("severity"), analysis=analysis)
+    return store.create_approval(
+        incident_id=incident_id,
+        dag_id=DAG_ID,
+        run_id=run_id,
+        action=action,
+        risk="high",
+        reasons=[f"action {action} is high risk"],
+        quorum=quorum,
+        approvers=approvers,
+        deadline=deadline,
+        **extra,
+    )
