@@ -27,12 +27,14 @@ venv: $(DEV_STAMP)  ## Create .venv with the runtime and dev locks installed
 run: $(RUNTIME_STAMP)  ## Start Airflow locally and trigger a demo incident (Ctrl-C stops it)
 	$(BIN)/python -m scripts.local_airflow $(RUN_ARGS)
 
-test: $(DEV_STAMP) chromium  ## Lint, then run the whole test suite (what CI runs)
-	$(BIN)/ruff check .
+test: lint chromium  ## Lint and type-check, then run the whole test suite (what CI runs)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-lint: $(DEV_STAMP)  ## Run ruff
+lint: $(DEV_STAMP)  ## Run ruff and mypy (strict on include/)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy --strict include
+	$(BIN)/mypy plugins
 
 fmt: $(DEV_STAMP)  ## Format the code and apply ruff's safe fixes
 	$(BIN)/ruff format .

@@ -15,7 +15,7 @@ ours    trigger incident_response with a critical alert, wait until `wait_for_ap
         latency = execute_fix.start_date - the record's decided_at.
 theirs  trigger approval_operator_bench, wait until `approve` (Airflow's ApprovalOperator) is
         awaiting_input, wait --answer-after seconds (answering within about a second fails the task
-        on Airflow 3.3.2, see DESIGN.md §6), answer through Airflow's REST API
+        on Airflow 3.3.2, see docs/architecture.md), answer through Airflow's REST API
         (PATCH /api/v2/dags/{dag}/dagRuns/{run}/taskInstances/approve/-1/hitlDetails);
         latency = after_approval.start_date - the answer's responded_at.
 

@@ -20,7 +20,8 @@ def started_at(incident: dict[str, Any]) -> datetime:
             parsed = None
         if parsed is not None and parsed.tzinfo is not None:
             return parsed
-    return incident["created_at"]
+    arrived: datetime = incident["created_at"]
+    return arrived
 
 
 def seconds_between(start: datetime, end: datetime | None) -> float | None:

@@ -14,7 +14,8 @@ INVENTORY_FILE = Path(__file__).parent / "device_inventory.json"
 
 @functools.cache
 def _load(path: Path) -> dict[str, dict[str, Any]]:
-    return json.loads(path.read_text(encoding="utf-8"))
+    records: dict[str, dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))
+    return records
 
 
 def lookup(device_id: str, path: Path = INVENTORY_FILE) -> Enrichment:

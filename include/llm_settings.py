@@ -48,7 +48,7 @@ def _flag(raw: dict[str, Any], key: str, default: bool) -> bool:
 
 def _choice(raw: dict[str, Any], key: str, default: str, choices: tuple[str, ...]) -> str:
     value = raw.get(key, default)
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise LlmConfigError(f"{key} must be one of {', '.join(choices)}")
     return value
 

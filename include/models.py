@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict, StringConstraints, field_validator
 
@@ -42,7 +42,7 @@ class Document(BaseModel):
         return self.model_dump(mode="json")
 
     @classmethod
-    def from_xcom(cls, value: Any):
+    def from_xcom(cls, value: Any) -> Self:
         """Validate a value pulled from XCom."""
         if value is None:
             raise InvalidDocument(f"{cls.__name__}: no value was passed from the upstream task")

@@ -260,7 +260,8 @@ class Redactor:
         Other values (numbers, booleans, None) are kept, except under a secret key. Removed items are
         added to `counts` by kind when it is given.
         """
-        return self._walk(value, Counter() if counts is None else counts, secret=False)
+        redacted: T = self._walk(value, Counter() if counts is None else counts, secret=False)
+        return redacted
 
     def _walk(self, value: Any, counts: Counter[str], *, secret: bool) -> Any:
         if isinstance(value, str):
@@ -282,7 +283,11 @@ class Redactor:
 
     def _text(self, text: str, counts: Counter[str]) -> str:
         for pattern in _SECRETS.values():
-            text = pattern.regex.sub(lambda match, p=pattern: _replace(p, match, counts), text)
+
+            def replace(match: re.Match[str], p: Any = pattern) -> str:
+                return _replace(p, match, counts)
+
+            text = pattern.regex.sub(replace, text)
         if self.redact_emails:
             text = _sub("email", _EMAIL, text, counts)
         if self.redact_ips:

@@ -68,7 +68,7 @@ def status_of(value: Any, where: str, *, default: str) -> str:
         return default
     if value not in (FIRING, RESOLVED):
         raise PayloadError(where, f"must be 'firing' or 'resolved', not {value!r}")
-    return value
+    return str(value)
 
 
 def parse_time(value: Any, where: str) -> datetime | None:

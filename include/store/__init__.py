@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from include.store.approvals import ApprovalRecords
-from include.store.base import StoreBase, make_engine
-from include.store.incidents import IncidentRecords
+from include.store.base import make_engine
 from include.store.intake import AlertIntake
 from include.store.records import (
     DECIDED_STATES,
@@ -53,7 +52,7 @@ __all__ = [
 ]
 
 
-class IncidentStore(IncidentRecords, ApprovalRecords, AlertIntake, StoreBase):
+class IncidentStore(AlertIntake, ApprovalRecords):
     """Reads and writes the incident store at one database URL."""
 
     def incident_document(self, incident_id: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from include.store.base import StoreBase
 from include.store.records import (
     CLOSING_STATES,
     DECISIONS,
@@ -23,7 +24,7 @@ from include.store.records import (
 from include.store.schema import approvals, votes
 
 
-class ApprovalRecords:
+class ApprovalRecords(StoreBase):
     """Approval records and their votes: creation, counting, deciding, closing."""
 
     # -- approval records ------------------------------------------------------------------------

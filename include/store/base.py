@@ -13,7 +13,7 @@ from include.store.records import StoreError, utcnow
 from include.store.schema import events, metadata
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # WAL lets the triggerer read while a voter writes; the busy timeout queues writers.
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -81,10 +81,13 @@ class StoreBase:
     @staticmethod
     def _insert_once(conn: Connection, table: sa.Table, **values: Any) -> bool:
         """Insert a row unless its key exists, even if a concurrent twin just wrote it; True if inserted."""
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        insert: Any
         if conn.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
+            insert = postgresql.insert
         elif conn.dialect.name == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
+            insert = sqlite.insert
         else:
             raise StoreError(f"unsupported database {conn.dialect.name}: use PostgreSQL or SQLite")
         return bool(conn.execute(insert(table).values(**values).on_conflict_do_nothing()).rowcount)

@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from include.store.base import StoreBase
 from include.store.records import (
     ACTIVE_INCIDENT_STATES,
     IncidentState,
@@ -19,7 +20,7 @@ from include.store.records import (
 from include.store.schema import actions, events, incidents, outbox
 
 
-class IncidentRecords:
+class IncidentRecords(StoreBase):
     """Incidents, their timeline, the message outbox and the actions taken."""
 
     # -- incidents -------------------------------------------------------------------------------
@@ -39,7 +40,14 @@ class IncidentRecords:
         return incident_id
 
     def _insert_incident(
-        self, conn: Connection, *, incident_id: str, dag_id: str, run_id: str, incident_key: str, alert: dict
+        self,
+        conn: Connection,
+        *,
+        incident_id: str,
+        dag_id: str,
+        run_id: str,
+        incident_key: str,
+        alert: dict[str, Any],
     ) -> None:
         """Insert an open incident and its "opened" timeline entry, unless the incident exists."""
         inserted = self._insert_once(
@@ -134,7 +142,13 @@ class IncidentRecords:
     # -- outbox ----------------------------------------------------------------------------------
 
     def enqueue_message(
-        self, *, key: str, incident_id: str | None, channel: str, text: str, blocks: list[dict] | None
+        self,
+        *,
+        key: str,
+        incident_id: str | None,
+        channel: str,
+        text: str,
+        blocks: list[dict[str, Any]] | None,
     ) -> dict[str, Any]:
         """Queue a message under an idempotency key; a retry gets the row already queued."""
         with self._tx() as conn:

@@ -6,11 +6,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from include.store.incidents import IncidentRecords
 from include.store.records import ACTIVE_INCIDENT_STATES, aware, incident_id_for, utcnow
 from include.store.schema import alert_runs, incident_key_locks, incidents
 
 
-class AlertIntake:
+class AlertIntake(IncidentRecords):
     """Alert intake from the webhooks: which DAG run handles which alert, and its deduplication."""
 
     # -- alert intake and deduplication ----------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The DAG file parses cleanly, fast, without I/O, into exactly the graph DESIGN.md promises."""
+"""The DAG file parses cleanly, fast, without I/O, into exactly the graph docs/architecture.md describes."""
 
 from __future__ import annotations
 

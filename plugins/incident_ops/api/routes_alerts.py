@@ -191,7 +191,7 @@ async def receive_alerts(
         status_code=status.HTTP_202_ACCEPTED,
         content=IntakeResponse(
             source=source,
-            incidents=results,
+            incidents=[IncidentResult.model_validate(result) for result in results],
             truncated_alerts=batch.truncated,
             ignored_fields=batch.ignored_fields,
         ).model_dump(mode="json"),

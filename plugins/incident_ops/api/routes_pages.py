@@ -57,7 +57,8 @@ def approvals_page(request: Request, caller: OptionalCallerDep) -> HTMLResponse:
     """List pending requests and recent decisions."""
     if caller is None:
         return _login_page(request)
-    store, prefix, incidents = get_store(), _prefix(request), {}
+    store, prefix = get_store(), _prefix(request)
+    incidents: dict[str, Any] = {}
     pending = store.list_approvals(state="pending", limit=200)
     recent = [r for r in store.list_approvals(limit=RECENT_LIMIT + len(pending)) if r.decided][:RECENT_LIMIT]
     readable = readable_dag_ids(caller, {r.dag_id for r in pending + recent})

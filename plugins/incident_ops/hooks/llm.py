@@ -154,7 +154,8 @@ class LlmHook(HttpHook):
         settings = self.settings
         budget = budget or self.budget()
         body = self.request_body(messages, response_format)
-        started, waited, failures = self._clock(), 0.0, []
+        started, waited = self._clock(), 0.0
+        failures: list[str] = []
         for attempt in range(1, settings.max_attempts + 1):
             remaining = budget.deadline - self._clock()
             if remaining <= 0:

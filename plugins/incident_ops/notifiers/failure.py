@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from airflow.sdk import BaseNotifier
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
 
 from include.names import SLACK_CONN_ID
 
@@ -24,7 +27,7 @@ class IncidentFailureNotifier(BaseNotifier):
         super().__init__()
         self.slack_conn_id = slack_conn_id
 
-    def notify(self, context: dict[str, Any]) -> None:
+    def notify(self, context: Context) -> None:
         """Record the failure and post it; never raise, a callback error would hide the real one."""
         from incident_ops import config
         from incident_ops.hooks.incident_store import get_store
