@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from datetime import datetime
 from typing import Annotated, Any, Self
 
@@ -28,8 +27,6 @@ Reading = Annotated[float, Strict(), AllowInfNan(False)]
 MetricName = Annotated[str, StringConstraints(max_length=MAX_METRIC_NAME)]
 LabelKey = Annotated[str, StringConstraints(max_length=MAX_LABEL_KEY)]
 LabelValue = Annotated[str, StringConstraints(max_length=MAX_LABEL_VALUE)]
-# Stable, readable identifiers: they end up in run ids, idempotency keys and URLs.
-_ID_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 class Document(BaseModel):
@@ -117,9 +114,3 @@ class ApprovalOutcome(Document):
     approval_id: str
     state: str
     decided_by: list[str] = Field(default_factory=list)
-
-
-def safe_id(text: str, limit: int = 48) -> str:
-    """Return `text` reduced to characters safe in run ids and URLs."""
-    cleaned = _ID_SAFE.sub("-", text).strip("-")
-    return cleaned[:limit] or "x"

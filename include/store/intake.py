@@ -186,14 +186,6 @@ class AlertIntake(IncidentRecords):
         row = self.get_alert_run(run_id)
         return row is not None and row["state"] == "resolved"
 
-    def count_alert_runs(self, *, dag_id: str | None = None) -> int:
-        """Return how many DAG runs were started for alerts (benchmarks and tests)."""
-        query = sa.select(sa.func.count()).select_from(alert_runs)
-        if dag_id:
-            query = query.where(alert_runs.c.dag_id == dag_id)
-        with self.engine.connect() as conn:
-            return conn.execute(query).scalar_one()
-
 
 def _alert_run(row: Any) -> dict[str, Any] | None:
     if row is None:

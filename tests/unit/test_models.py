@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from include.models import SOURCES, Alert, Analysis, ApprovalOutcome, Enrichment, InvalidDocument, safe_id
+from include.models import SOURCES, Alert, Analysis, ApprovalOutcome, Enrichment, InvalidDocument
 
 MINIMAL = {"device_id": "PUMP-07B", "error": "PRESSURE_SPIKE_DETECTED"}
 
@@ -324,18 +324,3 @@ def test_any_valid_alert_round_trips(device_id, error, metrics, labels, source, 
     again = Alert.from_xcom(alert.to_xcom())
     assert again == alert
     assert again.incident_key == alert.incident_key
-
-
-# -- safe_id --------------------------------------------------------------------------------------
-
-
-@given(st.text(max_size=200))
-def test_safe_id_is_url_and_run_id_safe(text: str) -> None:
-    cleaned = safe_id(text)
-    assert 1 <= len(cleaned) <= 48
-    assert all(c.isascii() and (c.isalnum() or c in "_.-") for c in cleaned)
-
-
-def test_safe_id_keeps_readable_ids() -> None:
-    assert safe_id("PUMP-07B") == "PUMP-07B"
-    assert safe_id("pump 07/b") == "pump-07-b"

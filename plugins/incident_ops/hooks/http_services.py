@@ -102,11 +102,6 @@ class TicketingHook(_ServiceHook):
         return str(answer.get("id") or answer.get("key") or answer.get("ticket_id") or incident_id)
 
 
-def lookup_device(device_id: str) -> dict[str, Any] | None:
-    """Return the inventory API's record of a device (None if unknown)."""
-    return InventoryHook().lookup(device_id)
-
-
 def run_device_action(*, action: str, device_id: str, idempotency_key: str, dry_run: bool) -> dict[str, Any]:
     """Ask the device-control API to run `action`; simulate it when no connection is configured."""
     if dry_run:
