@@ -1,4 +1,4 @@
-"""Run an embedded Airflow 3 (SQLite + LocalExecutor) for `make run` and the end-to-end tests.
+"""Run an embedded Airflow 3 (LocalExecutor, embedded PostgreSQL) for `make run` and the end-to-end tests.
 
 Stdlib only on purpose: it runs before anything else is set up, and importing Airflow here would fix
 Airflow's import-time configuration in the calling process (the test runner) instead of the stack's.
@@ -6,9 +6,9 @@ Airflow's import-time configuration in the calling process (the test runner) ins
     python -m scripts.local_airflow            # what `make run` does
     python -m scripts.local_airflow --no-demo  # start Airflow without triggering the demo incident
 
-The parts: environment (the processes' settings), credentials (shared keys and passwords), migrate
-(the schema), processes (start, watch, stop), rest and polling (drive the API), stack (LocalAirflow,
-which ties them together) and cli (`make run`).
+The parts: environment (the processes' settings), credentials (shared keys and passwords), postgres
+(the metadata DB server), migrate (its schema), processes (start, watch, stop), rest and polling
+(drive the API), stack (LocalAirflow, which ties them together) and cli (`make run`).
 """
 
 from __future__ import annotations

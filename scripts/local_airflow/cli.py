@@ -123,8 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         # A second Ctrl-C must not interrupt the clean-up and leave processes behind.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if stack.components:
-            stack.stop()
+        had_processes = bool(stack.components)
+        stack.stop()  # also the embedded database, which prepare() may have started alone
+        if had_processes:
             _say("Stopped.")
 
 

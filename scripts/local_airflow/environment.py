@@ -1,10 +1,12 @@
-"""The environment of the Airflow processes: the caller's, our defaults for SQLite + LocalExecutor, extras."""
+"""The environment of the Airflow processes: the caller's, our defaults (embedded DB, LocalExecutor)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from pathlib import Path
+
+from . import postgres
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_PORT = 8080
@@ -55,8 +57,15 @@ def build_env(
     return env
 
 
+def default_sql_alchemy_conn(home: Path) -> str:
+    """Return the embedded PostgreSQL of home when pgserver is installed, else a SQLite file in home."""
+    if postgres.available():
+        return postgres.sql_alchemy_conn(home / postgres.DATA_DIR_NAME)
+    return f"sqlite:///{home / 'airflow.db'}"
+
+
 def defaults(home: Path, repo: Path, api_port: int, keys: Mapping[str, str]) -> dict[str, str]:
-    """Return the settings for a quick, self-contained start on SQLite + LocalExecutor."""
+    """Return the settings for a quick, self-contained start on an embedded DB + LocalExecutor."""
     local_url = f"http://localhost:{api_port}"
     return {
         "AIRFLOW__CORE__DAGS_FOLDER": str(repo / "dags"),
@@ -65,7 +74,7 @@ def defaults(home: Path, repo: Path, api_port: int, keys: Mapping[str, str]) -> 
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         # LocalExecutor forks `parallelism` workers up front; 32 idle processes help no demo.
         "AIRFLOW__CORE__PARALLELISM": "8",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": default_sql_alchemy_conn(home),
         "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": DEFAULT_USERS,
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / PASSWORDS_FILE_NAME),

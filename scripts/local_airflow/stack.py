@@ -1,4 +1,4 @@
-"""LocalAirflow: an api-server, scheduler, dag-processor and triggerer on SQLite, run as child processes."""
+"""LocalAirflow: an api-server, scheduler, dag-processor and triggerer run as child processes."""
 
 from __future__ import annotations
 
@@ -10,19 +10,22 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from . import environment
+from . import environment, postgres
 from .credentials import ensure_passwords, home_secrets, read_passwords
 from .environment import DEFAULT_PORT, REPO
 from .errors import LocalAirflowError
 from .files import tail
-from .migrate import migrate
+from .migrate import forget_migration, migrate
 from .polling import all_healthy, poll
 from .processes import COMPONENTS, Component, ComponentDied, descendants, spawn, terminate
 from .rest import AirflowApi, url_host
 
 
 class LocalAirflow(AirflowApi):
-    """An Airflow api-server, scheduler, dag-processor and triggerer on SQLite, run as child processes.
+    """An Airflow api-server, scheduler, dag-processor and triggerer, run as child processes.
+
+    The metadata DB is an embedded PostgreSQL under home (a SQLite file when pgserver is missing),
+    unless the environment names another one.
 
     :param home: AIRFLOW_HOME of the stack (created if missing); holds the DB, secrets, passwords and logs.
     :param api_port: port of the API server; ``None`` takes ``AIRFLOW__API__PORT`` or 8080.
@@ -53,6 +56,7 @@ class LocalAirflow(AirflowApi):
         self._started_at: datetime | None = None
         self._start_clock = 0.0
         self.ready_after: float | None = None  # seconds from start() to healthy, set by wait_ready()
+        self._postgres_started = False
 
     # ----------------------------------------------------------------- environment
 
@@ -76,11 +80,30 @@ class LocalAirflow(AirflowApi):
     # ------------------------------------------------------------------ prepare
 
     def prepare(self, timeout: float = 600.0) -> None:
-        """Create home, the passwords file and the database schema; fast when already done."""
+        """Create home, the passwords file, the embedded database and its schema; fast when already done."""
         env = self.env
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         ensure_passwords(env, self.passwords_file)
+        self._start_postgres(timeout)
         migrate(env, self.home, self.logs_dir, timeout)
+
+    @property
+    def postgres_dir(self) -> Path:
+        """Return the data folder (and socket folder) of the embedded PostgreSQL."""
+        return self.home / postgres.DATA_DIR_NAME
+
+    @property
+    def uses_embedded_postgres(self) -> bool:
+        """Return whether the metadata DB is the embedded PostgreSQL of this home."""
+        return postgres.is_embedded(self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"], self.postgres_dir)
+
+    def _start_postgres(self, timeout: float) -> None:
+        """Start the embedded PostgreSQL if it is the metadata DB; stop() stops it."""
+        if not self.uses_embedded_postgres:
+            return
+        self._postgres_started = True
+        if postgres.start(self.postgres_dir, self.logs_dir / "postgres.log", timeout):
+            forget_migration(self.home)  # a new, empty database needs its schema
 
     @property
     def logs_dir(self) -> Path:
@@ -109,6 +132,8 @@ class LocalAirflow(AirflowApi):
             raise LocalAirflowError("already started")
         env = self.env
         self.logs_dir.mkdir(parents=True, exist_ok=True)
+        if self.uses_embedded_postgres and postgres.server_pid(self.postgres_dir) is None:
+            self._start_postgres(timeout=120.0)
         self._started_at = datetime.now(UTC)
         self._start_clock = time.monotonic()
         try:
@@ -161,11 +186,13 @@ class LocalAirflow(AirflowApi):
         return set(roots) | set(descendants(roots))
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop every process we started: SIGTERM, wait up to timeout, then SIGKILL."""
-        if not self.components:
-            return
-        terminate(list(self.components.values()), timeout, self.stopped_pids)
-        self.components = {}
+        """Stop every process we started (SIGTERM, wait up to timeout, then SIGKILL), then the database."""
+        if self.components:
+            terminate(list(self.components.values()), timeout, self.stopped_pids)
+            self.components = {}
+        if self._postgres_started:
+            postgres.stop(self.postgres_dir, timeout)
+            self._postgres_started = False
 
     def stop_component(self, name: str, timeout: float = 30.0) -> None:
         """Stop one component and what it forked, as an operator's restart would; the rest keep running."""
