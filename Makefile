@@ -14,10 +14,12 @@ DEV_STAMP := $(VENV)/.dev-installed
 
 PYTEST_ARGS ?=
 RUN_ARGS ?=
+# `make bench BENCH=embedded_load` runs bench/bench_embedded_load.py alone.
+BENCH ?= *
 LOCK_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint fmt lock chromium clean distclean
+.PHONY: help venv run bench test lint fmt lock chromium clean distclean
 
 help:  ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
@@ -26,6 +28,11 @@ venv: $(DEV_STAMP)  ## Create .venv with the runtime and dev locks installed
 
 run: $(RUNTIME_STAMP)  ## Start Airflow locally and trigger a demo incident (Ctrl-C stops it)
 	$(BIN)/python -m scripts.local_airflow $(RUN_ARGS)
+
+bench: $(DEV_STAMP)  ## Run the benchmarks in bench/ one after another; each prints a table
+	@status=0; for script in bench/bench_$(BENCH).py; do \
+		echo "== $$script"; $(BIN)/python $$script || status=1; \
+	done; exit $$status
 
 test: lint chromium  ## Lint and type-check, then run the whole test suite (what CI runs)
 	$(BIN)/pytest $(PYTEST_ARGS)
