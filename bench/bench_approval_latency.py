@@ -3,8 +3,8 @@
     .venv/bin/python bench/bench_approval_latency.py [--trials 10] [--answer-after 5]
         [--jitter 1] [--seed 1] [--airflow-env KEY=VALUE ...] [--keep-home]
 
-One embedded Airflow (scripts/local_airflow.py: api-server, scheduler, dag-processor, triggerer on
-SQLite + LocalExecutor, loopback, a free port) whose DAGs folder holds a copy of
+One embedded Airflow (scripts/local_airflow: api-server, scheduler, dag-processor, triggerer on
+the embedded PostgreSQL + LocalExecutor, loopback, a free port) whose DAGs folder holds a copy of
 dags/incident_response.py and bench/dags/approval_operator_bench.py; plugins are the repo's.
 Trials alternate between the two sides, one run at a time:
 

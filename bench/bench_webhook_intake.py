@@ -3,8 +3,8 @@
     .venv/bin/python bench/bench_webhook_intake.py [--senders 20] [--seconds 20] [--groups 8]
         [--new-every 50] [--unpause] [--url http://127.0.0.1:8080 --token ...] [--keep-home]
 
-Starts an embedded Airflow (scripts/local_airflow.py: api-server, scheduler, dag-processor, triggerer
-on SQLite + LocalExecutor, loopback only, a free port, a throw-away AIRFLOW_HOME) with
+Starts an embedded Airflow (scripts/local_airflow: api-server, scheduler, dag-processor, triggerer
+on the embedded PostgreSQL + LocalExecutor, loopback only, a free port, a throw-away AIRFLOW_HOME) with
 INCIDENT_WEBHOOK_TOKEN set, or uses a running one given --url and --token (then the run count below
 includes its earlier runs). `--senders` threads, each with its own keep-alive connection, post
 Alertmanager webhook bodies (version 4, 1-3 alerts per group) to

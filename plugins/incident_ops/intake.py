@@ -116,7 +116,7 @@ def trigger_run(run_id: str, notification: Notification) -> bool:
     from airflow.utils.session import create_session
     from airflow.utils.types import DagRunTriggeredByType
     from sqlalchemy import select
-    from sqlalchemy.exc import IntegrityError
+    from sqlalchemy.exc import IntegrityError, OperationalError
 
     not_parsed = f"DAG {DAG_ID} is not available yet: the DAG processor has not parsed it"
     with create_session() as session:
@@ -142,6 +142,10 @@ def trigger_run(run_id: str, notification: Notification) -> bool:
         )
     except (DagRunAlreadyExists, IntegrityError):
         raise RunExists(run_id) from None
+    except OperationalError:
+        # Not the incident store: Airflow's own database refused the run (busy or out of reach).
+        log.exception("Airflow's metadata database refused the run %s", run_id)
+        raise IntakeError(503, "Airflow's metadata database is unavailable; try again later") from None
     except DagNotFound:
         raise IntakeError(503, not_parsed) from None
     except ValueError as exc:  # ParamValidationError is one: the DAG's Params refused the alert
