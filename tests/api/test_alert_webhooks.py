@@ -1006,3 +1006,40 @@ def test_normalise_raises_only_payload_errors():
             pass
 
     check()
+
+
+# -- authentication and bounds before parsing -------------------------------------------------------
+
+
+def test_a_pagerduty_routing_key_is_checked_before_the_body_is_parsed(webhook):
+    # Not JSON at all: a wrong key must be refused for the key, not for the body.
+    garbage = b'{"routing_key": "not-the-token", "payload": ' + b"[" * 100_000
+    response = post(webhook, "pagerduty", garbage, token=None, headers={"Content-Type": "application/json"})
+    assert response.status_code == 401 and "routing_key" in response.json()["detail"]
+
+
+def test_a_routing_key_sender_gets_pagerduty_s_own_size_limit(webhook):
+    body = {"routing_key": TOKEN, "event_action": "trigger", "padding": "x" * (600 * 1024)}
+    response = post(webhook, "pagerduty", body, token=None)
+    assert response.status_code == 413
+
+
+def test_json_nested_past_the_limit_is_refused(webhook):
+    deep = {"version": "4", "status": "firing", "alerts": []}
+    node = deep
+    for _ in range(70):
+        node["x"] = {}
+        node = node["x"]
+    response = post(webhook, "alertmanager", deep)
+    assert response.status_code == 400 and "nests deeper than 64" in response.json()["detail"]
+
+
+def test_too_many_alerts_in_one_notification_is_413_naming_the_limit(webhook, client, tokens):
+    from include.limits import MAX_ALERTS_PER_NOTIFICATION
+
+    before = run_count(client, tokens)
+    body = load("alertmanager_firing")
+    body["alerts"] = [body["alerts"][0]] * (MAX_ALERTS_PER_NOTIFICATION + 1)
+    response = post(webhook, "alertmanager", body)
+    assert response.status_code == 413 and str(MAX_ALERTS_PER_NOTIFICATION) in response.json()["detail"]
+    assert run_count(client, tokens) == before
