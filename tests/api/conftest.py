@@ -12,7 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.api.fixtures import sync_dags_to_db
 from tests.api.helpers import APPROVERS, SIGNING_SECRET, USERS
+from tests.api.webhooks import DAG_ID, TOKEN
 
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 
@@ -72,3 +74,18 @@ def store(incident_store_url):
     from incident_ops.hooks.incident_store import get_store
 
     return get_store()
+
+
+@pytest.fixture(scope="module")
+def parsed_dag(airflow_app):
+    """Put incident_response in the metadata DB, as the DAG processor would."""
+    sync_dags_to_db()
+    return DAG_ID
+
+
+@pytest.fixture
+def webhook(client, parsed_dag, monkeypatch):
+    """Return a client with the webhook token configured through INCIDENT_WEBHOOK_TOKEN."""
+    monkeypatch.setenv("INCIDENT_WEBHOOK_TOKEN", TOKEN)
+    monkeypatch.delenv("INCIDENT_ALLOW_UNKNOWN_CONF_KEYS", raising=False)
+    return client
