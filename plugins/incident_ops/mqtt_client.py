@@ -37,9 +37,10 @@ RECONNECT_MIN_DELAY, RECONNECT_MAX_DELAY = 1, 30
 KEEPALIVE = 30
 # How long the broker keeps the session (subscriptions and queued messages) while nobody is connected.
 SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
-# Unacknowledged QoS 1 messages the broker may have in flight to us (MQTT 5 Receive Maximum): enough
-# for a burst of telemetry while a breach waits a second or two for Airflow to store its event.
-RECEIVE_MAXIMUM = 5000
+# Unacknowledged QoS 1 messages the broker may have in flight to us (MQTT 5 Receive Maximum). Kept
+# below the triggerer's per-subscriber queue ([triggerer] shared_stream_subscriber_queue_size), so a
+# burst can never overflow it: the broker holds back what the trigger has not got through yet.
+RECEIVE_MAXIMUM = 1000
 CONNECTION_RECHECK_SECONDS = 60.0
 STATUS_EVERY_SECONDS = 30.0
 
@@ -68,6 +69,14 @@ class _Receipt:
     generation: int
     mid: int
     qos: int
+
+
+def receive_maximum() -> int:
+    """Return how many unacknowledged messages to let the broker send: fewer than the queue holds."""
+    from airflow.configuration import conf
+
+    queue = conf.getint("triggerer", "shared_stream_subscriber_queue_size", fallback=1024)
+    return max(1, min(RECEIVE_MAXIMUM, queue - 16))
 
 
 class MqttProducer(SharedStreamProducer):
@@ -179,7 +188,7 @@ class MqttProducer(SharedStreamProducer):
         client.on_message = on_message
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = SESSION_EXPIRY_SECONDS
-        properties.ReceiveMaximum = RECEIVE_MAXIMUM
+        properties.ReceiveMaximum = receive_maximum()
         log.info("MQTT intake connecting to %s as %s: %s", endpoint, settings.client_id, settings.topics)
         client.connect_async(
             settings.host, settings.port, keepalive=KEEPALIVE, clean_start=False, properties=properties

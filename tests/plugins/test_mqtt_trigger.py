@@ -48,7 +48,10 @@ async def stream(*items: Any) -> AsyncIterator[Any]:
 
 
 async def collect(trigger: MqttAlertTrigger, *items: Any) -> list[dict[str, Any]]:
-    return [event.payload async for event in trigger.filter_shared_stream(stream(*items))]
+    events = [event.payload async for event in trigger.filter_shared_stream(stream(*items))]
+    if trigger._health_write is not None:
+        await trigger._health_write  # the health is written aside, not in the message path
+    return events
 
 
 def test_alerts_and_breaches_become_events_the_rest_is_counted(caplog):
@@ -87,6 +90,27 @@ def test_a_flood_of_malformed_messages_logs_a_line_a_second_at_most(caplog):
         asyncio.run(collect(trigger, *[Delivery("devices/X/alerts", b"nope")] * 500))
     assert trigger.health.malformed == 500
     assert 1 <= caplog.text.count("Dropped an MQTT message") <= 3
+
+
+def test_a_slow_health_report_does_not_hold_up_messages():
+    class SlowStore(FakeStateStore):
+        async def aset(self, key: str, value: Any) -> None:
+            await asyncio.sleep(0.5)
+            await super().aset(key, value)
+
+    async def scenario() -> tuple[float, dict]:
+        trigger = MqttAlertTrigger()
+        trigger.asset_state_store = SlowStore()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        items = [SubscriptionStatus("connected"), Delivery("devices/T/alerts", b'{"error": "E"}')]
+        async for _ in trigger.filter_shared_stream(stream(*items)):
+            elapsed = loop.time() - started
+        await trigger._health_write
+        return elapsed, trigger.asset_state_store.values
+
+    elapsed, values = asyncio.run(scenario())
+    assert elapsed < 0.25 and values["mqtt_subscription"]["state"] == "connected"
 
 
 def test_the_health_report_failing_does_not_stop_the_intake():

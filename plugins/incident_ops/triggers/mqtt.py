@@ -85,6 +85,8 @@ class MqttAlertTrigger(BaseEventTrigger):
         self.health = SubscriptionHealth()
         self._last_drop_log = 0.0
         self._drops_unlogged = 0
+        self._health_write: asyncio.Task | None = None
+        self._health_dirty = False
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the class path and kwargs the triggerer rebuilds this trigger from."""
@@ -128,7 +130,7 @@ class MqttAlertTrigger(BaseEventTrigger):
         health = self.health
         async for raw in shared_stream:
             if isinstance(raw, SubscriptionStatus):
-                await self._report(raw)
+                self._report(raw)
                 continue
             if not isinstance(raw, Delivery):
                 continue
@@ -164,7 +166,7 @@ class MqttAlertTrigger(BaseEventTrigger):
         )
         self._last_drop_log, self._drops_unlogged = now, 0
 
-    async def _report(self, status: Any) -> None:
+    def _report(self, status: Any) -> None:
         health = self.health
         if status.state != health.state:
             health.since = datetime.now(UTC).isoformat()
@@ -184,10 +186,18 @@ class MqttAlertTrigger(BaseEventTrigger):
             health.within_limits,
             health.malformed,
         )
-        store = self.asset_state_store
-        if store is None:
+        if self.asset_state_store is None:
             return
-        try:
-            await store.aset(MQTT_STATUS_KEY, health.snapshot())
-        except Exception:  # the health report must never stop the intake
-            log.exception("Could not record the MQTT subscription's health in the asset state store")
+        # Written aside, one write at a time: a slow round trip to the triggerer's supervisor must not
+        # hold up the messages behind it (the shared stream fails a subscriber that falls behind).
+        self._health_dirty = True
+        if self._health_write is None or self._health_write.done():
+            self._health_write = asyncio.create_task(self._write_health())
+
+    async def _write_health(self) -> None:
+        while self._health_dirty:  # a change reported during a write is written right after it
+            self._health_dirty = False
+            try:
+                await self.asset_state_store.aset(MQTT_STATUS_KEY, self.health.snapshot())
+            except Exception:  # the health report must never stop the intake
+                log.exception("Could not record the MQTT subscription's health in the asset state store")
