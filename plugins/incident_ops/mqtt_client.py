@@ -43,6 +43,7 @@ SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
 RECEIVE_MAXIMUM = 1000
 CONNECTION_RECHECK_SECONDS = 60.0
 STATUS_EVERY_SECONDS = 30.0
+YIELD_EVERY = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +110,16 @@ class MqttProducer(SharedStreamProducer):
     async def open_stream(self) -> AsyncIterator[tuple[Any, Any]]:
         """Connect, subscribe, and yield every delivery and status change, forever."""
         settings = await self._settings()
+        said = None
         while isinstance(settings, SubscriptionStatus):
-            log.warning("MQTT intake is off: %s", settings.detail)
-            yield settings, None
+            if settings != said:  # once, not every minute: most deployments have no broker at all
+                log.log(
+                    logging.INFO if settings.state == "off" else logging.ERROR,
+                    "MQTT intake is off: %s",
+                    settings.detail,
+                )
+                said = settings
+                yield settings, None
             await asyncio.sleep(CONNECTION_RECHECK_SECONDS)
             settings = await self._settings()
         loop = asyncio.get_running_loop()
@@ -119,12 +127,20 @@ class MqttProducer(SharedStreamProducer):
         endpoint = f"{settings.host}:{settings.port}"
         self._client = self._connect(settings, loop, queue, endpoint)
         yield SubscriptionStatus("connecting", endpoint=endpoint), None
-        last_status = time.monotonic()
+        last_status, burst = time.monotonic(), 0
         while True:
             try:
-                item = await asyncio.wait_for(queue.get(), STATUS_EVERY_SECONDS)
-            except TimeoutError:
-                item = None
+                item = queue.get_nowait()  # under load: no timer and no task a message
+                burst += 1
+                if burst >= YIELD_EVERY:  # let the trigger and the rest of the triggerer run
+                    burst = 0
+                    await asyncio.sleep(0)
+            except asyncio.QueueEmpty:
+                burst = 0
+                try:
+                    item = await asyncio.wait_for(queue.get(), STATUS_EVERY_SECONDS)
+                except TimeoutError:
+                    item = None
             now = time.monotonic()
             if now - last_status >= STATUS_EVERY_SECONDS:
                 last_status = now

@@ -90,9 +90,15 @@ def health(stack: LocalAirflow) -> dict[str, Any]:
 
 
 def asset_events_for(stack: LocalAirflow, device: str) -> list[dict[str, Any]]:
-    events = stack.api("GET", f"/api/v2/assets/events?asset_id={asset_id(stack)}&limit=200")[1][
-        "asset_events"
-    ]
+    path = f"/api/v2/assets/events?asset_id={asset_id(stack)}&limit=200"
+
+    def listed() -> list[dict[str, Any]] | None:
+        # Airflow 3.3.2 answers 500 while an event's intake run is queued but not started (it cannot
+        # serialise the run's empty start_date): ask again.
+        status, body = stack.api("GET", path)
+        return body["asset_events"] if status == 200 else None
+
+    events = stack.wait_until(lambda: (e := listed()) is not None and [e], 30, "the asset events")[0]
     return [
         e
         for e in events
