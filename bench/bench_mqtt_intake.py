@@ -97,12 +97,19 @@ class Bench:
         assets = stack.api("GET", f"/api/v2/assets?name_pattern={ASSET}")[1]["assets"]
         self.asset_id = next(a["id"] for a in assets if a["name"] == ASSET)
 
+    def get(self, path: str) -> tuple[int, Any]:
+        """GET from the API; a timeout on a busy machine is an answer to ask again, not the end."""
+        try:
+            return self.stack.api("GET", path, timeout=60)
+        except OSError:
+            return 0, None
+
     def topic(self, device: str, kind: str) -> str:
         return f"{self.prefix}/devices/{device}/{kind}"
 
     def asset_event(self, device: str) -> dict[str, Any] | None:
         path = f"/api/v2/assets/events?asset_id={self.asset_id}&limit=50&order_by=-timestamp"
-        status, body = self.stack.api("GET", path)
+        status, body = self.get(path)
         if status != 200:  # Airflow 3.3.2 answers 500 while an event's run is queued, not started
             return None
         for event in body["asset_events"]:
@@ -113,11 +120,15 @@ class Bench:
         return None
 
     def incident_run(self, device: str) -> dict[str, Any] | None:
-        runs = self.stack.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?limit=100&order_by=-run_after")[1]
+        status, runs = self.get(f"/api/v2/dags/{DAG_ID}/dagRuns?limit=100&order_by=-run_after")
+        if status != 200:
+            return None
         return next((r for r in runs["dag_runs"] if (r.get("conf") or {}).get("device_id") == device), None)
 
     def intake_run(self, event: dict[str, Any]) -> dict[str, Any] | None:
-        runs = self.stack.api("GET", f"/api/v2/dags/{IOT_DAG_ID}/dagRuns?limit=100&order_by=-run_after")[1]
+        status, runs = self.get(f"/api/v2/dags/{IOT_DAG_ID}/dagRuns?limit=100&order_by=-run_after")
+        if status != 200:
+            return None
         after = when(event["timestamp"])
         created = [
             r for r in runs["dag_runs"] if r.get("queued_at") and when(r["queued_at"]) >= after - 0.001
