@@ -8,6 +8,10 @@ from __future__ import annotations
 from typing import Final
 
 DAG_ID: Final = "incident_response"
+# The IoT intake: alerts and telemetry breaches from the MQTT broker, as events of one asset.
+IOT_DAG_ID: Final = "incident_iot_intake"
+IOT_ASSET: Final = "iot_device_alerts"
+IOT_WATCHER: Final = "mqtt_device_alerts"
 
 # Task ids of the DAG (callables pull each other's XComs by these).
 INGEST: Final = "ingest"
@@ -29,6 +33,13 @@ LOG_ONLY: Final = "log_only"
 RESOLVE_INCIDENT: Final = "resolve_incident"
 FINAL_REPORT: Final = "final_report"
 
+# Task ids of the IoT intake DAG.
+ADMIT_IOT_ALERTS: Final = "admit_alerts"
+START_IOT_INCIDENTS: Final = "start_incidents"
+
+# The asset state store key where the MQTT subscription reports its health.
+MQTT_STATUS_KEY: Final = "mqtt_subscription"
+
 # Airflow connections.
 STORE_CONN_ID: Final = "incident_store"
 SLACK_CONN_ID: Final = "slack_api_default"
@@ -37,6 +48,7 @@ WEBHOOK_CONN_ID: Final = "incident_webhook"
 DEVICE_CONTROL_CONN_ID: Final = "device_control_api"
 INVENTORY_CONN_ID: Final = "device_inventory_api"
 TICKETING_CONN_ID: Final = "ticketing_api"
+MQTT_CONN_ID: Final = "mqtt_default"
 
 # Airflow Variables.
 CHANNELS_VARIABLE: Final = "incident_slack_channels"

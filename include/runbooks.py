@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,10 @@ class Runbook:
     containment: str | None
     deadline_minutes: int
     quorum: int
+    # Telemetry (readings sent by devices): above these a reading is a warning; the error code an
+    # alert raised from a breach carries (one of `errors`, so the alert matches this runbook).
+    warning_above: dict[str, float] = field(default_factory=dict)
+    telemetry_error: str | None = None
 
     def action(self, name: str) -> Action:
         """Return the allowed action `name`, or raise if the runbook does not allow it."""
@@ -69,7 +73,7 @@ class Runbook:
 def _parse(raw: Any, origin: str) -> Runbook:
     if not isinstance(raw, dict):
         raise RunbookError(f"{origin}: malformed runbook (the file must be a mapping)")
-    for section in ("actions", "severity", "approval", "match"):
+    for section in ("actions", "severity", "approval", "match", "telemetry"):
         if raw.get(section) is not None and not isinstance(raw[section], dict):
             raise RunbookError(f"{origin}: malformed runbook ({section} must be a mapping)")
     try:
@@ -95,6 +99,8 @@ def _parse(raw: Any, origin: str) -> Runbook:
             containment=raw.get("containment"),
             deadline_minutes=int(approval.get("deadline_minutes", 30)),
             quorum=int(approval.get("quorum", 1)),
+            warning_above={k: float(v) for k, v in (severity.get("warning_above") or {}).items()},
+            telemetry_error=_telemetry_error(raw, origin),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise RunbookError(f"{origin}: malformed runbook ({exc})") from exc
@@ -104,7 +110,27 @@ def _parse(raw: Any, origin: str) -> Runbook:
         raise RunbookError(f"{origin}: risk must be one of {RISKS}")
     if book.quorum < 1 or book.deadline_minutes < 1:
         raise RunbookError(f"{origin}: quorum and deadline_minutes must be positive")
+    _check_thresholds(book, origin)
     return book
+
+
+def _telemetry_error(raw: dict[str, Any], origin: str) -> str | None:
+    errors = [e.upper() for e in (raw.get("match") or {}).get("errors", [])]
+    code = (raw.get("telemetry") or {}).get("error")
+    if code is None:
+        return errors[0] if errors else None
+    if str(code).upper() not in errors:
+        raise RunbookError(f"{origin}: telemetry.error {code!r} must be one of match.errors")
+    return str(code).upper()
+
+
+def _check_thresholds(book: Runbook, origin: str) -> None:
+    for metric, warning in book.warning_above.items():
+        critical = book.critical_above.get(metric)
+        if critical is not None and warning >= critical:
+            raise RunbookError(f"{origin}: warning_above.{metric} must be below critical_above.{metric}")
+    if (book.warning_above or book.critical_above) and book.telemetry_error is None:
+        raise RunbookError(f"{origin}: a runbook with thresholds needs an error code for telemetry")
 
 
 @functools.cache

@@ -19,6 +19,8 @@ their thread pool. Refusals are IntakeError with the HTTP status to answer, neve
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from include.alert_sources import ACKNOWLEDGED, FIRING, RESOLVED, Batch, Notification, run_id_for
@@ -47,13 +49,22 @@ class RunExists(Exception):
     """Airflow already has a run with this id (a concurrent twin or an earlier notification)."""
 
 
-def process(batch: Batch) -> list[dict[str, Any]]:
+# Creates the DAG run of a claimed run id (raising RunExists if Airflow has it); returns whether the
+# DAG is paused. `trigger_run` by default; a task, which may not touch Airflow's database, passes its own.
+RunStarter = Callable[[str, Notification], bool]
+
+
+def process(batch: Batch, *, start: RunStarter | None = None) -> list[dict[str, Any]]:
     """Handle every alert of a notification, in order; raise IntakeError to refuse the request."""
     from sqlalchemy.exc import OperationalError
 
     from incident_ops.hooks.incident_store import get_store
 
-    handlers = {FIRING: fire, RESOLVED: resolve, ACKNOWLEDGED: acknowledge}
+    handlers = {
+        FIRING: partial(fire, start=start or trigger_run),
+        RESOLVED: resolve,
+        ACKNOWLEDGED: acknowledge,
+    }
     try:
         store = get_store()
         return [handlers[notification.status](store, notification) for notification in batch.notifications]
@@ -75,7 +86,9 @@ def _result(notification: Notification, run_id: str | None, **values: Any) -> di
     }
 
 
-def fire(store: IncidentStore, notification: Notification) -> dict[str, Any]:
+def fire(
+    store: IncidentStore, notification: Notification, *, start: RunStarter | None = None
+) -> dict[str, Any]:
     """Start the alert's run, unless a run already handles this incident."""
     key = notification.incident_key
     # One incident per key while it is open, whichever episode or entry point opened it.
@@ -97,7 +110,7 @@ def fire(store: IncidentStore, notification: Notification) -> dict[str, Any]:
     if not claimed:
         return _result(notification, run_id, deduplicated=True)
     try:
-        paused = trigger_run(run_id, notification)
+        paused = (start or trigger_run)(run_id, notification)
     except RunExists:
         return _result(notification, run_id, deduplicated=True)
     except BaseException:

@@ -1,0 +1,78 @@
+"""admit_alerts, as the IoT intake DAG calls it: merged asset events, repeats and resolves."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from incident_ops import iot_intake
+from incident_ops.hooks.incident_store import get_store
+from include.iot_messages import classify, event_payload
+from include.telemetry import Thresholds
+
+THRESHOLDS = Thresholds.from_runbooks()
+
+
+def asset_events(*messages: tuple[str, dict]) -> dict:
+    """Return `triggering_asset_events` as the task receives it: asset -> events with the trigger's extra."""
+    events = []
+    for i, (topic, body) in enumerate(messages):
+        payload = event_payload(classify(topic, json.dumps(body).encode(), THRESHOLDS))
+        events.append(SimpleNamespace(id=i, extra={"from_trigger": True, "payload": payload}))
+    return {"iot_device_alerts": events}
+
+
+@pytest.fixture
+def store(incident_store_url):
+    return get_store()
+
+
+def test_one_alert_merged_three_times_is_one_incident_run(store):
+    alert = ("devices/T-101/alerts", {"error": "OVERHEATING", "message": "hot"})
+    starts = iot_intake.admit_alerts(asset_events(alert, alert, alert))
+    assert len(starts) == 1
+    [start] = starts
+    assert start["trigger_run_id"].startswith("alert__iot__")
+    assert start["conf"]["device_id"] == "T-101" and start["conf"]["source"] == "iot"
+    # The same alert again, in a later run of the intake, while the incident is open: nothing new.
+    assert iot_intake.admit_alerts(asset_events(alert)) == []
+    assert store.count_alert_runs(dag_id="incident_response") == 1
+
+
+def test_different_devices_are_different_incidents(store):
+    starts = iot_intake.admit_alerts(
+        asset_events(
+            ("devices/T-101/telemetry", {"temperature_c": 95}),
+            ("devices/T-102/telemetry", {"temperature_c": 96}),
+            ("devices/T-101/telemetry", {"temperature_c": 97}),
+        )
+    )
+    assert [s["conf"]["device_id"] for s in starts] == ["T-101", "T-102"]
+    assert starts[0]["conf"]["severity"] == "critical" and starts[0]["conf"]["error"] == "TEMPERATURE_HIGH"
+
+
+def test_resolved_closes_the_alert_run(store):
+    firing = ("devices/T-101/alerts", {"error": "OVERHEATING"})
+    [start] = iot_intake.admit_alerts(asset_events(firing))
+    assert (
+        iot_intake.admit_alerts(
+            asset_events(("devices/T-101/alerts", {"error": "OVERHEATING", "status": "resolved"}))
+        )
+        == []
+    )
+    assert store.resolved_upstream(start["trigger_run_id"])
+
+
+def test_events_that_are_not_iot_alerts_are_skipped(store):
+    events = {"iot_device_alerts": [SimpleNamespace(id=1, extra={"payload": {"status": "firing"}})]}
+    assert iot_intake.admit_alerts(events) == []
+    assert iot_intake.admit_alerts(None) == []
+
+
+def test_a_run_that_could_not_be_created_is_released_for_the_next_delivery(store):
+    alert = ("devices/T-101/alerts", {"error": "OVERHEATING"})
+    [start] = iot_intake.admit_alerts(asset_events(alert))
+    iot_intake.release_unstarted({"task": SimpleNamespace(trigger_run_id=start["trigger_run_id"])})
+    assert iot_intake.admit_alerts(asset_events(alert)) == [start]
