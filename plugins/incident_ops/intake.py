@@ -60,7 +60,7 @@ def process(batch: Batch, *, start: RunStarter | None = None) -> list[dict[str, 
 
     from incident_ops.hooks.incident_store import get_store
 
-    handlers = {
+    handlers: dict[str, Callable[[IncidentStore, Notification], dict[str, Any]]] = {
         FIRING: partial(fire, start=start or trigger_run),
         RESOLVED: resolve,
         ACKNOWLEDGED: acknowledge,

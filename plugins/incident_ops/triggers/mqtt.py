@@ -197,7 +197,10 @@ class MqttAlertTrigger(BaseEventTrigger):
     async def _write_health(self) -> None:
         while self._health_dirty:  # a change reported during a write is written right after it
             self._health_dirty = False
+            store = self.asset_state_store
+            if store is None:  # not run by the triggerer (no asset bound): nothing to report to
+                return
             try:
-                await self.asset_state_store.aset(MQTT_STATUS_KEY, self.health.snapshot())
+                await store.aset(MQTT_STATUS_KEY, self.health.snapshot())
             except Exception:  # the health report must never stop the intake
                 log.exception("Could not record the MQTT subscription's health in the asset state store")
