@@ -195,6 +195,7 @@ def test_acknowledge_escalate_resolve_through_the_api(client, store, tokens, rec
     escalated = client.post(f"{API}/{record.incident_id}/escalate", headers=headers)
     assert escalated.status_code == 200
     assert any(e["kind"] == "escalated" and e["actor"] == "alice" for e in escalated.json()["timeline"])
+    assert escalated.json()["escalated_by"] == "alice" and escalated.json()["escalated_at"]
     resolved = client.post(f"{API}/{record.incident_id}/resolve", headers=bearer(tokens["bob"]))
     assert resolved.status_code == 200
     document = resolved.json()

@@ -167,4 +167,6 @@ def test_acknowledge_escalate_resolve_from_slack(
 
     ended = datetime.fromisoformat(tis["wait_for_approval"]["end_date"]).timestamp()
     figures["resolve: wait_for_approval ended"] = ended - resolved_at
+    moved = datetime.fromisoformat(tis["approval_decision"]["start_date"]).timestamp()
+    figures["resolve: approval_decision started"] = moved - resolved_at
     print("\n[incident from Slack] " + "; ".join(f"{k} {v * 1000:.0f} ms" for k, v in figures.items()))
