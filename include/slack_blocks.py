@@ -190,6 +190,16 @@ def decided_blocks(
     ]
 
 
+def escalation_blocks(*, by: str, device_id: str, error: str) -> list[dict[str, Any]]:
+    """Render the thread message of an escalation by hand, mentioning who escalated."""
+    return [
+        _section(
+            f":mega: *Escalated to the secondary on-call* by {_mention(by)}\n"
+            f"{_clean(error)} on {_clean(device_id)} needs the secondary on-call now."
+        )
+    ]
+
+
 def text_blocks(title: str, body: str) -> list[dict[str, Any]]:
     """Render a plain titled message (notices, escalations, reports), both parts redacted."""
     return [_section(f"*{_clean(title)}*\n{_clean(body)}")]

@@ -97,7 +97,7 @@ def _escalate(store: IncidentStore, incident: dict[str, Any], *, identity: str, 
     from incident_ops import config, paging
     from incident_ops.links import run_url_for
     from incident_ops.messaging import deliver
-    from include.slack_blocks import text_blocks
+    from include.slack_blocks import escalation_blocks
 
     incident_id = incident["id"]
     store.add_event(incident_id, "escalated", {"by": identity, "channel": channel})
@@ -112,7 +112,7 @@ def _escalate(store: IncidentStore, incident: dict[str, Any], *, identity: str, 
             key=f"{incident['run_id']}:escalate:by-hand",
             channel=config.channel_for("secondary"),
             text=text,
-            blocks=text_blocks("Escalated to the secondary on-call", text),
+            blocks=escalation_blocks(by=identity, device_id=incident["device_id"], error=incident["error"]),
         )
     except Exception:
         log.exception("Could not post the escalation of %s in Slack", incident_id)

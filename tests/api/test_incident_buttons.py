@@ -23,6 +23,14 @@ def kinds(store, incident_id: str) -> list[str]:
     return [e["kind"] for e in store.timeline(incident_id)]
 
 
+@pytest.fixture(autouse=True)
+def answer_budget(monkeypatch):
+    """Wait for the outcome whatever the machine's load: these tests read the answer's text."""
+    from incident_ops.api import routes_slack
+
+    monkeypatch.setattr(routes_slack, "ANSWER_BUDGET_SECONDS", 60.0)
+
+
 @pytest.fixture
 def record(store):
     """An incident with its diagnosis and a pending approval record, as a critical run has them."""
@@ -203,7 +211,7 @@ def test_the_page_carries_the_three_buttons_and_updates_after_each_click(client,
     assert "Escalated by <@U0BOB>" in json.dumps(escalated["blocks"])
     assert buttons(escalated) == [("resolve", incident_id)]
     [reply] = [m for m in slack.replies(page.channel, page.ts) if "secondary" in m["text"]]
-    assert "<@U0BOB>" in reply["text"]
+    assert "<@U0BOB>" in reply["text"] and "<@U0BOB>" in json.dumps(reply["blocks"])
 
     click(client, incident_id, "resolve")
     resolved = slack.message(page.channel, page.ts)
@@ -231,3 +239,24 @@ def test_a_pagerduty_failure_never_undoes_the_click(client, store, record, pager
     assert "You acknowledged" in response.json()["text"]
     assert store.get_incident(record.incident_id)["state"] == "acknowledged"
     assert "pagerduty_failed" in kinds(store, record.incident_id)
+
+
+def test_a_slow_click_is_answered_in_time_and_the_outcome_follows(client, store, record, slack, monkeypatch):
+    import time
+
+    from incident_ops.api import routes_slack
+
+    real = routes_slack.act_on_incident
+
+    def slow(action):
+        time.sleep(0.5)
+        return real(action)
+
+    monkeypatch.setattr(routes_slack, "ANSWER_BUDGET_SECONDS", 0.05)
+    monkeypatch.setattr(routes_slack, "act_on_incident", slow)
+    response_url = f"{slack.base_url}response/T0FAKETEAM/3/ghi"
+    response = click(client, record.incident_id, "acknowledge", response_url=response_url)
+    assert response.json()["text"] == "Received; the outcome will follow here."
+    [reply] = slack.calls("response/T0FAKETEAM/3/ghi")
+    assert "You acknowledged" in reply.body["text"]
+    assert store.get_incident(record.incident_id)["state"] == "acknowledged"
