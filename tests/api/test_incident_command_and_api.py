@@ -233,3 +233,12 @@ def test_a_cross_site_browser_write_is_refused(client, store, tokens, record):
         client.cookies.clear()
     assert response.status_code == 403
     assert store.get_incident(record.incident_id)["state"] == "open"
+
+
+def test_a_malformed_responders_variable_is_503_and_changes_nothing(
+    client, store, tokens, record, monkeypatch
+):
+    monkeypatch.setenv("AIRFLOW_VAR_INCIDENT_RESPONDERS", '{"not": "a list"}')
+    response = client.post(f"{API}/{record.incident_id}/acknowledge", headers=bearer(tokens["alice"]))
+    assert response.status_code == 503 and "incident_responders" in response.json()["detail"]
+    assert store.get_incident(record.incident_id)["state"] == "open"

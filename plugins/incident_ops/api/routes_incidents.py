@@ -63,7 +63,11 @@ def get_incident(caller: CallerDep, incident_id: str = IncidentId) -> dict[str, 
 
 @router.post(
     "/{incident_id}/{action}",
-    responses={**ERRORS, 409: {"model": ErrorResponse, "description": "The action changes nothing"}},
+    responses={
+        **ERRORS,
+        409: {"model": ErrorResponse, "description": "The action changes nothing"},
+        503: {"model": ErrorResponse, "description": "The responders or approvers Variable is malformed"},
+    },
 )
 def act(
     caller: CallerDep,
@@ -92,3 +96,7 @@ def act(
     except incident_lifecycle.ActionRefused as refused:
         code = status.HTTP_403_FORBIDDEN if refused.code == "forbidden" else status.HTTP_409_CONFLICT
         return JSONResponse(status_code=code, content={"detail": refused.reason, "code": refused.code})
+    except ValueError as exc:  # a malformed incident_responders / incident_approvers Variable
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"invalid configuration: {exc}"
+        ) from None
