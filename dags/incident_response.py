@@ -99,7 +99,7 @@ PARAMS = {
     "source": Param(
         "ui",
         type="string",
-        enum=["alertmanager", "grafana", "pagerduty", "iot", "ui", "api", "generic"],
+        enum=["alertmanager", "grafana", "pagerduty", "iot", "ui", "api", "slack", "generic"],
         values_display={
             "alertmanager": "Prometheus Alertmanager",
             "grafana": "Grafana",
@@ -107,6 +107,7 @@ PARAMS = {
             "iot": "IoT device",
             "ui": "Airflow UI",
             "api": "REST API",
+            "slack": "Slack (/incident declare)",
             "generic": "Other",
         },
         title="Source",

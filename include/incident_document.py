@@ -38,6 +38,7 @@ def incident_document(
 ) -> dict[str, Any]:
     """Return the incident's JSON document (the incident API's shape)."""
     start = started_at(incident)
+    escalation = next((e for e in timeline if e["kind"] == "escalated"), None)
     return {
         "incident_id": incident["id"],
         "dag_id": incident["dag_id"],
@@ -52,6 +53,9 @@ def incident_document(
         "opened_at": _iso(incident["created_at"]),
         "acknowledged_at": _iso(incident.get("acknowledged_at")),
         "acknowledged_by": incident.get("acknowledged_by"),
+        "escalated_at": _iso(escalation["at"]) if escalation else None,
+        # Who pressed Escalate; an escalated approval (the run itself) has nobody.
+        "escalated_by": (escalation["detail"] or {}).get("by") if escalation else None,
         "resolved_at": _iso(incident.get("resolved_at")),
         "resolved_by": incident.get("resolved_by"),
         "time_to_acknowledge_seconds": seconds_between(start, incident.get("acknowledged_at")),

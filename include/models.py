@@ -21,7 +21,7 @@ from include.limits import (
 
 Severity = Annotated[str, StringConstraints(pattern=r"^(critical|warning|info)$")]
 SEVERITIES = ("critical", "warning", "info")
-SOURCES = ("alertmanager", "grafana", "pagerduty", "iot", "ui", "api", "generic")
+SOURCES = ("alertmanager", "grafana", "pagerduty", "iot", "ui", "api", "slack", "generic")
 # Strict and finite, like the trigger form's schema: no true-as-1.0, no "95", no NaN.
 Reading = Annotated[float, Strict(), AllowInfNan(False)]
 MetricName = Annotated[str, StringConstraints(max_length=MAX_METRIC_NAME)]

@@ -49,10 +49,15 @@ DEVICE_CONTROL_CONN_ID: Final = "device_control_api"
 INVENTORY_CONN_ID: Final = "device_inventory_api"
 TICKETING_CONN_ID: Final = "ticketing_api"
 MQTT_CONN_ID: Final = "mqtt_default"
+# The PagerDuty provider's Events connection (password: the routing key; host: the Events API base URL).
+PAGERDUTY_CONN_ID: Final = "pagerduty_events_default"
+# The Atlassian Jira provider's connection (host, login, API token as password; `project` in the extra).
+JIRA_CONN_ID: Final = "jira_default"
 
 # Airflow Variables.
 CHANNELS_VARIABLE: Final = "incident_slack_channels"
 APPROVERS_VARIABLE: Final = "incident_approvers"
+RESPONDERS_VARIABLE: Final = "incident_responders"
 
 # Environment variables the product reads.
 SLACK_SIGNING_SECRET_ENV: Final = "SLACK_SIGNING_SECRET"

@@ -40,8 +40,23 @@ def incident_header(alert: Alert, analysis: Analysis) -> str:
     return redact_value(f"{analysis.severity.upper()} {alert.error} on {alert.device_id}")
 
 
-def page_blocks(alert: Alert, analysis: Analysis, *, run_url: str | None = None) -> list[dict[str, Any]]:
-    """Render the on-call page for a critical incident."""
+def page_blocks(
+    alert: Alert,
+    analysis: Analysis,
+    *,
+    run_url: str | None = None,
+    incident_id: str | None = None,
+    state: str = "open",
+    acknowledged_by: str | None = None,
+    escalated_by: str | None = None,
+    resolved_by: str | None = None,
+) -> list[dict[str, Any]]:
+    """Render the on-call page for a critical incident, with the buttons its state still allows.
+
+    With an `incident_id`, the page carries Acknowledge, Escalate and Resolve (action ids of the same
+    names, value the incident id); once acknowledged it says by whom and drops Acknowledge, once
+    escalated it drops Escalate, and once resolved it says by whom and has no buttons left.
+    """
     emoji = SEVERITY_EMOJI.get(analysis.severity, "")
     blocks = [
         _section(f"{emoji} *{mrkdwn_escape(incident_header(alert, analysis))}*\n{_clean(analysis.summary)}"),
@@ -54,9 +69,46 @@ def page_blocks(alert: Alert, analysis: Analysis, *, run_url: str | None = None)
             f" · source {alert.source}"
         ),
     ]
+    status = _page_status(state, acknowledged_by, escalated_by, resolved_by)
+    if status:
+        blocks.append(_context(status))
     if run_url:
         blocks.append(_context(f"<{run_url}|Open the DAG run in Airflow>"))
+    if incident_id and state != "resolved":
+        buttons = [
+            _button("acknowledge", "Acknowledge", incident_id, style="primary") if state == "open" else None,
+            _button("escalate", "Escalate", incident_id) if not escalated_by else None,
+            _button("resolve", "Resolve", incident_id, style="danger"),
+        ]
+        blocks.append(
+            {"type": "actions", "block_id": f"incident:{incident_id}", "elements": [b for b in buttons if b]}
+        )
     return blocks
+
+
+def _page_status(
+    state: str, acknowledged_by: str | None, escalated_by: str | None, resolved_by: str | None
+) -> str:
+    parts = []
+    if acknowledged_by:
+        parts.append(f":eyes: Acknowledged by {_mention(acknowledged_by)}")
+    if escalated_by:
+        parts.append(f":mega: Escalated by {_mention(escalated_by)}")
+    if state == "resolved":
+        parts.append(f":white_check_mark: Resolved by {_mention(resolved_by) if resolved_by else 'the run'}")
+    return " · ".join(parts)
+
+
+def _button(action_id: str, label: str, value: str, *, style: str | None = None) -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "type": "button",
+        "action_id": action_id,
+        "value": value,
+        "text": {"type": "plain_text", "text": label},
+    }
+    if style:
+        button["style"] = style
+    return button
 
 
 def ticket_blocks(alert: Alert, analysis: Analysis, *, ticket_id: str) -> list[dict[str, Any]]:
@@ -135,6 +187,16 @@ def decided_blocks(
     return [
         _section(f"{icon} *`{action}` on {_clean(device_id)}: {state}*"),
         _context(f"By {who} at {when} · <{record_url}|approval record>"),
+    ]
+
+
+def escalation_blocks(*, by: str, device_id: str, error: str) -> list[dict[str, Any]]:
+    """Render the thread message of an escalation by hand, mentioning who escalated."""
+    return [
+        _section(
+            f":mega: *Escalated to the secondary on-call* by {_mention(by)}\n"
+            f"{_clean(error)} on {_clean(device_id)} needs the secondary on-call now."
+        )
     ]
 
 

@@ -81,6 +81,14 @@ class IncidentRecords(StoreBase):
         result["state"] = IncidentState(result["state"])
         return result
 
+    def list_incidents(self, *, state: IncidentState | None = None, limit: int = 100) -> list[str]:
+        """Return the ids of incidents (in `state`, if given), newest first."""
+        query = sa.select(incidents.c.id).order_by(incidents.c.created_at.desc(), incidents.c.id).limit(limit)
+        if state is not None:
+            query = query.where(incidents.c.state == IncidentState(state))
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
     def update_incident(self, incident_id: str, **values: Any) -> None:
         """Set fields of an incident (severity, analysis, ticket, Slack thread, outcome)."""
         allowed = {"severity", "analysis", "ticket_id", "slack_channel", "slack_ts", "outcome"}

@@ -6,10 +6,11 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from include.names import APPROVERS_VARIABLE, CHANNELS_VARIABLE, DEADLINE_OVERRIDE_ENV
+from include.names import APPROVERS_VARIABLE, CHANNELS_VARIABLE, DEADLINE_OVERRIDE_ENV, RESPONDERS_VARIABLE
 
 if TYPE_CHECKING:
     from include.approval_policy import ApproverPolicy
+    from include.responders import ResponderPolicy
 
 DEFAULT_CHANNEL = "#incidents"
 # What a message is for, as the keys of the `incident_slack_channels` Variable name them; a purpose
@@ -54,6 +55,13 @@ def approver_policy() -> ApproverPolicy:
     from include.approval_policy import ApproverPolicy
 
     return ApproverPolicy.from_config(_variable_json(APPROVERS_VARIABLE))
+
+
+def responder_policy() -> ResponderPolicy:
+    """Return who may acknowledge, escalate, resolve: `incident_responders`, else the approvers' default."""
+    from include.responders import ResponderPolicy
+
+    return ResponderPolicy.from_config(_variable_json(RESPONDERS_VARIABLE), approver_policy())
 
 
 def deadline_override_seconds() -> float | None:

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from incident_ops.api import routes_alerts, routes_approvals, routes_pages, routes_slack
+from incident_ops.api import (
+    routes_alerts,
+    routes_approvals,
+    routes_incidents,
+    routes_pages,
+    routes_slack,
+    routes_slack_commands,
+)
 
 
 def create_app() -> FastAPI:
-    """Create the app: HTML pages, the JSON approvals API and the Slack interactivity endpoint."""
+    """Create the app: HTML pages, the JSON approvals and incidents APIs, and the Slack endpoints."""
     app = FastAPI(
         title="Incident response",
         description=(
@@ -22,6 +29,8 @@ def create_app() -> FastAPI:
     )
     app.include_router(routes_pages.router)
     app.include_router(routes_approvals.router)
+    app.include_router(routes_incidents.router)
     app.include_router(routes_slack.router)
+    app.include_router(routes_slack_commands.router)
     app.include_router(routes_alerts.router)
     return app

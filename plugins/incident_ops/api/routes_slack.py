@@ -1,4 +1,5 @@
-"""Slack interactivity: the Approve and Reject buttons of the approval request message.
+"""Slack interactivity: the approval request's Approve / Reject and the on-call page's Acknowledge /
+Escalate / Resolve buttons.
 
 Order matters: the size is checked before the body is read, the signature on the raw body before
 anything is parsed, and only then is the vote recorded (through `record_decision`, like every
@@ -27,6 +28,7 @@ from include.slack_blocks import mrkdwn_escape
 from include.slack_interactions import (
     BlockAction,
     Clock,
+    IncidentAction,
     InteractionPayloadError,
     SlackSignatureError,
     parse_block_action,
@@ -107,6 +109,32 @@ def decide(action: BlockAction) -> str:
     )
 
 
+def act_on_incident(action: IncidentAction) -> str:
+    """Take an Acknowledge, Escalate or Resolve click and return the text for the person who clicked."""
+    from incident_ops import incident_lifecycle
+    from incident_ops.hooks.incident_store import get_store
+
+    incident_id = mrkdwn_escape(action.incident_id)
+    try:
+        incident_lifecycle.act(
+            get_store(), action.incident_id, action.action, identity=action.identity, channel="slack"
+        )
+    except NotFound:
+        return f"Incident {incident_id} does not exist; nothing was done."
+    except incident_lifecycle.ActionRefused as refused:
+        if refused.code == "conflict":
+            return f"Nothing changed: {mrkdwn_escape(refused.reason)}."
+        return f"You may not {action.action} incident {incident_id}: {mrkdwn_escape(refused.reason)}."
+    except Exception:
+        log.exception("Could not %s incident %s from Slack", action.action, action.incident_id)
+        return f"Could not {action.action} incident {incident_id} because of an error; please try again."
+    return {
+        "acknowledge": f"You acknowledged incident {incident_id}.",
+        "escalate": f"You escalated incident {incident_id}: the secondary on-call is paged.",
+        "resolve": f"You resolved incident {incident_id}; its run finishes without the fix.",
+    }[action.action]
+
+
 def post_reply(response_url: str | None, text: str, settings: SlackSettings) -> None:
     """Show `text` to the person who clicked (ephemeral), through the interaction's response_url."""
     if not response_url:
@@ -129,7 +157,9 @@ def post_reply(response_url: str | None, text: str, settings: SlackSettings) -> 
         log.warning("Slack refused the reply through response_url: HTTP %s", response.status_code)
 
 
-async def _reply_when_done(vote: asyncio.Future, action: BlockAction, settings: SlackSettings) -> None:
+async def _reply_when_done(
+    vote: asyncio.Future, action: BlockAction | IncidentAction, settings: SlackSettings
+) -> None:
     text = await vote
     await run_in_threadpool(post_reply, action.response_url, text, settings)
 
@@ -145,7 +175,42 @@ async def _reply_when_done(vote: asyncio.Future, action: BlockAction, settings: 
     },
 )
 async def slack_interactions(request: Request, background: BackgroundTasks) -> Response:
-    """Receive a Slack interaction (form field `payload`) and record Approve / Reject clicks."""
+    """Receive a Slack interaction (form field `payload`): votes, and the on-call page's buttons."""
+    verified = await verified_slack_body(request)
+    if isinstance(verified, Response):
+        return verified
+    body, settings = verified
+    try:
+        action = parse_block_action(body)
+    except InteractionPayloadError as exc:
+        return _error(status.HTTP_400_BAD_REQUEST, f"malformed interaction payload: {exc}")
+    if action is None:
+        return Response(status_code=status.HTTP_200_OK)
+
+    if isinstance(action, IncidentAction):
+        work, pending = act_on_incident, "Received; the outcome will follow here."
+    else:
+        work, pending = (
+            decide,
+            "Your vote was received and is still being recorded; the outcome will follow here.",
+        )
+    vote = asyncio.get_running_loop().run_in_executor(None, work, action)
+    try:
+        text = await asyncio.wait_for(asyncio.shield(vote), ANSWER_BUDGET_SECONDS)
+    except TimeoutError:
+        text = pending
+        background.add_task(_reply_when_done, vote, action, settings)
+    else:
+        background.add_task(post_reply, action.response_url, text, settings)
+    return JSONResponse({"response_type": "ephemeral", "replace_original": False, "text": text})
+
+
+async def verified_slack_body(request: Request) -> tuple[bytes, SlackSettings] | Response:
+    """Return the body of a request Slack provably signed (and the settings), or the error to answer.
+
+    The size is checked before the body is read and the signature on the raw body before anything
+    parses it: the one gate of every Slack route.
+    """
     if declared_too_large(request.headers, MAX_BODY_BYTES):
         return _error(status.HTTP_413_CONTENT_TOO_LARGE, "request body too large (64 KiB at most)")
     settings = await run_in_threadpool(slack_settings)
@@ -168,21 +233,6 @@ async def slack_interactions(request: Request, background: BackgroundTasks) -> R
             clock=clock,
         )
     except SlackSignatureError as exc:
-        log.warning("Refused a Slack interaction: %s", exc)
+        log.warning("Refused a Slack request: %s", exc)
         return _error(status.HTTP_401_UNAUTHORIZED, f"invalid Slack request signature: {exc}")
-    try:
-        action = parse_block_action(body)
-    except InteractionPayloadError as exc:
-        return _error(status.HTTP_400_BAD_REQUEST, f"malformed interaction payload: {exc}")
-    if action is None:
-        return Response(status_code=status.HTTP_200_OK)
-
-    vote = asyncio.get_running_loop().run_in_executor(None, decide, action)
-    try:
-        text = await asyncio.wait_for(asyncio.shield(vote), ANSWER_BUDGET_SECONDS)
-    except TimeoutError:
-        text = "Your vote was received and is still being recorded; the outcome will follow here."
-        background.add_task(_reply_when_done, vote, action, settings)
-    else:
-        background.add_task(post_reply, action.response_url, text, settings)
-    return JSONResponse({"response_type": "ephemeral", "replace_original": False, "text": text})
+    return body, settings

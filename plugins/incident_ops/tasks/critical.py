@@ -16,18 +16,35 @@ log = logging.getLogger(__name__)
 
 
 def page_oncall(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
-    """Page the on-call engineer in Slack; this message starts the incident's thread."""
-    from incident_ops.links import run_url
-    from include.slack_blocks import incident_header, page_blocks
+    """Page the on-call engineer in Slack (this message starts the incident's thread) and PagerDuty.
+
+    The page carries Acknowledge, Escalate and Resolve; with PagerDuty configured it also triggers
+    an alert whose dedup_key is the incident id (once: a retry finds it on the timeline).
+    """
+    from incident_ops import paging
+    from incident_ops.incident_lifecycle import page_blocks_for
+    from include.slack_blocks import incident_header
 
     alert, analysis = common.alert(ti), common.analysis(ti)
-    return common.deliver(
+    store, incident_id = common.store(), common.incident_id(dag_run)
+    delivery = common.deliver(
         dag_run,
         key="page",
         purpose="oncall",
         text=incident_header(alert, analysis),
-        blocks=page_blocks(alert, analysis, run_url=run_url(dag_run)),
+        blocks=page_blocks_for(store, incident_id),
     )
+    paging.pagerduty_event(store, incident_id, paging.TRIGGER, severity=analysis.severity)
+    return delivery
+
+
+def _resolved_by_hand(dag_run: Any) -> bool:
+    from incident_ops.incident_lifecycle import resolved_by_hand
+
+    if resolved_by_hand(common.store(), common.incident_id(dag_run)):
+        log.info("The incident was resolved by hand; nothing more to do for it")
+        return True
+    return False
 
 
 def _caution(ti: Any) -> Caution:
@@ -58,8 +75,9 @@ def request_approval(ti: Any, dag_run: Any, **_: Any) -> str:
     from include.runbooks import get_runbook
 
     analysis = common.analysis(ti)
+    store = common.store()
     record = approval_lifecycle.request(
-        common.store(),
+        store,
         dag_run=dag_run,
         incident_id=common.incident_id(dag_run),
         alert=common.alert(ti),
@@ -67,6 +85,9 @@ def request_approval(ti: Any, dag_run: Any, **_: Any) -> str:
         runbook=get_runbook(analysis.runbook),
         reasons=_caution(ti).reasons,
     )
+    # Resolved by hand before the record existed: nothing was pending to cancel then.
+    if _resolved_by_hand(dag_run):
+        approval_lifecycle.cancel_pending(store, dag_run.run_id)
     return record.id
 
 
@@ -108,7 +129,11 @@ def _run_action(dag_run: Any, alert: Alert, action: str, *, purpose: str) -> dic
 
 
 def execute_fix(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
-    """Run the recommended action on the device."""
+    """Run the recommended action on the device, unless the incident was resolved by hand meanwhile."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    if _resolved_by_hand(dag_run):
+        raise AirflowSkipException("the incident was resolved by hand; the fix is not run")
     alert, analysis = common.alert(ti), common.analysis(ti)
     outcome = _run_action(dag_run, alert, analysis.recommended_action, purpose="fix")
     common.deliver(
@@ -137,22 +162,36 @@ def automated_containment(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
 
 
 def escalate(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
-    """Escalate a rejected or expired approval: page the secondary on-call and open a ticket."""
+    """Escalate a rejected or expired approval: page the secondary on-call and open a ticket.
+
+    The ticket is a Jira issue when `jira_default` is configured (one per incident, whoever opened
+    it first), and PagerDuty is re-triggered at critical severity when configured.
+    """
+    from incident_ops import paging
     from incident_ops.hooks.http_services import open_ticket
+    from incident_ops.links import run_url
     from include.slack_blocks import text_blocks
 
     alert, analysis = common.alert(ti), common.analysis(ti)
     outcome = common.outcome(ti)
     assert outcome is not None  # required=True
     store, incident_id = common.store(), common.incident_id(dag_run)
-    ticket = open_ticket(
-        incident_id=incident_id,
-        title=f"Escalated: {alert.error} on {alert.device_id}",
-        body=f"{analysis.summary}\nApproval {outcome.state}; {analysis.recommended_action} was not run.",
-        severity=analysis.severity,
+    title = f"Escalated: {alert.error} on {alert.device_id}"
+    body = f"{analysis.summary}\nApproval {outcome.state}; {analysis.recommended_action} was not run."
+    key = paging.jira_issue(
+        store,
+        incident_id,
+        summary=title,
+        description=f"{body}\n\nDiagnosis: {analysis.diagnosis}\n\nRun: {run_url(dag_run)}",
+    )
+    ticket = (
+        {"mode": "jira", "ticket_id": key}
+        if key
+        else open_ticket(incident_id=incident_id, title=title, body=body, severity=analysis.severity)
     )
     store.update_incident(incident_id, ticket_id=ticket["ticket_id"])
     store.add_event(incident_id, "escalated", {"approval": outcome.state, "ticket_id": ticket["ticket_id"]})
+    paging.pagerduty_event(store, incident_id, paging.TRIGGER, severity="critical", reason="escalated")
     text = (
         f"Escalation: approval {outcome.state}, `{analysis.recommended_action}` not run on "
         f"{alert.device_id}. Ticket {ticket['ticket_id']}."

@@ -11,17 +11,29 @@ log = logging.getLogger(__name__)
 
 
 def create_ticket(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
-    """Open a ticket for a warning and post the notice."""
+    """Open a ticket for a warning (a Jira issue when `jira_default` is configured) and post the notice."""
+    from incident_ops import paging
     from incident_ops.hooks.http_services import open_ticket
+    from incident_ops.links import run_url
     from include.slack_blocks import incident_header, ticket_blocks
 
     alert, analysis = common.alert(ti), common.analysis(ti)
     store, incident_id = common.store(), common.incident_id(dag_run)
-    ticket = open_ticket(
-        incident_id=incident_id,
-        title=incident_header(alert, analysis),
-        body=analysis.diagnosis,
-        severity=analysis.severity,
+    key = paging.jira_issue(
+        store,
+        incident_id,
+        summary=incident_header(alert, analysis),
+        description=f"{analysis.summary}\n\nDiagnosis: {analysis.diagnosis}\n\nRun: {run_url(dag_run)}",
+    )
+    ticket = (
+        {"mode": "jira", "ticket_id": key}
+        if key
+        else open_ticket(
+            incident_id=incident_id,
+            title=incident_header(alert, analysis),
+            body=analysis.diagnosis,
+            severity=analysis.severity,
+        )
     )
     store.update_incident(incident_id, ticket_id=ticket["ticket_id"])
     store.add_event(incident_id, "ticket_opened", ticket)

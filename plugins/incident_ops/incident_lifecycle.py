@@ -1,0 +1,213 @@
+"""Acknowledge, escalate and resolve an incident by hand: the same from a Slack button, `/incident`, the API.
+
+Each action goes through :func:`act`, in this order: the incident must exist (`NotFound`), the person
+must be a responder (a refusal is kept on the timeline), the action must change something (else
+`ActionRefused` with code ``conflict``); then the store records it first, and only then are the
+on-call page, PagerDuty and Jira told (their failures are logged, never undo the action).
+
+Resolving by hand does what a resolved alert does: the run's pending approval records are cancelled,
+so the run goes on to `resolve_incident` without the fix (`execute_fix` and `request_approval` check
+the incident's state for the runs that have not got that far).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from include.responders import ACKNOWLEDGE, CONFLICT, ESCALATE, RESOLVE, responder_refusal, state_refusal
+from include.store import IncidentState, IncidentStore
+
+log = logging.getLogger(__name__)
+
+RESOLVED_BY_HAND = "resolved_by_hand"
+
+
+class ActionRefused(Exception):
+    """An incident action that is not taken.
+
+    :param code: ``forbidden`` (not a responder; kept on the timeline) or ``conflict`` (changes nothing).
+    :param reason: Words for the person who asked.
+    """
+
+    def __init__(self, reason: str, *, code: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+def escalated_by(store: IncidentStore, incident_id: str) -> str | None:
+    """Return who escalated the incident ("the run" for an escalated approval), or None."""
+    for event in store.timeline(incident_id):
+        if event["kind"] == "escalated":
+            return (event["detail"] or {}).get("by") or "the run"
+    return None
+
+
+def act(
+    store: IncidentStore,
+    incident_id: str,
+    action: str,
+    *,
+    identity: str,
+    channel: str,
+    role: str | None = None,
+) -> dict[str, Any]:
+    """Take `action` (acknowledge, escalate, resolve) for `identity`; return the incident's document.
+
+    Raises `NotFound` for an unknown incident and `ActionRefused` for a refused or idle action.
+    """
+    from incident_ops import config
+
+    incident = store.get_incident(incident_id)
+    refusal = responder_refusal(config.responder_policy(), identity=identity, channel=channel, role=role)
+    if refusal is not None:
+        store.add_event(
+            incident_id,
+            "action_refused",
+            {"action": action, "by": identity, "channel": channel, "reason": refusal.reason},
+        )
+        raise ActionRefused(refusal.reason, code=refusal.code)
+    idle = state_refusal(
+        action, state=str(incident["state"]), escalated=escalated_by(store, incident_id) is not None
+    )
+    if idle is not None:
+        raise ActionRefused(idle.reason, code=idle.code)
+    {ACKNOWLEDGE: _acknowledge, ESCALATE: _escalate, RESOLVE: _resolve}[action](
+        store, incident, identity=identity, channel=channel
+    )
+    refresh_page(store, incident_id)
+    return store.incident_document(incident_id)
+
+
+def _acknowledge(store: IncidentStore, incident: dict[str, Any], *, identity: str, channel: str) -> None:
+    from incident_ops import paging
+
+    if not store.acknowledge_incident(incident["id"], by=identity):
+        raise ActionRefused("the incident is no longer open", code=CONFLICT)
+    _tell(
+        store,
+        incident["id"],
+        "pagerduty",
+        lambda: paging.pagerduty_event(store, incident["id"], paging.ACKNOWLEDGE, reason="acknowledged"),
+    )
+
+
+def _escalate(store: IncidentStore, incident: dict[str, Any], *, identity: str, channel: str) -> None:
+    from incident_ops import config, paging
+    from incident_ops.links import run_url_for
+    from incident_ops.messaging import deliver
+    from include.slack_blocks import escalation_blocks
+
+    incident_id = incident["id"]
+    store.add_event(incident_id, "escalated", {"by": identity, "channel": channel})
+    who = f"<@{identity.removeprefix('slack:')}>" if identity.startswith("slack:") else identity
+    text = (
+        f"Escalated by {who}: {incident['error']} on {incident['device_id']} needs the secondary on-call now."
+    )
+    try:
+        deliver(
+            store,
+            incident_id=incident_id,
+            key=f"{incident['run_id']}:escalate:by-hand",
+            channel=config.channel_for("secondary"),
+            text=text,
+            blocks=escalation_blocks(by=identity, device_id=incident["device_id"], error=incident["error"]),
+        )
+    except Exception:
+        log.exception("Could not post the escalation of %s in Slack", incident_id)
+    _tell(
+        store,
+        incident_id,
+        "pagerduty",
+        lambda: paging.pagerduty_event(
+            store, incident_id, paging.TRIGGER, severity="critical", reason="escalated"
+        ),
+    )
+    analysis = incident.get("analysis") or {}
+    _tell(
+        store,
+        incident_id,
+        "jira",
+        lambda: paging.jira_issue(
+            store,
+            incident_id,
+            summary=f"Escalated: {incident['error']} on {incident['device_id']}",
+            description=(
+                f"{analysis.get('summary') or ''}\n\nDiagnosis: {analysis.get('diagnosis') or 'none yet'}\n\n"
+                f"Escalated by {identity}. Run: {run_url_for(incident['dag_id'], incident['run_id'])}"
+            ),
+        ),
+    )
+
+
+def _resolve(store: IncidentStore, incident: dict[str, Any], *, identity: str, channel: str) -> None:
+    from incident_ops import approval_lifecycle, paging
+
+    if not store.resolve_incident(incident["id"], outcome=RESOLVED_BY_HAND, by=identity):
+        raise ActionRefused("the incident is already resolved", code=CONFLICT)
+    cancelled = approval_lifecycle.cancel_pending(store, incident["run_id"])
+    log.info("Incident %s resolved by %s; cancelled %s", incident["id"], identity, cancelled or "nothing")
+    paging.incident_resolved(store, incident["id"])
+
+
+def _tell(store: IncidentStore, incident_id: str, name: str, send: Any) -> None:
+    """Run one outside notification; a failure is logged and kept on the timeline, never raised."""
+    try:
+        send()
+    except Exception as exc:
+        log.warning("Could not tell %s about %s: %s", name, incident_id, type(exc).__name__)
+        store.add_event(incident_id, f"{name}_failed", {"error": type(exc).__name__})
+
+
+def resolved_by_hand(store: IncidentStore, incident_id: str) -> bool:
+    """Say whether the incident was resolved before the run finished (the run then skips the fix)."""
+    return store.get_incident(incident_id)["state"] is IncidentState.RESOLVED
+
+
+# -- the on-call page --------------------------------------------------------------------------------
+
+
+def page_blocks_for(store: IncidentStore, incident_id: str) -> list[dict[str, Any]]:
+    """Render the incident's on-call page as its state stands now."""
+    from incident_ops.links import run_url_for
+    from include.models import Alert, Analysis
+    from include.slack_blocks import page_blocks
+
+    incident = store.get_incident(incident_id)
+    return page_blocks(
+        Alert.model_validate(incident["alert"]),
+        Analysis.model_validate(incident["analysis"]),
+        run_url=run_url_for(incident["dag_id"], incident["run_id"]),
+        incident_id=incident_id,
+        state=str(incident["state"]),
+        acknowledged_by=incident.get("acknowledged_by"),
+        escalated_by=escalated_by(store, incident_id),
+        resolved_by=incident.get("resolved_by"),
+    )
+
+
+def refresh_page(store: IncidentStore, incident_id: str) -> bool:
+    """Replace the posted on-call page with its current state; False when there is none to update."""
+    from incident_ops.messaging import update
+    from include.models import Alert, Analysis
+    from include.slack_blocks import incident_header
+
+    incident = store.get_incident(incident_id)
+    page = next((m for m in store.messages(incident_id) if m["key"] == f"{incident['run_id']}:page"), None)
+    if page is None or page["state"] != "sent" or not page["slack_ts"] or not incident.get("analysis"):
+        return False
+    try:
+        header = incident_header(
+            Alert.model_validate(incident["alert"]), Analysis.model_validate(incident["analysis"])
+        )
+        # The page starts the thread: its channel is the thread's.
+        return update(
+            channel=incident["slack_channel"],
+            ts=page["slack_ts"],
+            text=f"{header} ({incident['state']})",
+            blocks=page_blocks_for(store, incident_id),
+        )
+    except Exception:
+        log.exception("Could not update the on-call page of %s", incident_id)
+        return False
