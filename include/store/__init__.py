@@ -30,6 +30,7 @@ from include.store.records import (
     utcnow,
 )
 from include.store.schema import metadata
+from include.store.stats import IncidentStats
 
 __all__ = [
     "DECIDED_STATES",
@@ -53,7 +54,7 @@ __all__ = [
 ]
 
 
-class IncidentStore(IncidentRecords, ApprovalRecords, AlertIntake, StoreBase):
+class IncidentStore(IncidentRecords, ApprovalRecords, AlertIntake, IncidentStats, StoreBase):
     """Reads and writes the incident store at one database URL."""
 
     def incident_document(self, incident_id: str) -> dict[str, Any]:

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from incident_ops.api import routes_alerts, routes_approvals, routes_pages, routes_slack
+from incident_ops.api import (
+    routes_alerts,
+    routes_approvals,
+    routes_incident_pages,
+    routes_metrics,
+    routes_pages,
+    routes_slack,
+)
 
 
 def create_app() -> FastAPI:
-    """Create the app: HTML pages, the JSON approvals API and the Slack interactivity endpoint."""
+    """Create the app: HTML pages, the JSON approvals API, Slack interactivity, webhooks and metrics."""
     app = FastAPI(
         title="Incident response",
         description=(
@@ -21,7 +28,9 @@ def create_app() -> FastAPI:
         redoc_url=None,
     )
     app.include_router(routes_pages.router)
+    app.include_router(routes_incident_pages.router)
     app.include_router(routes_approvals.router)
     app.include_router(routes_slack.router)
     app.include_router(routes_alerts.router)
+    app.include_router(routes_metrics.router)
     return app
