@@ -43,6 +43,27 @@ def empty_histogram(bounds: tuple[float, ...]) -> Histogram:
     return Histogram(bounds=bounds, cumulative=(0,) * len(bounds), count=0, total=0.0)
 
 
+def histogram_of(bounds: tuple[float, ...], per_bucket: list[int], total: float) -> Histogram:
+    """Return the histogram of counts per bucket (one per bound, then the overflow past the last)."""
+    cumulative, running = [], 0
+    for count in per_bucket[: len(bounds)]:
+        running += count
+        cumulative.append(running)
+    return Histogram(bounds=bounds, cumulative=tuple(cumulative), count=sum(per_bucket), total=total)
+
+
+def merged(histograms: list[Histogram], bounds: tuple[float, ...]) -> Histogram:
+    """Return the histogram of all the observations of `histograms` (with the same bounds)."""
+    if not histograms:
+        return empty_histogram(bounds)
+    return Histogram(
+        bounds=bounds,
+        cumulative=tuple(sum(h.cumulative[i] for h in histograms) for i in range(len(bounds))),
+        count=sum(h.count for h in histograms),
+        total=sum(h.total for h in histograms),
+    )
+
+
 def _bound(value: float) -> str:
     return str(float(value))
 

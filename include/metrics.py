@@ -13,11 +13,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from include.incident_stats import SEVERITIES
+from include.incident_stats import LATENCY_BUCKETS, SEVERITIES, Histogram, merged
 from include.redaction import redact_value
 
 if TYPE_CHECKING:
-    from include.incident_stats import Histogram
     from include.store import IncidentStore
 
 PREFIX = "incident_response"
@@ -98,18 +97,20 @@ class StoreCollector(Collector):
             "AI steps that asked the model, by step and outcome (answered, or fallback to the rules)",
             labels=["step", "outcome"],
         )
-        for (step, outcome), count in sorted(store.model_call_counts().items()):
-            calls.add_metric(_labels(step, outcome), count)
-        yield calls
-
         latency = HistogramMetricFamily(
             f"{PREFIX}_model_latency",
             "Latency of AI steps that asked the model, by step",
             labels=["step"],
             unit="seconds",
         )
-        for step, histogram in sorted(store.model_latency().items()):
-            latency.add_metric(_labels(step), buckets=histogram.buckets(), sum_value=histogram.total)
+        by_step: dict[str, list[Histogram]] = {}
+        for (step, outcome), histogram in sorted(store.model_calls().items()):
+            calls.add_metric(_labels(step, outcome), histogram.count)
+            by_step.setdefault(step, []).append(histogram)
+        for step, histograms in by_step.items():
+            total = merged(histograms, LATENCY_BUCKETS)
+            latency.add_metric(_labels(step), buckets=total.buckets(), sum_value=total.total)
+        yield calls
         yield latency
 
         webhooks = CounterMetricFamily(

@@ -18,6 +18,7 @@ from include.incident_stats import (
     Histogram,
     WindowStats,
     empty_histogram,
+    histogram_of,
     severity_label,
 )
 from include.store.records import ACTIVE_INCIDENT_STATES, PENDING, IncidentState, aware, utcnow
@@ -57,28 +58,31 @@ class IncidentStats:
     def _histogram(
         self, value: ColumnElement, bounds: tuple[float, ...], *where: Any, group_by: tuple = ()
     ) -> dict[tuple, Histogram]:
-        """Return a histogram of `value` (NULLs left out) per group, from one query."""
-        observed = value.isnot(None)
-        columns = [
-            *group_by,
-            *(sa.func.sum(sa.case((value <= bound, 1), else_=0)) for bound in bounds),
-            sa.func.count(value),
-            sa.func.coalesce(sa.func.sum(value), 0.0),
-        ]
-        query = sa.select(*columns).where(observed, *where)
-        if group_by:
-            query = query.group_by(*group_by)
-        found: dict[tuple, Histogram] = {}
-        with self.engine.connect() as conn:
-            for row in conn.execute(query):
-                keys, rest = tuple(row[: len(group_by)]), row[len(group_by) :]
-                found[keys] = Histogram(
-                    bounds=bounds,
-                    cumulative=tuple(int(c or 0) for c in rest[: len(bounds)]),
-                    count=int(rest[len(bounds)] or 0),
-                    total=float(rest[len(bounds) + 1] or 0.0),
-                )
-        return found
+        """Return a histogram of `value` (NULLs left out) per group, from one query.
+
+        Each row's value is computed once (a materialised CTE: date and JSON parsing is the cost),
+        then the rows are counted per bucket.
+        """
+        observed = (
+            sa.select(*(c.label(f"g{i}") for i, c in enumerate(group_by)), value.label("v"))
+            .where(*where)
+            .cte("observed")
+            .prefix_with("MATERIALIZED")
+        )
+        v, groups = observed.c.v, [observed.c[f"g{i}"] for i in range(len(group_by))]
+        bucket = sa.case(*((v <= bound, i) for i, bound in enumerate(bounds)), else_=len(bounds))
+        query = (
+            sa.select(*groups, bucket, sa.func.count(), sa.func.sum(v))
+            .where(v.isnot(None))
+            .group_by(*groups, bucket)
+        )
+        counts: dict[tuple, list[int]] = {}
+        totals: dict[tuple, float] = {}
+        for row in self._rows(query):
+            keys, (index, count, total) = tuple(row[: len(groups)]), row[len(groups) :]
+            counts.setdefault(keys, [0] * (len(bounds) + 1))[int(index)] += int(count)
+            totals[keys] = totals.get(keys, 0.0) + float(total or 0.0)
+        return {keys: histogram_of(bounds, per_bucket, totals[keys]) for keys, per_bucket in counts.items()}
 
     def _rows(self, query: sa.Select) -> list[sa.Row]:
         with self.engine.connect() as conn:
@@ -125,12 +129,14 @@ class IncidentStats:
     def time_to_acknowledge(self) -> Histogram:
         """Return the histogram of seconds from arrival to acknowledgement, over all incidents."""
         value = self._seconds(incidents.c.acknowledged_at, incidents.c.created_at)
-        return self._histogram(value, DURATION_BUCKETS).get((), empty_histogram(DURATION_BUCKETS))
+        found = self._histogram(value, DURATION_BUCKETS, incidents.c.acknowledged_at.isnot(None))
+        return found.get((), empty_histogram(DURATION_BUCKETS))
 
     def time_to_resolve(self) -> Histogram:
         """Return the histogram of seconds from arrival to resolution, over all incidents."""
         value = self._seconds(incidents.c.resolved_at, incidents.c.created_at)
-        return self._histogram(value, DURATION_BUCKETS).get((), empty_histogram(DURATION_BUCKETS))
+        found = self._histogram(value, DURATION_BUCKETS, incidents.c.resolved_at.isnot(None))
+        return found.get((), empty_histogram(DURATION_BUCKETS))
 
     def window_stats(self, label: str, since: datetime, *, dag_ids: set[str] | None = None) -> WindowStats:
         """Return the incidents opened since `since` with their MTTA and MTTR (means, in seconds)."""
@@ -215,26 +221,16 @@ class IncidentStats:
 
     # -- AI steps --------------------------------------------------------------------------------
 
-    def _model_columns(self) -> tuple[ColumnElement, ColumnElement, ColumnElement]:
+    def model_calls(self) -> dict[tuple[str, str], Histogram]:
+        """Return the AI steps that asked the model with their latency in seconds, by (step, outcome).
+
+        The outcome is ``answered`` when the model's answer was used, ``fallback`` when the rules answered.
+        """
         step = sa.func.coalesce(events.c.detail["step"].as_string(), "unknown")
-        # A step "answered" when the model's answer was used; anything else fell back to the rules.
         outcome = sa.case((events.c.detail["analyzer"].as_string() == "llm", "answered"), else_="fallback")
-        latency = events.c.detail["latency_ms"].as_float() / 1000.0
-        return step, outcome, latency
-
-    def model_call_counts(self) -> dict[tuple[str, str], int]:
-        """Return how many AI steps asked the model, by (step, outcome: answered or fallback)."""
-        step, outcome, _ = self._model_columns()
-        query = (
-            sa.select(step, outcome, sa.func.count()).where(events.c.kind == LLM_CALL).group_by(step, outcome)
-        )
-        return {(s, o): int(count) for s, o, count in self._rows(query)}
-
-    def model_latency(self) -> dict[str, Histogram]:
-        """Return the histogram of AI step latencies in seconds, by step."""
-        step, _, latency = self._model_columns()
-        found = self._histogram(latency, LATENCY_BUCKETS, events.c.kind == LLM_CALL, group_by=(step,))
-        return {keys[0]: histogram for keys, histogram in found.items()}
+        latency = sa.func.coalesce(events.c.detail["latency_ms"].as_float(), 0) / 1000.0
+        found = self._histogram(latency, LATENCY_BUCKETS, events.c.kind == LLM_CALL, group_by=(step, outcome))
+        return {(s, o): histogram for (s, o), histogram in found.items()}
 
     # -- webhook requests ------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from include.incident_stats import DURATION_BUCKETS, daily_series, human_duration
+from include.incident_stats import DURATION_BUCKETS, LATENCY_BUCKETS, daily_series, human_duration, merged
 from include.store import IncidentStore
 from include.store.schema import incidents
 from tests.unit.test_store import PG_DSN
@@ -151,8 +151,11 @@ def test_approvals_model_calls_and_webhook_counts(store):
 
     assert store.pending_approval_counts() == (2, 1)
     assert store.approval_outcomes() == {"cancelled": 1}
-    assert store.model_call_counts() == {("report", "answered"): 1, ("report", "fallback"): 1}
-    latency = store.model_latency()["report"]
+    assert {k: h.count for k, h in store.model_calls().items()} == {
+        ("report", "answered"): 1,
+        ("report", "fallback"): 1,
+    }
+    latency = merged(list(store.model_calls().values()), LATENCY_BUCKETS)
     assert latency.count == 2 and latency.total == pytest.approx(70.25)
     assert latency.cumulative[0] == 1 and latency.cumulative[-1] == 2
     assert store.webhook_request_counts() == {("alertmanager", "202"): 2, ("alertmanager", "401"): 1}
