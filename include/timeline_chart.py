@@ -7,7 +7,7 @@ with coordinates; the page's template draws them as SVG (server-side, escaped by
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from include.incident_stats import human_duration
@@ -84,14 +84,15 @@ class Chart:
 
 
 def _parse(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value
+    """Return a timestamp as an aware datetime (naive ones, as SQLite returns them, are UTC)."""
     if isinstance(value, str):
         try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             return None
-    return None
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _event_point(event: dict[str, Any]) -> Point | None:
@@ -130,6 +131,8 @@ def _event_point(event: dict[str, Any]) -> Point | None:
     if kind in simple:
         lane, css, label = simple[kind]
         return Point(at, lane, css, label)
+    if kind == "approval_requested":
+        return Point(at, APPROVAL, "approval", f"Approval requested: {detail.get('action', '')}")
     if kind.startswith("approval_"):
         return Point(at, APPROVAL, "approval", f"Approval {kind.removeprefix('approval_')}")
     if kind.startswith("action_"):
@@ -153,7 +156,9 @@ def timeline_points(document: dict[str, Any], messages: list[dict[str, Any]] = (
         point = _event_point(event)
         if point is not None:
             points.append(point)
-    for record in document.get("approvals") or []:
+    # Stores from before the "approval_requested" entry have only the record's creation time.
+    logged = any(e.get("kind") == "approval_requested" for e in document.get("timeline") or [])
+    for record in [] if logged else document.get("approvals") or []:
         requested = _parse(record.get("created_at"))
         if requested is not None:
             points.append(

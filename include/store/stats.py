@@ -178,15 +178,15 @@ class IncidentStats:
     def list_incidents(
         self,
         *,
-        state: str | None = None,
+        states: tuple[str, ...] = (),
         severity: str | None = None,
         dag_ids: set[str] | None = None,
         limit: int = 100,
     ) -> list[dict[str, Any]]:
-        """Return the newest incidents, filtered by state and severity, newest first."""
+        """Return the newest incidents in any of `states` (all when empty) and of `severity`, newest first."""
         query = sa.select(*(incidents.c[name] for name in LIST_COLUMNS))
-        if state:
-            query = query.where(incidents.c.state == state)
+        if states:
+            query = query.where(incidents.c.state.in_([str(state) for state in states]))
         if severity:
             query = query.where(incidents.c.severity == severity)
         if dag_ids is not None:

@@ -121,8 +121,9 @@ def test_list_is_newest_first_and_filtered(store):
     new = _incident(store, 2, opened=NOW - timedelta(hours=1), severity="warning")
 
     assert [r["id"] for r in store.list_incidents()] == [new, old]
-    assert [r["id"] for r in store.list_incidents(state="resolved")] == [old]
+    assert [r["id"] for r in store.list_incidents(states=("resolved",))] == [old]
     assert [r["id"] for r in store.list_incidents(severity="warning")] == [new]
+    assert [r["id"] for r in store.list_incidents(states=("open", "resolved"), limit=1)] == [new]
     assert store.list_incidents(dag_ids={"another_dag"}) == []
     assert store.list_incidents()[0]["created_at"].tzinfo is not None
     assert store.incident_dag_ids() == {"incident_response"}

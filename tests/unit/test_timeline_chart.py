@@ -94,7 +94,9 @@ def _document(**overrides):
 
 
 def test_points_cover_alert_to_resolution_on_their_lanes():
-    messages = [{"key": "manual__x:page", "sent_at": T0 + timedelta(seconds=5)}, {"key": "manual__x:fix"}]
+    # The store hands out the outbox's times as SQLite keeps them: naive, in UTC.
+    sent = (T0 + timedelta(seconds=5)).replace(tzinfo=None)
+    messages = [{"key": "manual__x:page", "sent_at": sent}, {"key": "manual__x:fix"}]
     points = timeline_points(_document(), messages)
 
     assert [p.label for p in points][:2] == ["Alert started", "Incident opened"]
@@ -107,6 +109,14 @@ def test_points_cover_alert_to_resolution_on_their_lanes():
     assert by_label["Resolved: fixed"].lane == RESOLUTION
     assert [p.at for p in points] == sorted(p.at for p in points)
     assert "something_new" not in " ".join(p.label for p in points)  # left to the table
+
+
+def test_a_logged_approval_request_is_drawn_once():
+    entry = {"at": _at(101), "kind": "approval_requested", "detail": {"action": "restart_pump"}}
+    document = _document()
+    document["timeline"].append(entry)
+    labels = [p.label for p in timeline_points(document)]
+    assert labels.count("Approval requested: restart_pump") == 1
 
 
 def test_layout_scales_time_from_first_to_last_and_draws_ai_latency():

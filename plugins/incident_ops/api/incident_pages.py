@@ -23,6 +23,7 @@ FILTERED_LIMIT = 200
 CHART_DAYS = 7
 WINDOWS = (("Last 24 h", 24), ("Last 7 days", 24 * 7))
 REPORT_KEY = ":final_report"
+ACTIVE = (IncidentState.OPEN, IncidentState.ACKNOWLEDGED)
 
 
 def list_context(
@@ -31,23 +32,16 @@ def list_context(
     """Return the list: open and recent (or filtered) incidents, counts, MTTA and MTTR, the chart."""
     now = utcnow()
     if state:
-        sections = [
-            (
-                "Incidents",
-                store.list_incidents(state=state, severity=severity, dag_ids=dag_ids, limit=FILTERED_LIMIT),
-            )
-        ]
-    else:
-        active = [
-            row
-            for kind in (IncidentState.OPEN, IncidentState.ACKNOWLEDGED)
-            for row in store.list_incidents(state=kind, severity=severity, dag_ids=dag_ids, limit=OPEN_LIMIT)
-        ]
-        active.sort(key=lambda row: row["created_at"], reverse=True)
-        recent = store.list_incidents(
-            state=IncidentState.RESOLVED, severity=severity, dag_ids=dag_ids, limit=RECENT_LIMIT
+        filtered = store.list_incidents(
+            states=(state,), severity=severity, dag_ids=dag_ids, limit=FILTERED_LIMIT
         )
-        sections = [("Open and acknowledged", active[:OPEN_LIMIT]), ("Recently resolved", recent)]
+        sections = [("Incidents", filtered)]
+    else:
+        active = store.list_incidents(states=ACTIVE, severity=severity, dag_ids=dag_ids, limit=OPEN_LIMIT)
+        recent = store.list_incidents(
+            states=(IncidentState.RESOLVED,), severity=severity, dag_ids=dag_ids, limit=RECENT_LIMIT
+        )
+        sections = [("Open and acknowledged", active), ("Recently resolved", recent)]
     windows = [
         store.window_stats(label, window_start(now, hours), dag_ids=dag_ids) for label, hours in WINDOWS
     ]
