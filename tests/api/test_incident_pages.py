@@ -1,12 +1,18 @@
 """The incident pages: the list, one incident with its chart, the postmortem; auth, escaping, unknown ids."""
 
+# The LLM fixtures are imported into this module; their use as parameters is not a redefinition.
+# ruff: noqa: F811
+
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 
 from tests.api.helpers import PREFIX, make_record
+from tests.fakes.llm_fixtures import llm_connection, llm_server  # noqa: F401
+from tests.fakes.llm_server import Reply
 
 HOSTILE_DEVICE = '<img src=x onerror="alert(1)">'
 HOSTILE_MESSAGE = "<script>alert('pwned')</script> password=hunter2secret"
@@ -145,3 +151,31 @@ def test_strangers_see_no_list(client, store):
     make_record(store)
     response = client.get(f"{PREFIX}/incidents")
     assert response.status_code == 401 and "PUMP-07B" not in response.text
+
+
+def test_the_model_writes_the_postmortem_narrative_and_the_facts_stay(
+    as_user, store, llm_server, llm_connection
+):
+    incident_id = _incident(store, message="call jane@example.com")
+    narrative = f"Incident {incident_id} on PUMP-07B was fixed after alice approved restart_pump."
+    llm_server.enqueue(Reply.json({"report": narrative}))
+
+    text = as_user("victor").get(f"{PREFIX}/incidents/{incident_id}/postmortem.md").text
+
+    summary = text.split("## Summary")[1].split("## Impact")[0]
+    assert "was fixed after alice approved restart\\_pump." in summary
+    assert "written by the model" in summary
+    assert "- Confirmed by: alice" in text and "| vote |" in text  # the record, not the model
+    [request] = llm_server.requests
+    sent = json.dumps(request.body)
+    assert "postmortem" in sent and incident_id in sent and "jane@example.com" not in sent
+
+
+def test_a_narrative_that_drops_the_outcome_is_not_used(as_user, store, llm_server, llm_connection):
+    incident_id = _incident(store)
+    llm_server.default = Reply.json({"report": f"Incident {incident_id}: all is well, nothing happened."})
+
+    text = as_user("alice").get(f"{PREFIX}/incidents/{incident_id}/postmortem.md").text
+
+    assert "nothing happened" not in text
+    assert "written by the product" in text and "Outcome: fixed." in text
