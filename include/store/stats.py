@@ -221,15 +221,37 @@ class IncidentStats:
 
     # -- AI steps --------------------------------------------------------------------------------
 
+    def _llm_calls(self) -> tuple[ColumnElement, ColumnElement, ColumnElement]:
+        """Return the step, analyser and latency (ms) of the AI step entries, each entry parsed once.
+
+        Parsing the JSON is what costs: one pass over the entries pulls the three fields together.
+        """
+        where = events.c.kind == LLM_CALL
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import JSONB
+
+            parsed = sa.select(sa.cast(events.c.detail, JSONB).label("d")).where(where)
+            calls = parsed.cte("llm_calls").prefix_with("MATERIALIZED")
+            detail = calls.c.d
+            return (
+                detail["step"].astext,
+                detail["analyzer"].astext,
+                detail["latency_ms"].astext.cast(sa.Float),
+            )
+        packed = sa.func.json_extract(events.c.detail, "$.step", "$.analyzer", "$.latency_ms")
+        calls = sa.select(packed.label("a")).where(where).cte("llm_calls").prefix_with("MATERIALIZED")
+        return tuple(sa.func.json_extract(calls.c.a, f"$[{i}]") for i in range(3))
+
     def model_calls(self) -> dict[tuple[str, str], Histogram]:
         """Return the AI steps that asked the model with their latency in seconds, by (step, outcome).
 
         The outcome is ``answered`` when the model's answer was used, ``fallback`` when the rules answered.
         """
-        step = sa.func.coalesce(events.c.detail["step"].as_string(), "unknown")
-        outcome = sa.case((events.c.detail["analyzer"].as_string() == "llm", "answered"), else_="fallback")
-        latency = sa.func.coalesce(events.c.detail["latency_ms"].as_float(), 0) / 1000.0
-        found = self._histogram(latency, LATENCY_BUCKETS, events.c.kind == LLM_CALL, group_by=(step, outcome))
+        step, analyzer, latency_ms = self._llm_calls()
+        step = sa.func.coalesce(step, "unknown")
+        outcome = sa.case((analyzer == "llm", "answered"), else_="fallback")
+        latency = sa.func.coalesce(latency_ms, 0) / 1000.0
+        found = self._histogram(latency, LATENCY_BUCKETS, group_by=(step, outcome))
         return {(s, o): histogram for (s, o), histogram in found.items()}
 
     # -- webhook requests ------------------------------------------------------------------------
