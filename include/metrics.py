@@ -44,7 +44,7 @@ class StoreCollector(Collector):
         store = self.store
         incidents = CounterMetricFamily(
             f"{PREFIX}_incidents",
-            "Incidents opened, by severity and alert source",
+            "Incidents opened (counted once diagnosed), by severity and alert source",
             labels=["severity", "source"],
         )
         for (severity, source), count in sorted(store.incident_totals().items()):

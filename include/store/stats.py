@@ -91,9 +91,15 @@ class IncidentStats:
     # -- incidents -------------------------------------------------------------------------------
 
     def incident_totals(self) -> dict[tuple[str, str], int]:
-        """Return how many incidents were opened, by (severity, source)."""
-        query = sa.select(incidents.c.severity, incidents.c.source, sa.func.count()).group_by(
-            incidents.c.severity, incidents.c.source
+        """Return how many incidents were opened, by (severity, source), counting each once diagnosed.
+
+        An incident has no severity until the diagnosis: counting it under "unknown" first would make
+        that series go down later, which Prometheus reads as a counter reset.
+        """
+        query = (
+            sa.select(incidents.c.severity, incidents.c.source, sa.func.count())
+            .where(incidents.c.severity.isnot(None))
+            .group_by(incidents.c.severity, incidents.c.source)
         )
         totals: dict[tuple[str, str], int] = {}
         for severity, source, count in self._rows(query):
