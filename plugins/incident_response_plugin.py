@@ -79,14 +79,14 @@ class LazyMiddleware:
         await self.middleware(scope, receive, send)
 
 
-def _approvals_href() -> str:
+def _page_href(page: str) -> str:
     # The API server may live under a path ([api] base_url = https://host/airflow/).
     root = urlsplit(conf.get("api", "base_url", fallback="") or "").path.rstrip("/")
-    return f"{root}{URL_PREFIX}/approvals"
+    return f"{root}{URL_PREFIX}/{page}"
 
 
 class IncidentResponsePlugin(AirflowPlugin):
-    """Serve the approval pages, the approvals JSON API and Slack interactivity; link them in the UI nav."""
+    """Serve the pages, the JSON API, Slack interactivity, webhooks and metrics; link the pages in the nav."""
 
     name = "incident_response"
     fastapi_apps = [{"app": LazyApp(APP_FACTORY), "url_prefix": URL_PREFIX, "name": "Incident response"}]
@@ -104,9 +104,16 @@ class IncidentResponsePlugin(AirflowPlugin):
     external_views = [
         {
             "name": "Incident approvals",
-            "href": _approvals_href(),
+            "href": _page_href("approvals"),
             "url_route": "incident-approvals",
             "destination": "nav",
             "category": "browse",
-        }
+        },
+        {
+            "name": "Incidents",
+            "href": _page_href("incidents"),
+            "url_route": "incidents",
+            "destination": "nav",
+            "category": "browse",
+        },
     ]

@@ -29,6 +29,7 @@ from include.store.records import (
     utcnow,
 )
 from include.store.schema import metadata
+from include.store.stats import IncidentStats
 
 __all__ = [
     "DECIDED_STATES",
@@ -52,7 +53,7 @@ __all__ = [
 ]
 
 
-class IncidentStore(AlertIntake, ApprovalRecords):
+class IncidentStore(AlertIntake, ApprovalRecords, IncidentStats):
     """Reads and writes the incident store at one database URL."""
 
     def incident_document(self, incident_id: str) -> dict[str, Any]:

@@ -135,3 +135,14 @@ incident_key_locks = sa.Table(
     sa.Column("incident_key", sa.String(64), primary_key=True),
     sa.Column("touched_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# Webhook requests answered, by sender and HTTP status: one row each, its count raised in place, so
+# every api-server process (and a restart) reports the same totals to Prometheus.
+webhook_requests = sa.Table(
+    "ir_webhook_requests",
+    metadata,
+    sa.Column("source", sa.String(32), primary_key=True),
+    sa.Column("status", sa.String(8), primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)

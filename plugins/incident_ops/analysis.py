@@ -252,22 +252,26 @@ def diagnose_with_record(alert: Alert, enrichment: Enrichment, summary: dict[str
     return Diagnosis(_fallback(rules, record.fallback_reason or "unknown"), record.to_dict())
 
 
-def write_report_with_record(plain_report: str) -> tuple[str, dict[str, Any]]:
-    """Return the final report and the record of how it was written.
+def write_report_with_record(
+    plain_report: str, *, prompt_id: str | None = None, step: str = "report"
+) -> tuple[str, dict[str, Any]]:
+    """Return the final report (or, with another `prompt_id`, a text written from it) and its record.
 
     The model rewrites the plain report when configured and its answer keeps the incident id and
     the outcome; otherwise the plain report is the report. Never raises.
     """
-    from include.prompting import build_report_prompt
+    from include.prompting import REPORT_PROMPT, build_report_prompt
 
     def work(record: CallRecord) -> str | None:
         hook = _hook()
-        prompt = build_report_prompt(plain_report, redactor=_redactor(hook))
+        prompt = build_report_prompt(
+            plain_report, redactor=_redactor(hook), prompt_id=prompt_id or REPORT_PROMPT
+        )
 
         def parse(reply: ChatReply) -> str:
             return parse_report(reply, plain_report=plain_report)
 
         return _ask(hook, prompt, record, parse)
 
-    report, record = _guarded("report", work)
+    report, record = _guarded(step, work)
     return (report if report is not None else plain_report), record.to_dict()

@@ -49,11 +49,14 @@ def test_nav_link_is_an_external_view_listed_by_the_plugins_api(client, tokens):
     response = client.get("/api/v2/plugins", headers=bearer(tokens["admin"]))
     assert response.status_code == 200, response.text
     [plugin] = [p for p in response.json()["plugins"] if p["name"] == "incident_response"]
-    [view] = plugin["external_views"]
-    assert view["name"] == "Incident approvals"
-    assert view["href"] == f"{PREFIX}/approvals"
-    assert view["destination"] == "nav"
-    assert view["url_route"] == "incident-approvals"
+    approvals, incidents = plugin["external_views"]
+    assert approvals["name"] == "Incident approvals"
+    assert approvals["href"] == f"{PREFIX}/approvals"
+    assert approvals["destination"] == "nav"
+    assert approvals["url_route"] == "incident-approvals"
+    assert incidents["name"] == "Incidents"
+    assert incidents["href"] == f"{PREFIX}/incidents"
+    assert (incidents["destination"], incidents["url_route"]) == ("nav", "incidents")
     assert plugin["fastapi_apps"][0]["url_prefix"] == PREFIX
 
 

@@ -7,7 +7,9 @@ from fastapi import FastAPI
 from incident_ops.api import (
     routes_alerts,
     routes_approvals,
+    routes_incident_pages,
     routes_incidents,
+    routes_metrics,
     routes_pages,
     routes_slack,
     routes_slack_commands,
@@ -15,7 +17,7 @@ from incident_ops.api import (
 
 
 def create_app() -> FastAPI:
-    """Create the app: HTML pages, the JSON approvals and incidents APIs, and the Slack endpoints."""
+    """Create the app: HTML pages, the JSON approvals and incidents APIs, Slack, webhooks and metrics."""
     app = FastAPI(
         title="Incident response",
         description=(
@@ -28,9 +30,11 @@ def create_app() -> FastAPI:
         redoc_url=None,
     )
     app.include_router(routes_pages.router)
+    app.include_router(routes_incident_pages.router)
     app.include_router(routes_approvals.router)
     app.include_router(routes_incidents.router)
     app.include_router(routes_slack.router)
     app.include_router(routes_slack_commands.router)
     app.include_router(routes_alerts.router)
+    app.include_router(routes_metrics.router)
     return app

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from incident_ops.api.body import BodyTooLarge, declared_too_large, parse_json, read_limited
+from incident_ops.api.request_counts import counted_by_source
 from incident_ops.intake import IntakeError, process
 from include.alert_sources import WEBHOOK_SOURCES, Batch, PayloadError, TooManyAlertsError, normalise
 from include.names import WEBHOOK_CONN_ID, WEBHOOK_TOKEN_ENV
@@ -139,6 +140,7 @@ UNAUTHORIZED = (
         }
     },
 )
+@counted_by_source
 async def receive_alerts(
     request: Request,
     source: str = Path(description=f"One of {', '.join(WEBHOOK_SOURCES)}", max_length=32),

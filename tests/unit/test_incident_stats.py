@@ -1,0 +1,177 @@
+"""The aggregates behind the incident list and the metrics, in SQL on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from include.incident_stats import DURATION_BUCKETS, LATENCY_BUCKETS, daily_series, human_duration, merged
+from include.store import IncidentStore
+from include.store.schema import incidents
+from tests.unit.test_store import PG_DSN
+
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IncidentStore]:
+    """Return an empty store: a SQLite file, or a throw-away PostgreSQL database of its own."""
+    if request.param == "sqlite":
+        opened = IncidentStore.from_url(f"sqlite:///{tmp_path / 'stats.db'}")
+        yield opened
+        opened.engine.dispose()
+        return
+    psycopg2 = pytest.importorskip("psycopg2")
+    try:
+        admin = psycopg2.connect(**PG_DSN)
+    except psycopg2.OperationalError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is not reachable: {exc}")
+        pytest.skip(f"PostgreSQL is not reachable: {exc}")
+    admin.autocommit = True
+    name = f"ir_stats_{uuid.uuid4().hex[:10]}"
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    opened = IncidentStore.from_url(
+        f"postgresql+psycopg2://postgres@{PG_DSN['host']}:{PG_DSN['port']}/{name}"
+    )
+    try:
+        yield opened
+    finally:
+        opened.engine.dispose()
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def _incident(
+    store, n: int, *, severity="critical", source="api", opened=NOW, ack=None, resolved=None
+) -> str:
+    """Write an incident row with known times (as the lifecycle would have, at those moments)."""
+    incident_id = store.open_incident(
+        dag_id="incident_response",
+        run_id=f"run-{n}",
+        incident_key=f"key-{n}",
+        alert={"device_id": f"D-{n}", "error": "E", "source": source},
+    )
+    state = "resolved" if resolved is not None else ("acknowledged" if ack is not None else "open")
+    values = {
+        "severity": severity,
+        "state": state,
+        "created_at": opened,
+        "acknowledged_at": opened + timedelta(seconds=ack) if ack is not None else None,
+        "resolved_at": opened + timedelta(seconds=resolved) if resolved is not None else None,
+    }
+    with store.engine.begin() as conn:
+        conn.execute(incidents.update().where(incidents.c.id == incident_id).values(**values))
+    return incident_id
+
+
+def test_durations_are_bucketed_and_summed_in_sql(store):
+    _incident(store, 1, ack=30, resolved=600)
+    _incident(store, 2, ack=300, resolved=3600)  # on a bucket's bound: counted in it (le)
+    _incident(store, 3, ack=7200)
+    _incident(store, 4)
+
+    ack = store.time_to_acknowledge()
+    resolve = store.time_to_resolve()
+
+    assert ack.count == 3 and ack.total == pytest.approx(7530, abs=0.01)
+    assert dict(zip(DURATION_BUCKETS, ack.cumulative, strict=True))[60] == 1
+    assert dict(zip(DURATION_BUCKETS, ack.cumulative, strict=True))[300] == 2
+    assert dict(zip(DURATION_BUCKETS, ack.cumulative, strict=True))[3600] == 2
+    assert dict(zip(DURATION_BUCKETS, ack.cumulative, strict=True))[7200] == 3
+    assert ack.buckets()[-1] == ("+Inf", 3)
+    assert resolve.count == 2 and resolve.mean == pytest.approx(2100, abs=0.01)
+
+
+def test_counts_by_label_state_and_window(store):
+    _incident(store, 1, severity="critical", source="grafana", resolved=60)
+    _incident(store, 2, severity="warning", source="grafana", opened=NOW - timedelta(days=3), ack=120)
+    _incident(store, 3, severity=None, source="api", opened=NOW - timedelta(days=10))
+
+    # Not diagnosed yet, the third is not counted: a counter series must never go down.
+    assert store.incident_totals() == {("critical", "grafana"): 1, ("warning", "grafana"): 1}
+    assert store.open_incident_counts() == {"warning": 1, "unknown": 1}
+    assert store.state_counts() == {"open": 1, "acknowledged": 1, "resolved": 1}
+    assert store.state_counts(dag_ids=set()) == {"open": 0, "acknowledged": 0, "resolved": 0}
+
+    day = store.window_stats("24 h", NOW - timedelta(hours=24))
+    week = store.window_stats("7 d", NOW - timedelta(days=7))
+    assert (day.opened, day.resolved, day.mttr_seconds, day.mtta_seconds) == (1, 1, pytest.approx(60), None)
+    assert (week.opened, week.acknowledged, week.mtta_seconds) == (2, 1, pytest.approx(120))
+
+    rows = store.daily_counts(NOW - timedelta(days=7))
+    series = daily_series(rows, days=7, today=NOW.date())
+    assert [d.total for d in series] == [0, 0, 0, 1, 0, 0, 1]
+    assert series[3].day == date(2026, 2, 27) and series[3].by_severity == {"warning": 1}
+
+
+def test_list_is_newest_first_and_filtered(store):
+    old = _incident(store, 1, opened=NOW - timedelta(hours=2), resolved=10)
+    new = _incident(store, 2, opened=NOW - timedelta(hours=1), severity="warning")
+
+    assert [r["id"] for r in store.list_incidents()] == [new, old]
+    assert [r["id"] for r in store.list_incidents(states=("resolved",))] == [old]
+    assert [r["id"] for r in store.list_incidents(severity="warning")] == [new]
+    assert [r["id"] for r in store.list_incidents(states=("open", "resolved"), limit=1)] == [new]
+    assert store.list_incidents(dag_ids={"another_dag"}) == []
+    assert store.list_incidents()[0]["created_at"].tzinfo is not None
+    assert store.incident_dag_ids() == {"incident_response"}
+
+
+def test_approvals_model_calls_and_webhook_counts(store):
+    incident_id = _incident(store, 1)
+    for n, deadline in enumerate((timedelta(hours=1), timedelta(seconds=-1), timedelta(hours=1))):
+        store.create_approval(
+            incident_id=incident_id,
+            dag_id="incident_response",
+            run_id=f"run-{n}",
+            action=f"act{n}",
+            risk="high",
+            reasons=[],
+            quorum=1,
+            approvers=None,
+            deadline=deadline,
+        )
+    store.close_approval(store.list_approvals(run_id="run-2")[0].id, state="cancelled")
+    store.add_event(incident_id, "llm_call", {"step": "report", "analyzer": "llm", "latency_ms": 250})
+    store.add_event(incident_id, "llm_call", {"step": "report", "analyzer": "rules", "latency_ms": 70000})
+    store.add_event(incident_id, "diagnosed", {"latency_ms": 5})  # not an AI step record
+    for status in (202, 202, 401):
+        store.count_webhook_request("alertmanager", status)
+
+    assert store.pending_approval_counts() == (2, 1)
+    assert store.approval_outcomes() == {"cancelled": 1}
+    assert {k: h.count for k, h in store.model_calls().items()} == {
+        ("report", "answered"): 1,
+        ("report", "fallback"): 1,
+    }
+    latency = merged(list(store.model_calls().values()), LATENCY_BUCKETS)
+    assert latency.count == 2 and latency.total == pytest.approx(70.25)
+    assert latency.cumulative[0] == 1 and latency.cumulative[-1] == 2
+    assert store.webhook_request_counts() == {("alertmanager", "202"): 2, ("alertmanager", "401"): 1}
+
+
+def test_the_counter_table_is_created_in_an_older_store(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = sa.create_engine(url)
+    IncidentStore(engine).create_schema()
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE ir_webhook_requests"))
+    store = IncidentStore.from_url(url)
+    store.count_webhook_request("grafana", 202)
+    assert store.webhook_request_counts() == {("grafana", "202"): 1}
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(None, "n/a"), (0.4, "0 s"), (59, "59 s"), (90, "1.5 min"), (5400, "1.5 h")]
+)
+def test_durations_read_well(seconds, text):
+    assert human_duration(seconds) == text
