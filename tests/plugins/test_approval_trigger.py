@@ -246,3 +246,14 @@ def test_batch_read_of_states_leaves_unknown_ids_out(store):
         pending.id: "pending",
         decided.id: "cancelled",
     }
+
+
+def test_store_objects_of_one_database_share_one_watcher(store, incident_store_url):
+    # Triggers that start together may each build a store object for the same database.
+    twin = IncidentStore.from_url(incident_store_url)
+
+    async def watchers():
+        return watcher_for(store), watcher_for(twin)
+
+    first, second = asyncio.run(watchers())
+    assert first is second

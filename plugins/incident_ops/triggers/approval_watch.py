@@ -108,15 +108,17 @@ class ApprovalWatcher:
                     waiter.future.set_result(state)
 
 
-# One watcher per store and loop: the triggerer runs one loop; each test's asyncio.run makes a new one.
-_watchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, ApprovalWatcher]] = (
+# One watcher per database and loop: the triggerer runs one loop; each test's asyncio.run makes a new one.
+_watchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, ApprovalWatcher]] = (
     weakref.WeakKeyDictionary()
 )
 
 
 def watcher_for(store: IncidentStore) -> ApprovalWatcher:
-    """Return the running loop's watcher of store, created on first use."""
+    """Return the running loop's watcher of the store's database, created on first use."""
+    # Keyed by URL, not object: triggers starting together may each get a store object of their own.
+    key = store.engine.url.render_as_string(hide_password=False)
     per_loop = _watchers.setdefault(asyncio.get_running_loop(), {})
-    if id(store) not in per_loop:
-        per_loop[id(store)] = ApprovalWatcher(store)
-    return per_loop[id(store)]
+    if key not in per_loop:
+        per_loop[key] = ApprovalWatcher(store)
+    return per_loop[key]
