@@ -118,7 +118,7 @@ def waiting_30(stack: CeleryAirflow, store: IncidentStore, tag: str) -> dict[str
         scenario.decide(stack, record_id, "approve")
     result["bulk_approval_seconds"] = round((datetime.now().astimezone() - approved_at).total_seconds(), 1)
 
-    def fix_started() -> list[str] | None:
+    def fix_started() -> list[Any] | None:
         stack.check_alive()
         starts = [scenario.task_instances(stack, r).get("execute_fix", {}).get("start_date") for r in runs]
         return starts if all(starts) else None

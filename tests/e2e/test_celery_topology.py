@@ -41,7 +41,7 @@ BROKER = "redis://127.0.0.1:6379"
 DEADLINE_SECONDS = 90
 # Each task takes 5-20 s on a busy 2-core machine; the runs advance together, 8 slots at a time.
 RUN_TIMEOUT = 1800.0
-ALERTS = {
+ALERTS: dict[str, dict[str, Any]] = {
     "critical": {
         "device_id": "PUMP-07B",
         "error": "PRESSURE_SPIKE_DETECTED",
