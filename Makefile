@@ -19,15 +19,19 @@ BENCH ?= *
 LOCK_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run bench test lint fmt lock chromium clean distclean
+.PHONY: help venv run run-celery bench test lint fmt lock chromium clean distclean
 
 help:  ## Show the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-11s %s\n", $$1, $$2}'
 
 venv: $(DEV_STAMP)  ## Create .venv with the runtime and dev locks installed
 
 run: $(RUNTIME_STAMP)  ## Start Airflow locally and trigger a demo incident (Ctrl-C stops it)
 	$(BIN)/python -m scripts.local_airflow $(RUN_ARGS)
+
+# PostgreSQL on 127.0.0.1:5432 (user postgres) and Redis on 6379 by default; CELERY_WORKERS=3 for three.
+run-celery: $(RUNTIME_STAMP)  ## The same on the CeleryExecutor, PostgreSQL and Redis, with 2 Celery workers
+	$(BIN)/python -m scripts.local_airflow --celery $(RUN_ARGS)
 
 bench: $(DEV_STAMP)  ## Run the benchmarks in bench/ one after another; each prints a table
 	@status=0; for script in bench/bench_$(BENCH).py; do \

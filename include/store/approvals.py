@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -22,6 +23,9 @@ from include.store.records import (
     utcnow,
 )
 from include.store.schema import approvals, votes
+
+# Records read per query by approval_states.
+STATE_BATCH = 1000
 
 
 class ApprovalRecords(StoreBase):
@@ -95,6 +99,20 @@ class ApprovalRecords(StoreBase):
         if state is None:
             raise NotFound(f"no approval record {approval_id}")
         return ApprovalState(state)
+
+    def approval_states(self, approval_ids: Iterable[str]) -> dict[str, ApprovalState]:
+        """Return the states of many records in one read per batch; unknown ids are left out."""
+        wanted = list(dict.fromkeys(approval_ids))
+        found: dict[str, ApprovalState] = {}
+        with self.engine.connect() as conn:
+            # Batches keep each IN list within every driver's parameter limit (SQLite: 32,766).
+            for start in range(0, len(wanted), STATE_BATCH):
+                batch = wanted[start : start + STATE_BATCH]
+                rows = conn.execute(
+                    sa.select(approvals.c.id, approvals.c.state).where(approvals.c.id.in_(batch))
+                )
+                found.update((row.id, ApprovalState(row.state)) for row in rows)
+        return found
 
     def list_approvals(
         self, *, state: str | None = None, run_id: str | None = None, limit: int = 100

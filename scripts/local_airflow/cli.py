@@ -10,6 +10,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from .celery_stack import CeleryAirflow, describe
 from .environment import REPO, SIMPLE_AUTH_MANAGER
 from .errors import LocalAirflowError
 from .processes import ComponentDied
@@ -74,6 +75,10 @@ def _print_banner(stack: LocalAirflow, username: str | None) -> None:
         f"  approvals: {stack.ui_url}/incident-response/",
         f"  passwords: {stack.passwords_file}",
         f"  logs:      {stack.logs_dir}/",
+    ]
+    if isinstance(stack, CeleryAirflow):
+        lines += describe(stack)
+    lines += [
         "Press Ctrl-C to stop.",
         "",
     ]
@@ -100,6 +105,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-demo", action="store_true", help="do not trigger the demo incident")
     parser.add_argument("--alert", type=Path, default=REPO / DEMO_ALERT, help="alert JSON for the demo run")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for start-up")
+    parser.add_argument(
+        "--celery",
+        action="store_true",
+        help="CeleryExecutor on PostgreSQL and Redis, with CELERY_WORKERS (default 2) workers",
+    )
     return parser.parse_args(argv)
 
 
@@ -107,11 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     """Prepare, start and watch the local Airflow until Ctrl-C; return the exit code."""
     args = _parse_args(argv)
     home = Path(os.environ.get("AIRFLOW_HOME") or REPO / ".airflow")
-    stack = LocalAirflow(home, repo=REPO)
     signal.signal(signal.SIGTERM, _raise_stop)
     # Launched from a script, SIGINT may arrive ignored; Ctrl-C must still stop what we start.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    stack: LocalAirflow | None = None
     try:
+        stack = CeleryAirflow(home, repo=REPO) if args.celery else LocalAirflow(home, repo=REPO)
         return _run(stack, args)
     except (KeyboardInterrupt, _Stop):
         _say("\nStopping Airflow ...")
@@ -123,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         # A second Ctrl-C must not interrupt the clean-up and leave processes behind.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        had_processes = bool(stack.components)
-        stack.stop()  # also the embedded database, which prepare() may have started alone
+        had_processes = bool(stack and stack.components)
+        if stack is not None:
+            stack.stop()  # also the embedded database, which prepare() may have started alone
         if had_processes:
             _say("Stopped.")
 
@@ -137,7 +149,8 @@ def _run(stack: LocalAirflow, args: argparse.Namespace) -> int:
         return 1
     _say(f"Preparing Airflow in {stack.home} ...")
     stack.prepare()
-    _say("Starting api-server, scheduler, dag-processor and triggerer ...")
+    *first, last = stack.component_args
+    _say(f"Starting {', '.join(first)} and {last} ...")
     stack.start()
     stack.wait_ready(args.timeout)
     _say(f"Airflow is up after {stack.ready_after:.0f}s.")

@@ -67,11 +67,15 @@ class LocalAirflow(AirflowApi):
             self.home.mkdir(parents=True, exist_ok=True)
             outside = self._outside_env()
             keys = home_secrets(self.home, environment.airflow_cfg_path(outside, self.home))
-            defaults = environment.defaults(self.home, self.repo, self.api_port, keys)
+            defaults = self._defaults(keys)
             self._env = environment.build_env(
                 outside, self.extra_env, defaults, home=self.home, repo=self.repo, api_port=self.api_port
             )
         return self._env
+
+    def _defaults(self, keys: Mapping[str, str]) -> dict[str, str]:
+        """Return the settings this stack gives unless the caller's environment sets them."""
+        return environment.defaults(self.home, self.repo, self.api_port, keys)
 
     def _outside_env(self) -> dict[str, str]:
         """Return the caller's environment plus extra_env, minus Airflow variables when not inherited."""
@@ -126,19 +130,27 @@ class LocalAirflow(AirflowApi):
 
     # ------------------------------------------------------------------ processes
 
+    @property
+    def component_args(self) -> dict[str, tuple[str, ...]]:
+        """Return the `airflow` arguments of each process, by name."""
+        return dict(COMPONENTS)
+
+    def component_env(self, name: str) -> dict[str, str]:
+        """Return the environment of one process."""
+        return self.env
+
     def start(self) -> None:
-        """Start the four Airflow processes, each in its own process group."""
+        """Start the Airflow processes, each in its own process group."""
         if self.components:
             raise LocalAirflowError("already started")
-        env = self.env
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         if self.uses_embedded_postgres and postgres.server_pid(self.postgres_dir) is None:
             self._start_postgres(timeout=120.0)
         self._started_at = datetime.now(UTC)
         self._start_clock = time.monotonic()
         try:
-            for name, args in COMPONENTS.items():
-                self.components[name] = self._spawn(name, args, env)
+            for name, args in self.component_args.items():
+                self.components[name] = self._spawn(name, args, self.component_env(name))
         except BaseException:
             self.stop()
             raise
@@ -205,7 +217,9 @@ class LocalAirflow(AirflowApi):
         """Start again a component stopped with stop_component; its log goes on in the same file."""
         if name in self.components:
             raise LocalAirflowError(f"{name} is already running")
-        self.components[name] = self._spawn(name, COMPONENTS[name], self.env, append=True)
+        self.components[name] = self._spawn(
+            name, self.component_args[name], self.component_env(name), append=True
+        )
 
     def log_tails(self, lines: int = 30) -> str:
         """Return the last lines of every process log, for failure reports."""

@@ -8,10 +8,12 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy
 from airflow.triggers.base import TaskSuccessEvent
 
 from incident_ops.hooks.incident_store import get_store
 from incident_ops.triggers.approval import ApprovalTrigger
+from incident_ops.triggers.approval_watch import watcher_for
 from include.store import IncidentStore
 from tests.factories import approval_record
 
@@ -131,3 +133,127 @@ def test_half_time_fires_a_reminder_while_pending(store):
     )
     assert trigger.serialize()[1]["remind_at"] == remind_at
     assert _first_event(trigger) == {"approval_id": record.id, "state": "reminder"}
+
+
+# -- many waiting approvals share one read ------------------------------------------------------------
+
+
+def _count_state_reads(store: IncidentStore) -> list[str]:
+    """Record every SELECT of approval states the store's engine runs from now on."""
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and "approvals.state" in statement:
+            statements.append(statement)
+
+    sqlalchemy.event.listen(store.engine, "before_cursor_execute", seen)
+    return statements
+
+
+def test_many_waiting_triggers_cost_one_query_per_interval_and_each_sees_its_decision(store):
+    count, interval, waited = 200, 0.2, 1.5
+    records = [_record(store, run_id=f"run-many-{i}") for i in range(count)]
+    reads = _count_state_reads(store)
+
+    async def scenario():
+        triggers = [
+            ApprovalTrigger(approval_id=r.id, expires_at=r.expires_at.isoformat(), poll_interval=interval)
+            for r in records
+        ]
+        tasks = [asyncio.create_task(anext(t.run())) for t in triggers]
+        await asyncio.sleep(waited)
+        assert not any(task.done() for task in tasks)
+        reads_while_waiting = len(reads)
+        # Half approved, half rejected, written straight into the store (as another API server would).
+        for i, record in enumerate(records):
+            decision = "approve" if i % 2 == 0 else "reject"
+            await asyncio.to_thread(
+                store.cast_vote, record.id, identity="admin", channel="web", decision=decision, role="admin"
+            )
+        events = await asyncio.wait_for(asyncio.gather(*tasks), 30)
+        return reads_while_waiting, events
+
+    reads_while_waiting, events = asyncio.run(scenario())
+
+    # One read per interval for all 200 (a couple more for timer slack), not 200 per interval.
+    assert 1 <= reads_while_waiting <= waited / interval + 3, reads_while_waiting
+    for i, (record, event) in enumerate(zip(records, events, strict=True)):
+        assert isinstance(event, TaskSuccessEvent), event
+        state = "approved" if i % 2 == 0 else "rejected"
+        assert event.xcoms["return_value"] == {
+            "approval_id": record.id,
+            "state": state,
+            "decided_by": ["admin"],
+        }
+
+
+def test_a_trigger_that_stops_waiting_leaves_the_others_watched(store):
+    kept, dropped = _record(store, run_id="run-kept"), _record(store, run_id="run-dropped")
+
+    async def scenario():
+        watcher_task = asyncio.create_task(
+            anext(
+                ApprovalTrigger(
+                    approval_id=kept.id, expires_at=kept.expires_at.isoformat(), poll_interval=0.1
+                ).run()
+            )
+        )
+        cancelled = asyncio.create_task(
+            anext(
+                ApprovalTrigger(
+                    approval_id=dropped.id, expires_at=dropped.expires_at.isoformat(), poll_interval=0.1
+                ).run()
+            )
+        )
+        await asyncio.sleep(0.3)
+        # The triggerer cancels a trigger whose task the API server already ended.
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        watcher = watcher_for(store)
+        assert watcher.watched == 1
+        await asyncio.to_thread(
+            store.cast_vote, kept.id, identity="admin", channel="web", decision="approve", role="admin"
+        )
+        event = await asyncio.wait_for(watcher_task, 10)
+        assert watcher.watched == 0
+        return event
+
+    event = asyncio.run(scenario())
+    assert event.xcoms["return_value"]["state"] == "approved"
+
+
+def test_a_failed_read_reaches_every_waiting_trigger(store, monkeypatch):
+    records = [_record(store, run_id=f"run-broken-{i}") for i in range(3)]
+
+    def broken(ids):
+        raise sqlalchemy.exc.OperationalError("SELECT", {}, Exception("store unreachable"))
+
+    monkeypatch.setattr(store, "approval_states", broken)
+
+    async def scenario():
+        triggers = [ApprovalTrigger(approval_id=r.id, expires_at=r.expires_at.isoformat()) for r in records]
+        return await asyncio.gather(*(anext(t.run()) for t in triggers), return_exceptions=True)
+
+    results = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert [type(r) for r in results] == [sqlalchemy.exc.OperationalError] * 3
+
+
+def test_batch_read_of_states_leaves_unknown_ids_out(store):
+    pending, decided = _record(store, run_id="run-a"), _record(store, run_id="run-b")
+    store.close_approval(decided.id, state="cancelled")
+    assert store.approval_states([pending.id, decided.id, "apr-missing", pending.id]) == {
+        pending.id: "pending",
+        decided.id: "cancelled",
+    }
+
+
+def test_store_objects_of_one_database_share_one_watcher(store, incident_store_url):
+    # Triggers that start together may each build a store object for the same database.
+    twin = IncidentStore.from_url(incident_store_url)
+
+    async def watchers():
+        return watcher_for(store), watcher_for(twin)
+
+    first, second = asyncio.run(watchers())
+    assert first is second

@@ -23,7 +23,7 @@ class WaitEvent(TypedDict):
 
 
 class ApprovalTrigger(BaseTrigger):
-    """Poll the incident store for a decision on one approval record.
+    """Wait for a decision on one approval record, read by the store's shared poll.
 
     It only reads: it may run more than once (triggerer restarts, HA), and expiry is left to the
     sensor to record. A decision made through the plugin's routes usually ends the sensor before
@@ -36,7 +36,8 @@ class ApprovalTrigger(BaseTrigger):
     :param approval_id: The record to watch.
     :param expires_at: The record's deadline (ISO 8601, UTC); at it the trigger reports `expired`.
     :param store_conn_id: Airflow connection of the incident store.
-    :param poll_interval: Seconds between two reads of the record.
+    :param poll_interval: Seconds between two reads of the waiting records (one shared read per
+        store and triggerer process, see `approval_watch`).
     :param remind_at: When to report `reminder` if the record is still pending (ISO 8601), or None.
     """
 
@@ -77,32 +78,35 @@ class ApprovalTrigger(BaseTrigger):
         """Yield one event: the decided outcome, `reminder`, `expired`, or `error`."""
         from incident_ops.approval_lifecycle import finished_wait_event
         from incident_ops.hooks.incident_store import IncidentStoreHook
+        from incident_ops.triggers.approval_watch import watcher_for
         from include.store import ApprovalState, NotFound
 
         deadline = datetime.fromisoformat(self.expires_at)
         remind_at = datetime.fromisoformat(self.remind_at) if self.remind_at else None
-        # The connection is looked up once; then each poll is one small read of the record.
+        # The connection is looked up once; the record is then read by the store's shared poll.
         store = await IncidentStoreHook(self.store_conn_id).aget_conn()
+        watcher = watcher_for(store)
         while True:
+            now = datetime.now(UTC)
+            wake_at = min(deadline, remind_at) if remind_at else deadline
             try:
-                # The store's drivers are synchronous; a thread keeps the triggerer's loop free.
-                state = await asyncio.to_thread(store.approval_state, self.approval_id)
+                state = await watcher.wait(
+                    self.approval_id, timeout=(wake_at - now).total_seconds(), interval=self.poll_interval
+                )
             except NotFound:
                 yield self._event("error", reason="not_found")
                 return
             if state is ApprovalState.EXPIRED:
                 yield self._event("expired")  # the sensor records and announces expiry itself
                 return
-            if state.decided:
+            if state is not None:
                 record = await asyncio.to_thread(store.get_approval, self.approval_id)
                 yield finished_wait_event(record)
                 return
             now = datetime.now(UTC)
-            remaining = (deadline - now).total_seconds()
-            if remaining <= 0:
+            if now >= deadline:
                 yield self._event("expired")
                 return
             if remind_at and now >= remind_at:
                 yield self._event("reminder")
                 return
-            await asyncio.sleep(min(self.poll_interval, remaining))
