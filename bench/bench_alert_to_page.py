@@ -170,6 +170,9 @@ def main() -> int:
     )
     parser.add_argument("--trials", type=int, default=20, help="measured trials per side (default 20)")
     parser.add_argument("--warmup", type=int, default=1, help="uncounted trials per side first (default 1)")
+    parser.add_argument(
+        "--budget-minutes", type=float, default=0, help="start no trial after this long (0: no limit)"
+    )
     parser.add_argument("--airflow-env", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--keep-home", action="store_true", help="keep the temporary AIRFLOW_HOME (logs)")
     args = parser.parse_args()
@@ -187,7 +190,11 @@ def main() -> int:
             for dag_id in (names.DAG_ID, ANCHOR_DAG):
                 stack.wait_for_dag(dag_id, 180, fail_on_import_error=True)
                 stack.unpause(dag_id)
+            deadline = time.monotonic() + args.budget_minutes * 60 if args.budget_minutes else None
             for index in range(args.warmup + args.trials):
+                if deadline is not None and time.monotonic() > deadline:
+                    print(f"budget of {args.budget_minutes:g} min spent: stopping after {index} trials")
+                    break
                 ours, anchor = (
                     measured(lambda: run_ours(stack, slack, token)),
                     measured(lambda: run_anchor(stack)),

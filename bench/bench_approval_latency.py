@@ -224,12 +224,16 @@ def run_phase(
     answer_after: dict[str, float],
     jitter: float,
     rng: random.Random,
+    deadline: float | None = None,
 ) -> dict[str, list[Trial]]:
-    """Run `warmup` + `count` trials per side, alternating; return the counted ones by side."""
+    """Run `warmup` + `count` trials per side, alternating, until the deadline; return the counted ones."""
     runs = {"ours": run_ours, "theirs": run_theirs}
     delays = {side: [*jittered(rng, warmup, jitter), *stratified(rng, count, jitter)] for side in sides}
     trials: dict[str, list[Trial]] = {side: [] for side in sides}
     for index in range(warmup + count):
+        if deadline is not None and time.monotonic() > deadline:
+            print(f"budget spent: {phase} stops after {index} trials")
+            break
         label = f"{phase}-w{index}" if index < warmup else f"{phase}-{index - warmup:02d}"
         done = [
             measured(
@@ -302,6 +306,12 @@ def main() -> int:
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of the jitter (default 1)")
     parser.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=0,
+        help="start no delayed trial after this long; the immediate ones still run (0: no limit)",
+    )
+    parser.add_argument(
         "--airflow-env",
         action="append",
         default=[],
@@ -327,8 +337,9 @@ def main() -> int:
         for dag_id in (OURS_DAG, THEIRS_DAG):
             stack.wait_for_dag(dag_id, 180, fail_on_import_error=True)
             stack.unpause(dag_id)
+        deadline = time.monotonic() + args.budget_minutes * 60 if args.budget_minutes else None
         delayed = run_phase(
-            stack, "delayed", sides, args.trials, args.warmup, delayed_after, args.jitter, rng
+            stack, "delayed", sides, args.trials, args.warmup, delayed_after, args.jitter, rng, deadline
         )
         phases["delayed"] = phase_result(delayed, delayed_after, args.jitter)
         immediate: dict[str, list[Trial]] = {}
