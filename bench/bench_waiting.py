@@ -188,7 +188,7 @@ def run_mode(stack: LocalAirflow, store: IncidentStore, mode: str, count: int, h
         fresh = count_tasks(stack, dag_id, ("scheduled", "no_status")) if mode == "reschedule" else 0
         return True if ready >= count and not fresh else None
 
-    stack.wait_until(all_waiting, 60 + 3.0 * count, f"{count} {mode} waits", interval=2.0)
+    stack.wait_until(all_waiting, 120 + 10.0 * count, f"{count} {mode} waits", interval=2.0)
     settled = time.monotonic() - began
     print(
         f"{mode}: {count} waiting {settled:.1f} s after the first trigger; holding {hold_seconds:g} s",
@@ -216,7 +216,7 @@ def run_mode(stack: LocalAirflow, store: IncidentStore, mode: str, count: int, h
 
     stack.wait_until(
         all_ended,
-        120 + 2.0 * count,
+        120 + 10.0 * count,
         f"{count} {mode} runs to end",
         interval=0.5,
     )
