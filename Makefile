@@ -16,6 +16,8 @@ PYTEST_ARGS ?=
 RUN_ARGS ?=
 # `make bench BENCH=embedded_load` runs bench/bench_embedded_load.py alone.
 BENCH ?= *
+# Arguments for the benchmark(s), e.g. `make bench BENCH=alert_to_page BENCH_ARGS="--trials 3"`.
+BENCH_ARGS ?=
 LOCK_ARGS ?=
 
 .DEFAULT_GOAL := help
@@ -33,10 +35,10 @@ run: $(RUNTIME_STAMP)  ## Start Airflow locally and trigger a demo incident (Ctr
 run-celery: $(RUNTIME_STAMP)  ## The same on the CeleryExecutor, PostgreSQL and Redis, with 2 Celery workers
 	$(BIN)/python -m scripts.local_airflow --celery $(RUN_ARGS)
 
-bench: $(DEV_STAMP)  ## Run the benchmarks in bench/ one after another; each prints a table
+bench: $(DEV_STAMP)  ## Run the benchmarks in bench/ one after another, then the summary of ratios and the chart
 	@status=0; for script in bench/bench_$(BENCH).py; do \
-		echo "== $$script"; $(BIN)/python $$script || status=1; \
-	done; exit $$status
+		echo "== $$script"; $(BIN)/python $$script $(BENCH_ARGS) || status=1; \
+	done; echo "== bench/summary.py"; $(BIN)/python bench/summary.py || status=1; exit $$status
 
 test: lint chromium  ## Lint and type-check, then run the whole test suite (what CI runs)
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -1,7 +1,7 @@
 """Benchmark how soon work resumes after a human approves: our approval record against Airflow's HITL.
 
     .venv/bin/python bench/bench_approval_latency.py [--trials 10] [--answer-after 5]
-        [--jitter 1] [--seed 1] [--airflow-env KEY=VALUE ...] [--keep-home]
+        [--jitter 1] [--immediate 5] [--seed 1] [--airflow-env KEY=VALUE ...] [--keep-home]
 
 One embedded Airflow (scripts/local_airflow: api-server, scheduler, dag-processor, triggerer on
 the embedded PostgreSQL + LocalExecutor, loopback, a free port) whose DAGs folder holds a copy of
@@ -26,8 +26,13 @@ random draw shared by both sides, can land one side's answers just after the loo
 just before it, making either look faster by phase alone; stratifying spreads each side's answers
 evenly over the loop.
 
+Then --immediate trials per side are answered the moment the task waits (no delay, no jitter): ours
+must never fail at any timing; theirs is expected to on Airflow 3.3.2.
+
 All timestamps are the servers' own (same machine, same clock). Each side also gets one warm-up run
-that is not counted. Prints figures and a breakdown of where the time goes; asserts nothing.
+that is not counted. Prints figures, a breakdown of where the time goes, the ratio ours / theirs of
+the delayed answers (target <= 1.0) and the failures of every phase; writes
+bench/results/approval_latency.json. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -35,25 +40,20 @@ from __future__ import annotations
 import argparse
 import math
 import random
-import shutil
-import socket
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from common import REPO, airflow_stack, comparison, distribution, parse_env, percentile, write_result
 
 # Stdlib-only harness; importing Airflow here would configure it for this process, not the stack's.
-from scripts.local_airflow import LocalAirflow, LocalAirflowError  # noqa: E402
+from scripts.local_airflow import LocalAirflow, LocalAirflowError
 
 OURS_DAG = "incident_response"
 THEIRS_DAG = "approval_operator_bench"
@@ -61,6 +61,7 @@ DAG_FILES = (REPO / "dags" / "incident_response.py", REPO / "bench" / "dags" / "
 CRITICAL = {"device_id": "PUMP-07B", "error": "PRESSURE_SPIKE_DETECTED", "metrics": {"pressure_bar": 9.4}}
 WAITING_STATES = ("awaiting_input", "deferred")
 STEP_TIMEOUT = 240.0
+TARGET = 1.0
 
 
 @dataclass
@@ -72,13 +73,6 @@ class Trial:
     latency: float | None = None
     error: str | None = None
     steps: dict[str, float] = field(default_factory=dict)
-
-
-def free_port() -> int:
-    """Return a loopback port that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def parse_time(value: str | None) -> datetime:
@@ -200,12 +194,6 @@ def stratified(rng: random.Random, count: int, spread: float) -> list[float]:
     return delays
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    """Return the nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
-
-
 def report(side: str, trials: list[Trial]) -> None:
     """Print one side's figures."""
     ok = [t for t in trials if t.latency is not None]
@@ -227,19 +215,66 @@ def report(side: str, trials: list[Trial]) -> None:
         print(f"    {step:<34} median {statistics.median(values):5.2f} s   max {max(values):5.2f} s")
 
 
-def parse_env(pairs: list[str]) -> dict[str, str]:
-    """Turn KEY=VALUE arguments into a dict."""
-    env = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--airflow-env wants KEY=VALUE, got {pair!r}")
-        env[key] = value
-    return env
+def run_phase(
+    stack: LocalAirflow,
+    phase: str,
+    sides: tuple[str, ...],
+    count: int,
+    warmup: int,
+    answer_after: dict[str, float],
+    jitter: float,
+    rng: random.Random,
+    deadline: float | None = None,
+) -> dict[str, list[Trial]]:
+    """Run `warmup` + `count` trials per side, alternating, until the deadline; return the counted ones."""
+    runs = {"ours": run_ours, "theirs": run_theirs}
+    delays = {side: [*jittered(rng, warmup, jitter), *stratified(rng, count, jitter)] for side in sides}
+    trials: dict[str, list[Trial]] = {side: [] for side in sides}
+    for index in range(warmup + count):
+        if deadline is not None and time.monotonic() > deadline:
+            print(f"budget spent: {phase} stops after {index} trials")
+            break
+        label = f"{phase}-w{index}" if index < warmup else f"{phase}-{index - warmup:02d}"
+        done = [
+            measured(
+                side,
+                label,
+                lambda trial, side=side, delay=answer_after[side] + delays[side][index]: runs[side](
+                    stack, trial, delay
+                ),
+            )
+            for side in sides
+        ]
+        counted = index >= warmup
+        if counted:
+            for trial in done:
+                trials[trial.side].append(trial)
+        print(
+            f"trial {label}{'' if counted else ' (warm-up)'}: "
+            + "   ".join(
+                f"{t.side} {t.latency:5.2f} s" if t.latency is not None else f"{t.side} FAILED" for t in done
+            ),
+            flush=True,
+        )
+    return trials
+
+
+def phase_result(trials: dict[str, list[Trial]], answer_after: dict[str, float], jitter: float) -> dict:
+    """Return a phase's figures and trials for the JSON result."""
+    return {
+        "answer_after": answer_after,
+        "jitter": jitter,
+        "figures": {
+            side: distribution([t.latency for t in ts if t.latency is not None])
+            for side, ts in trials.items()
+        },
+        "failures": {side: sum(t.latency is None for t in ts) for side, ts in trials.items()},
+        "trials": {side: [vars(t) for t in ts] for side, ts in trials.items()},
+    }
 
 
 def main() -> int:
-    """Start the stack, run the trials, print the figures, stop the stack."""
+    """Start the stack, run the trials, print the figures, write the JSON, stop the stack."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -263,7 +298,19 @@ def main() -> int:
         default=1.0,
         help="spread the answers over a further 0..JITTER s (default 1: one idle scheduler loop)",
     )
+    parser.add_argument(
+        "--immediate",
+        type=int,
+        default=5,
+        help="then this many trials per side answered the moment the task waits (default 5; 0: skip)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed of the jitter (default 1)")
+    parser.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=0,
+        help="start no delayed trial after this long; the immediate ones still run (0: no limit)",
+    )
     parser.add_argument(
         "--airflow-env",
         action="append",
@@ -279,72 +326,58 @@ def main() -> int:
     )
     parser.add_argument("--keep-home", action="store_true", help="keep the temporary AIRFLOW_HOME (logs)")
     args = parser.parse_args()
-
-    home = Path(tempfile.mkdtemp(prefix="bench-approval-"))
-    dags = home / "dags"
-    dags.mkdir()
-    for source in DAG_FILES:
-        shutil.copy(source, dags / source.name)
-    env = {"AIRFLOW__CORE__DAGS_FOLDER": str(dags), **parse_env(args.airflow_env)}
-    stack = LocalAirflow(home / "airflow", free_port(), repo=REPO, extra_env=env, inherit_airflow_env=False)
-    print(f"Airflow home {stack.home}, port {stack.api_port}; extra env {parse_env(args.airflow_env) or '-'}")
-    try:
-        stack.prepare()
-        stack.start()
-        stack.wait_ready(300)
-        stack.login("admin")
-        print(f"Airflow ready after {stack.ready_after:.1f}s")
-        sides = ("ours", "theirs") if args.sides == "both" else (args.sides,)
+    tuning = parse_env(args.airflow_env)
+    sides = ("ours", "theirs") if args.sides == "both" else (args.sides,)
+    ours_after = args.answer_after if args.ours_answer_after is None else args.ours_answer_after
+    delayed_after = {"ours": ours_after, "theirs": args.answer_after}
+    rng = random.Random(args.seed)
+    phases: dict[str, dict] = {}
+    print(f"extra env {tuning or '-'}")
+    with airflow_stack("approval", dag_files=DAG_FILES, extra_env=tuning, keep_home=args.keep_home) as stack:
         for dag_id in (OURS_DAG, THEIRS_DAG):
             stack.wait_for_dag(dag_id, 180, fail_on_import_error=True)
             stack.unpause(dag_id)
-        ours_after = args.answer_after if args.ours_answer_after is None else args.ours_answer_after
-        trials: dict[str, list[Trial]] = {"ours": [], "theirs": []}
-        runs = {
-            "ours": lambda trial, extra: run_ours(stack, trial, ours_after + extra),
-            "theirs": lambda trial, extra: run_theirs(stack, trial, args.answer_after + extra),
-        }
-        rng = random.Random(args.seed)
-        delays = {
-            side: [*jittered(rng, args.warmup, args.jitter), *stratified(rng, args.trials, args.jitter)]
-            for side in sides
-        }
-        for index in range(args.warmup + args.trials):
-            label = f"w{index}" if index < args.warmup else f"{index - args.warmup:02d}"
-            done = [
-                measured(
-                    side, label, lambda trial, side=side, delay=delays[side][index]: runs[side](trial, delay)
-                )
-                for side in sides
-            ]
-            counted = index >= args.warmup
-            if counted:
-                for trial in done:
-                    trials[trial.side].append(trial)
+        deadline = time.monotonic() + args.budget_minutes * 60 if args.budget_minutes else None
+        delayed = run_phase(
+            stack, "delayed", sides, args.trials, args.warmup, delayed_after, args.jitter, rng, deadline
+        )
+        phases["delayed"] = phase_result(delayed, delayed_after, args.jitter)
+        immediate: dict[str, list[Trial]] = {}
+        if args.immediate:
+            at_once = dict.fromkeys(sides, 0.0)
+            immediate = run_phase(stack, "immediate", sides, args.immediate, 0, at_once, 0.0, rng)
+            phases["immediate"] = phase_result(immediate, at_once, 0.0)
+    within = f"+ 0..{args.jitter:g} s" if args.jitter else ""
+    if "ours" in sides:
+        report(f"ours (approval record, plugin API, answered {ours_after:g} s {within} in)", delayed["ours"])
+    if "theirs" in sides:
+        report(
+            f"theirs (ApprovalOperator, HITL REST, answered {args.answer_after:g} s {within} in)",
+            delayed["theirs"],
+        )
+    for side in immediate:
+        report(f"{side}, answered the moment the task waits", immediate[side])
+    rows = []
+    if len(sides) == 2:
+        figures = phases["delayed"]["figures"]
+        rows = [
+            comparison(
+                "Decision -> fix", stat, figures["ours"][stat], figures["theirs"][stat], f"<= {TARGET}x"
+            )
+            for stat in ("median", "p95")
+        ]
+        for row in rows:
+            shown = "-" if row["ratio"] is None else f"{row['ratio']:.2f}x"
             print(
-                f"trial {label}{'' if counted else ' (warm-up)'}: "
-                + "   ".join(
-                    f"{t.side} {t.latency:5.2f} s" if t.latency is not None else f"{t.side} FAILED"
-                    for t in done
-                ),
-                flush=True,
+                f"\nratio ({row['metric']}, answered {args.answer_after:g} s in) {shown} "
+                f"(target <= {TARGET}x)"
             )
-        within = f"+ 0..{args.jitter:g} s" if args.jitter else ""
-        if "ours" in sides:
-            report(
-                f"ours (approval record, plugin API, answered {ours_after:g} s {within} in)", trials["ours"]
-            )
-        if "theirs" in sides:
-            report(
-                f"theirs (ApprovalOperator, HITL REST, answered {args.answer_after:g} s {within} in)",
-                trials["theirs"],
-            )
-    finally:
-        stack.stop()
-        if args.keep_home:
-            print(f"kept {home}")
-        else:
-            shutil.rmtree(home, ignore_errors=True)
+    failures = {side: sum(p["failures"].get(side, 0) for p in phases.values()) for side in sides}
+    print(f"failures over every answer timing: {failures} (target: none for ours)")
+    write_result(
+        "approval_latency",
+        {"phases": phases, "failures": failures, "airflow_env": tuning, "comparisons": rows},
+    )
     return 0
 
 

@@ -1,10 +1,12 @@
-"""Print how long the dag-processor takes to parse dags/incident_response.py.
-
-Each trial is a fresh Python process (as the dag-processor's parsing subprocess is): Airflow itself is
-imported first and not counted; the figure is DagBag's parse of our file, which includes importing
-incident_ops and include for the first time.
+"""Benchmark the parse of dags/incident_response.py against a DAG file of as many EmptyOperators.
 
     .venv/bin/python bench/bench_dag_parse.py [--trials 10]
+
+Each trial is a fresh Python process (as the dag-processor's parsing subprocess is): Airflow itself is
+imported first and not counted; the figure is DagBag's parse of the file, which for ours includes
+importing incident_ops and include for the first time. The anchor is generated next to it: one DAG
+with as many `EmptyOperator`s as ours has tasks, chained. Trials alternate between the two files.
+Prints the figures and writes bench/results/dag_parse.json; target: ours / anchor <= 1.5.
 """
 
 from __future__ import annotations
@@ -12,18 +14,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from common import REPO, comparison, distribution, print_table, write_result
+
 DAG_FILE = REPO / "dags" / "incident_response.py"
+TARGET = 1.5
 
 PROBE = """
 import json, sys, time
 import airflow.sdk, airflow.providers.standard.operators.python  # what every DAG file pays anyway
+import airflow.providers.standard.operators.empty
 from airflow.dag_processing.dagbag import DagBag
 started = time.perf_counter()
 bag = DagBag(dag_folder=sys.argv[1])
@@ -31,12 +35,35 @@ parse = time.perf_counter() - started
 started = time.perf_counter()
 DagBag(dag_folder=sys.argv[1])  # modules cached: the cost of the file itself
 again = time.perf_counter() - started
-print(json.dumps({"parse": parse, "again": again, "errors": len(bag.import_errors), "dags": len(bag.dags)}))
+tasks = sum(len(dag.tasks) for dag in bag.dags.values())
+print(json.dumps({"parse": parse, "again": again, "errors": len(bag.import_errors), "dags": len(bag.dags),
+                  "tasks": tasks}))
 """
+
+ANCHOR = '''"""Benchmark anchor: {count} EmptyOperators in a chain, nothing else."""
+
+from __future__ import annotations
+
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import DAG, chain
+
+with DAG(dag_id="empty_operators_bench", schedule=None, catchup=False):
+    chain(*[EmptyOperator(task_id=f"task_{{index}}") for index in range({count})])
+'''
+
+
+def probe(path: Path, env: dict[str, str]) -> dict:
+    """Parse one file in a fresh process and return the probe's figures."""
+    command = [sys.executable, "-c", PROBE, str(path)]
+    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    if result["errors"] or result["dags"] != 1:
+        raise SystemExit(f"{path.name} did not parse into one DAG: {result}")
+    return result
 
 
 def main() -> None:
-    """Run the trials and print median and max."""
+    """Run the trials, print the table, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=10)
     args = parser.parse_args()
@@ -47,17 +74,37 @@ def main() -> None:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "plugins")]),
         }
-        results = []
+        tasks = probe(DAG_FILE, env)["tasks"]  # also warms the disk cache for both sides
+        anchor = Path(home) / "empty_operators_bench.py"
+        anchor.write_text(ANCHOR.format(count=tasks))
+        probe(anchor, env)
+        runs: dict[str, list[dict]] = {"ours": [], "anchor": []}
         for _ in range(args.trials):
-            command = [sys.executable, "-c", PROBE, str(DAG_FILE)]
-            out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    assert all(r["errors"] == 0 and r["dags"] == 1 for r in results), results
-    first = [r["parse"] * 1000 for r in results]
-    again = [r["again"] * 1000 for r in results]
-    print(f"dags/incident_response.py, {args.trials} fresh processes")
-    for label, values in (("first parse (imports our modules)", first), ("re-parse (modules cached)", again)):
-        print(f"  {label:34} median {statistics.median(values):.0f} ms, max {max(values):.0f} ms")
+            runs["ours"].append(probe(DAG_FILE, env))
+            runs["anchor"].append(probe(anchor, env))
+    assert runs["anchor"][0]["tasks"] == tasks
+    figures = {
+        side: {
+            "first_parse_ms": distribution([r["parse"] * 1000 for r in results]),
+            "re_parse_ms": distribution([r["again"] * 1000 for r in results]),
+        }
+        for side, results in runs.items()
+    }
+    print(
+        f"dags/incident_response.py ({tasks} tasks) against {tasks} EmptyOperators, "
+        f"{args.trials} fresh processes"
+    )
+    rows = []
+    for side, label in (("ours", "incident_response.py"), ("anchor", f"{tasks} EmptyOperators")):
+        first, again = figures[side]["first_parse_ms"], figures[side]["re_parse_ms"]
+        rows.append([label, first["median"], first["p95"], again["median"]])
+    print_table(rows, ["file", "first parse median ms", "p95 ms", "re-parse median ms"])
+    ours, anchor_ms = (figures[s]["first_parse_ms"]["median"] for s in ("ours", "anchor"))
+    row = comparison("Parse", "first parse, median", ours, anchor_ms, f"<= {TARGET}x", unit="ms")
+    print(f"ratio {row['ratio']:.2f}x (target <= {TARGET}x)")
+    write_result(
+        "dag_parse", {"tasks": tasks, "trials": args.trials, "figures": figures, "comparisons": [row]}
+    )
 
 
 if __name__ == "__main__":

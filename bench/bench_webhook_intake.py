@@ -43,10 +43,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import where_time_goes  # noqa: E402
+from common import comparison, distribution, write_result  # noqa: E402
+
 from scripts.local_airflow import LocalAirflow  # noqa: E402
 
 DAG_ID = "incident_response"
 ROUTE = "/incident-response/api/alerts/alertmanager"
+TARGET_RPS = 300.0
 DEVICES = ["PUMP-07B", "PUMP-12A", "COMP-03", "SENSOR-T-88", "MOTOR-21", "VALVE-3", "FAN-9", "PUMP-01C"]
 ERRORS = ["PRESSURE_SPIKE_DETECTED", "OVERHEATING", "STUCK_READING", "MAINTENANCE_DUE"]
 
@@ -204,6 +208,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def profile_intake(
+    stack: LocalAirflow, home: Path | None, address: tuple, token: str, fixed: list, args: Any
+) -> dict[str, Any] | None:
+    """Blast again under py-spy (the API server and its workers); return where the time went."""
+    out = (home or Path(tempfile.gettempdir())) / "api-server.collapsed"
+    try:
+        spy = where_time_goes.start(stack.components["api-server"].pid, args.profile, out)
+    except FileNotFoundError as exc:
+        print(f"no profile: {exc}")
+        return None
+    time.sleep(1.0)  # py-spy attaches to every worker first
+    blast(address, token, fixed, args.new_every, args.senders, args.profile)
+    _, stderr = spy.communicate(timeout=args.profile + 60)
+    if spy.returncode or not out.exists():
+        print(f"no profile: py-spy exited {spy.returncode}: {stderr.decode(errors='replace')[-300:]}")
+        return None
+    summary = where_time_goes.summarise(out)
+    where_time_goes.print_summary(summary)
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--senders", type=int, default=20)
@@ -214,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--unpause", action="store_true", help="let the runs execute while measuring")
     parser.add_argument("--baseline-seconds", type=float, default=5.0, help="then time 401 answers (0: skip)")
+    parser.add_argument(
+        "--profile", type=float, default=10.0, help="then this many seconds under py-spy (0: skip)"
+    )
     parser.add_argument("--url", help="use this running Airflow (its /incident-response plugin) instead")
     parser.add_argument("--token", help="the webhook token of --url")
     parser.add_argument("--username", default="admin", help="Airflow user that counts runs (with --url)")
@@ -297,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             f"runs created  {runs}  ({'equal to' if runs == len(distinct) == created else 'DIFFERENT FROM'} "
             "the distinct alerts and the answers that started one)"
         )
+        floor_result: dict = {}
         if args.baseline_seconds:
             # The cheapest answer of the route (a refused token, no body read, no store) under the
             # same load: the API server's own floor, for comparison.
@@ -308,6 +337,46 @@ def main(argv: list[str] | None = None) -> int:
                     f"floor (401)   {len(floor_latencies) / floor_elapsed:.1f} req/s   p50 {p50:.1f} ms   "
                     f"p95 {p95:.1f} ms   errors {sum(len(t.errors) for t in floor)}"
                 )
+                floor_result = {
+                    "requests_per_second": len(floor_latencies) / floor_elapsed,
+                    "latency_ms": distribution([x * 1000 for x in floor_latencies]),
+                }
+        profile = None
+        if args.profile and stack is not None:
+            profile = profile_intake(stack, home, address, token, fixed, args)
+        throughput = requests / elapsed
+        rows = [
+            comparison(
+                "Webhook intake", "req/s against the target", throughput, TARGET_RPS, ">= 1x", "req/s"
+            ),
+            comparison(
+                "Webhook intake",
+                "req/s against the 401 floor",
+                throughput,
+                floor_result.get("requests_per_second"),
+                "-",
+                "req/s",
+            ),
+        ]
+        write_result(
+            "webhook_intake",
+            {
+                "senders": args.senders,
+                "seconds": elapsed,
+                "dag": "unpaused" if args.unpause else "paused",
+                "requests": requests,
+                "requests_per_second": throughput,
+                "latency_ms": distribution([x * 1000 for x in latencies]),
+                "statuses": {str(k): v for k, v in statuses.items()},
+                "errors": len(errors),
+                "distinct_alerts": len(distinct),
+                "runs_created": runs,
+                "runs_match": runs == len(distinct) == created,
+                "floor": floor_result,
+                "profile": profile,
+                "comparisons": rows,
+            },
+        )
         return 0 if runs == len(distinct) == created and not errors else 1
     finally:
         if stack is not None:
