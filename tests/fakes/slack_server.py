@@ -71,6 +71,7 @@ class RecordedRequest:
     status: int
     time: float = field(compare=False)
     stored: bool = False  # a chat.postMessage that stored a message, whatever the answer said
+    late: float = 0.0  # seconds the answer was held back (a client timeout when longer than its limit)
 
     @property
     def authorization(self) -> str | None:
@@ -134,7 +135,7 @@ class FakeSlackServer:
         self._failures: list[int] = []
         # Faults that strike after the call was carried out: the post lands, the answer does not.
         self._failures_after_post: list[int] = []
-        self._late: list[float] = []
+        self._late: list[tuple[float, str | None]] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -205,10 +206,10 @@ class FakeSlackServer:
         with self._lock:
             self._failures_after_post.extend([status] * n)
 
-    def answer_late(self, n: int, seconds: float) -> None:
-        """Carry out the next ``n`` calls, then wait ``seconds`` before answering (a client timeout)."""
+    def answer_late(self, n: int, seconds: float, method: str | None = None) -> None:
+        """Carry out the next ``n`` calls (of ``method``, if given), then wait ``seconds`` to answer."""
         with self._lock:
-            self._late.extend([seconds] * n)
+            self._late.extend([(seconds, method)] * n)
 
     def posts(self, key: str | None = None) -> list[RecordedRequest]:
         """Return the chat.postMessage calls that stored a message, optionally only those carrying `key`."""
@@ -296,7 +297,10 @@ class FakeSlackServer:
             if stored and self._failures_after_post:
                 status = self._failures_after_post.pop(0)
                 payload, extra_headers = f"{status} upstream failure after the post (fake)", {}
-            late = self._late.pop(0) if self._late else 0.0
+            late = 0.0
+            # Only a call that was carried out is answered late: an injected fault is answered at once.
+            if self._late and status == 200 and self._late[0][1] in (None, method):
+                late = self._late.pop(0)[0]
             self._requests.append(
                 RecordedRequest(
                     method=method,
@@ -307,6 +311,7 @@ class FakeSlackServer:
                     status=status,
                     time=received,
                     stored=stored,
+                    late=late,
                 )
             )
         if late:
