@@ -35,7 +35,8 @@ from tests.fakes.llm_server import FakeLlmServer, Reply
 from tests.fakes.slack_server import FakeSlackServer
 from tests.fakes.throwaway_postgres import ThrowawayPostgres
 
-pytestmark = pytest.mark.faults
+# A stack's first start plus a retried run outlasts the suite's 300 s per test on a loaded machine.
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
 
 # The rules are confident about this one and its fix is low risk: it needs no human unless the model fails.
 SENSOR_CRITICAL = {"device_id": "SENSOR-T-88", "error": "SENSOR_FAULT", "severity": "critical"}

@@ -31,7 +31,8 @@ from tests.e2e.test_slack_approval_e2e import only_record
 from tests.fakes.device_api import FakeDeviceApi
 from tests.fakes.slack_server import FakeSlackServer
 
-pytestmark = pytest.mark.faults
+# A stack's first start plus a retried run outlasts the suite's 300 s per test on a loaded machine.
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
