@@ -1,16 +1,33 @@
-"""Deliver an incident's messages: one Slack thread per incident, every message kept in the outbox."""
+"""Deliver an incident's messages: one Slack thread per incident, every message kept in the outbox.
+
+Each message is posted at most once per idempotency key, even when Slack's answer is lost: the post
+carries the key in its message metadata, the outbox row says ``posting`` before the call, and a retry
+of a row in that state first looks the message up in the thread (or channel) instead of posting again.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from incident_ops.hooks.slack import IncidentSlackHook
+from incident_ops.hooks.errors import SlackDeliveryError, SlackRateLimitedError
+from incident_ops.hooks.slack import IncidentSlackHook, SlackMessageRef
 from include.names import SLACK_CONN_ID
 from include.store import IncidentStore
 
 log = logging.getLogger(__name__)
+
+# Transient failures (5xx, timeouts, resets) are retried here, a few times and briefly, with a look-up
+# before each new post; what still fails goes to the task's own retries (SLACK_RETRY in the DAG).
+ATTEMPTS = 3
+BACKOFF_SECONDS = 1.0
+# A thread starter is looked up in the channel's history from a little before its row was queued.
+_CLOCK_SLACK = timedelta(minutes=5)
+# Outbox states a message may have reached Slack from: a retry looks before it posts.
+_MAYBE_POSTED = ("posting", "undelivered")
 
 
 @dataclass(frozen=True)
@@ -37,6 +54,8 @@ def deliver(
 
     The first message posted for an incident starts its thread; later ones reply in it. The text is
     redacted here, for every message; blocks are redacted where they are rendered (`slack_blocks`).
+    A message Slack refused, or that failed on the task's last try, is marked undelivered in the
+    outbox and on the incident's timeline before the error is raised.
     """
     from include.redaction import redact_value
 
@@ -52,15 +71,83 @@ def deliver(
             key,
         )
         return Delivery(key=key, sent=False, channel=channel)
+    # The SDK must not re-send a post on its own after a reset: only this loop may, after a look-up.
+    hook = IncidentSlackHook(slack_conn_id=slack_conn_id, max_connection_retries=0)
+    maybe_posted = row["state"] in _MAYBE_POSTED
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            ref = _post_once(hook, store, row, text=text, blocks=blocks, maybe_posted=maybe_posted)
+        except SlackDeliveryError as error:
+            maybe_posted = True
+            retry_here = attempt < ATTEMPTS and not error.permanent
+            retry_here = retry_here and not isinstance(error, SlackRateLimitedError)
+            if retry_here:
+                time.sleep(BACKOFF_SECONDS * attempt)
+                continue
+            _record_failure(store, incident_id, key, error)
+            raise
+        return Delivery(key=key, sent=True, channel=ref.channel, ts=ref.ts)
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+def _post_once(
+    hook: IncidentSlackHook,
+    store: IncidentStore,
+    row: dict[str, Any],
+    *,
+    text: str,
+    blocks: list[dict[str, Any]] | None,
+    maybe_posted: bool,
+) -> SlackMessageRef:
+    """Find the message if an earlier attempt may have posted it, else post it; record where it is."""
+    key, incident_id = row["key"], row["incident_id"]
     incident = store.get_incident(incident_id)
-    thread_channel, thread_ts = incident["slack_channel"], incident["slack_ts"]
-    ref = IncidentSlackHook(slack_conn_id=slack_conn_id).post_message(
-        channel=thread_channel or channel, text=text, blocks=blocks, thread_ts=thread_ts
-    )
-    if thread_ts is None:
+    thread_ts = incident["slack_ts"]
+    target = incident["slack_channel"] or row["channel"]
+    # A thread's replies include its parent, so a starter whose thread was recorded is found too.
+    ref = _find(hook, row, target, thread_ts) if maybe_posted else None
+    if ref is not None:
+        log.info("Message %s was posted before (ts %s); not posting it again", key, ref.ts)
+    else:
+        store.mark_message(key, state="posting")
+        ref = hook.post_message(channel=target, text=text, blocks=blocks, thread_ts=thread_ts, key=key)
+    if thread_ts is None or ref.ts == thread_ts:
         store.set_thread(incident_id, channel=ref.channel, ts=ref.ts)
+        thread_ts = None if ref.ts == thread_ts else thread_ts
     store.mark_message(key, state="sent", slack_ts=ref.ts, thread_ts=thread_ts)
-    return Delivery(key=key, sent=True, channel=ref.channel, ts=ref.ts)
+    return ref
+
+
+def _find(
+    hook: IncidentSlackHook, row: dict[str, Any], channel: str, thread_ts: str | None
+) -> SlackMessageRef | None:
+    """Look the row's message up in the thread, or (no thread) in the channel since it was queued."""
+    oldest = None
+    if thread_ts is None:
+        oldest = f"{(row['created_at'] - _CLOCK_SLACK).timestamp():.6f}"
+    return hook.find_message(channel=channel, key=row["key"], thread_ts=thread_ts, oldest=oldest)
+
+
+def _record_failure(store: IncidentStore, incident_id: str, key: str, error: SlackDeliveryError) -> None:
+    """Mark the message undelivered when no retry will come; otherwise note why it is still pending."""
+    final = error.permanent or not _task_retries_left()
+    if not final:
+        store.mark_message(key, state="posting", note=f"retrying after {error.error_code}")
+        return
+    store.mark_message(key, state="undelivered", note=error.error_code)
+    store.add_event(incident_id, "message_undelivered", {"key": key, "error": error.error_code})
+    log.error("Message %s could not be delivered (%s); it stays in the outbox", key, error.error_code)
+
+
+def _task_retries_left() -> bool:
+    """Say whether the running task will be tried again (False outside a task: nothing retries)."""
+    try:
+        from airflow.sdk import get_current_context
+
+        ti = get_current_context()["ti"]
+        return int(ti.try_number) <= int(ti.max_tries)
+    except Exception:
+        return False
 
 
 def update(

@@ -116,6 +116,26 @@ def terminate(components: list[Component], timeout: float, stopped: set[int]) ->
         time.sleep(0.1)
 
 
+def kill(components: list[Component], stopped: set[int]) -> None:
+    """SIGKILL components and everything they forked at once, as a crash or the OOM killer would."""
+    roots = [c.pid for c in components]
+    tracked = descendants(roots)
+    stopped |= set(roots) | set(tracked)
+    # Freeze the whole tree first: nobody sees a parent die (PR_SET_PDEATHSIG) and shuts down cleanly.
+    for pid in roots:
+        _signal_group(pid, signal.SIGSTOP)
+    for pid, started in tracked.items():
+        _signal_pid(pid, started, signal.SIGSTOP)
+    for pid, started in tracked.items():
+        _signal_pid(pid, started, signal.SIGKILL)
+    for component in components:
+        _signal_group(component.pid, signal.SIGKILL)
+        _wait(component.process, time.monotonic() + 10)
+    deadline = time.monotonic() + 10
+    while any(pid_alive(pid) for pid in tracked) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def _proc_stat(pid: int) -> tuple[str, int, str] | None:
     """Return (state, parent pid, start time) of a process from /proc, or None if gone."""
     try:

@@ -17,7 +17,7 @@ from .errors import LocalAirflowError
 from .files import tail
 from .migrate import forget_migration, migrate
 from .polling import all_healthy, poll
-from .processes import COMPONENTS, Component, ComponentDied, descendants, spawn, terminate
+from .processes import COMPONENTS, Component, ComponentDied, descendants, kill, spawn, terminate
 from .rest import AirflowApi, url_host
 
 
@@ -212,6 +212,23 @@ class LocalAirflow(AirflowApi):
         if component is None:
             raise LocalAirflowError(f"{name} is not running")
         terminate([component], timeout, self.stopped_pids)
+
+    def kill_component(self, name: str) -> None:
+        """SIGKILL one component and what it forked, with no chance to clean up; the rest keep running."""
+        component = self.components.pop(name, None)
+        if component is None:
+            raise LocalAirflowError(f"{name} is not running")
+        kill([component], self.stopped_pids)
+
+    def kill(self) -> None:
+        """SIGKILL every Airflow process at once and forget them, leaving the database running.
+
+        What a killed launcher leaves behind: the embedded PostgreSQL runs on (it is not one of our
+        children), and the next start on this home uses it as it is.
+        """
+        kill(list(self.components.values()), self.stopped_pids)
+        self.components = {}
+        self._postgres_started = False
 
     def start_component(self, name: str) -> None:
         """Start again a component stopped with stop_component; its log goes on in the same file."""

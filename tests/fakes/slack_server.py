@@ -1,4 +1,4 @@
-"""Loopback fake of the Slack Web API (chat.postMessage, chat.update, auth.test) for tests."""
+"""Loopback fake of the Slack Web API (chat.postMessage/update, conversations.history/replies, auth.test)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qsl
 
-__all__ = ["DEFAULT_TEST_TOKEN", "FakeSlackServer", "RecordedRequest", "slack_connection_json"]
+from tests.fakes import slack_conversations
+
+__all__ = [
+    "DEFAULT_TEST_TOKEN",
+    "FakeSlackServer",
+    "RecordedRequest",
+    "metadata_key",
+    "slack_connection_json",
+]
 
 DEFAULT_TEST_TOKEN = "xoxb-test-token"
 DEFAULT_CHANNELS: Mapping[str, str] = {
@@ -26,6 +34,24 @@ TEAM_ID = "T0FAKETEAM"
 
 # A request body larger than this is refused; keeps a buggy client from exhausting memory.
 _MAX_BODY_BYTES = 1_000_000
+
+
+def _decode_json(value: Any) -> Any:
+    """Return a JSON-string argument decoded (form bodies carry objects as strings), else the value."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return None
+    return value
+
+
+def metadata_key(body: Mapping[str, Any]) -> str | None:
+    """Return the idempotency key a chat.postMessage body carried in its message metadata."""
+    metadata = _decode_json(body.get("metadata"))
+    payload = metadata.get("event_payload") if isinstance(metadata, dict) else None
+    key = payload.get("key") if isinstance(payload, dict) else None
+    return key if isinstance(key, str) else None
 
 
 def slack_connection_json(base_url: str, token: str = DEFAULT_TEST_TOKEN) -> str:
@@ -44,6 +70,8 @@ class RecordedRequest:
     content_type: str
     status: int
     time: float = field(compare=False)
+    stored: bool = False  # a chat.postMessage that stored a message, whatever the answer said
+    late: float = 0.0  # seconds the answer was held back (a client timeout when longer than its limit)
 
     @property
     def authorization(self) -> str | None:
@@ -105,6 +133,9 @@ class FakeSlackServer:
         self._last_ts_us = 1_700_000_000_000_000
         self._rate_limited: list[int] = []
         self._failures: list[int] = []
+        # Faults that strike after the call was carried out: the post lands, the answer does not.
+        self._failures_after_post: list[int] = []
+        self._late: list[tuple[float, str | None]] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -170,6 +201,21 @@ class FakeSlackServer:
         with self._lock:
             self._failures.extend([status] * n)
 
+    def fail_after_next_post(self, n: int, status: int = 500) -> None:
+        """Store the next ``n`` posted messages, then answer each with an HTTP ``status`` error."""
+        with self._lock:
+            self._failures_after_post.extend([status] * n)
+
+    def answer_late(self, n: int, seconds: float, method: str | None = None) -> None:
+        """Carry out the next ``n`` calls (of ``method``, if given), then wait ``seconds`` to answer."""
+        with self._lock:
+            self._late.extend([(seconds, method)] * n)
+
+    def posts(self, key: str | None = None) -> list[RecordedRequest]:
+        """Return the chat.postMessage calls that stored a message, optionally only those carrying `key`."""
+        stored = [r for r in self.calls("chat.postMessage") if r.stored]
+        return [r for r in stored if key is None or metadata_key(r.body) == key]
+
     def add_channel(self, name: str, channel_id: str) -> None:
         """Map a channel name (with or without ``#``) to an id."""
         with self._lock:
@@ -226,6 +272,8 @@ class FakeSlackServer:
             self._messages.clear()
             self._rate_limited.clear()
             self._failures.clear()
+            self._failures_after_post.clear()
+            self._late.clear()
 
     # -- request handling (server threads) -------------------------------------------------------
 
@@ -245,6 +293,14 @@ class FakeSlackServer:
 
         with self._lock:
             status, payload, extra_headers = self._dispatch(method, headers, body)
+            stored = method == "chat.postMessage" and isinstance(payload, dict) and bool(payload.get("ok"))
+            if stored and self._failures_after_post:
+                status = self._failures_after_post.pop(0)
+                payload, extra_headers = f"{status} upstream failure after the post (fake)", {}
+            late = 0.0
+            # Only a call that was carried out is answered late: an injected fault is answered at once.
+            if self._late and status == 200 and self._late[0][1] in (None, method):
+                late = self._late.pop(0)[0]
             self._requests.append(
                 RecordedRequest(
                     method=method,
@@ -254,9 +310,16 @@ class FakeSlackServer:
                     content_type=content_type,
                     status=status,
                     time=received,
+                    stored=stored,
+                    late=late,
                 )
             )
-        self._reply(handler, status, payload, extra_headers)
+        if late:
+            time.sleep(late)  # bounded by the test's own setting; the client has given up by then
+        try:
+            self._reply(handler, status, payload, extra_headers)
+        except OSError:
+            pass  # the client hung up (timed out): what a late answer is for
 
     @staticmethod
     def _parse_body(raw: bytes, content_type: str, query: str) -> dict[str, Any]:
@@ -311,6 +374,8 @@ class FakeSlackServer:
         handlers = {
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
+            "conversations.history": self._conversations_history,
+            "conversations.replies": self._conversations_replies,
             "auth.test": self._auth_test,
         }
         if method not in handlers:
@@ -398,6 +463,9 @@ class FakeSlackServer:
         }
         if blocks is not None:
             message["blocks"] = blocks
+        metadata = _decode_json(body.get("metadata"))
+        if isinstance(metadata, dict) and metadata.get("event_type"):
+            message["metadata"] = metadata
         thread_ts = body.get("thread_ts")
         if thread_ts:
             message["thread_ts"] = str(thread_ts)
@@ -434,6 +502,20 @@ class FakeSlackServer:
             "text": text,
             "message": copy.deepcopy(message),
         }
+
+    def _conversations_history(self, body: dict[str, Any]) -> dict[str, Any]:
+        """List a channel's top-level messages, newest first (lock held)."""
+        channel_id = self._resolve_channel(body.get("channel"))
+        if channel_id is None:
+            return {"ok": False, "error": "channel_not_found"}
+        return slack_conversations.history(self._messages, channel_id, body)
+
+    def _conversations_replies(self, body: dict[str, Any]) -> dict[str, Any]:
+        """List a thread, parent first (lock held)."""
+        channel_id = self._resolve_channel(body.get("channel"))
+        if channel_id is None:
+            return {"ok": False, "error": "channel_not_found"}
+        return slack_conversations.replies(self._messages, channel_id, body)
 
     def _auth_test(self, body: dict[str, Any]) -> dict[str, Any]:
         """Describe the fake bot (what ``SlackHook.test_connection`` calls)."""

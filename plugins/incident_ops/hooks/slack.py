@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from slack_sdk.http_retry import RetryHandler
     from slack_sdk.web.slack_response import SlackResponse
 
-__all__ = ["IncidentSlackHook", "SlackMessageRef"]
+__all__ = ["MESSAGE_EVENT_TYPE", "IncidentSlackHook", "SlackMessageRef"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,12 @@ log = logging.getLogger(__name__)
 # INFO: message text and blocks never reach the logs, whatever the root level is.
 _sdk_log = logging.getLogger(f"{__name__}.sdk")
 _sdk_log.setLevel(logging.INFO)
+
+# The message metadata event every incident message carries, with its outbox key in the payload: a
+# post whose answer was lost is found again by it (conversations.history / conversations.replies).
+MESSAGE_EVENT_TYPE = "incident_message"
+# How many pages (of 200 messages) a look-up reads before concluding the message is not there.
+_LOOKUP_PAGES = 5
 
 
 @dataclass(frozen=True)
@@ -126,8 +132,9 @@ class IncidentSlackHook(BaseHook):
         text: str,
         blocks: list[dict[str, Any]] | None = None,
         thread_ts: str | None = None,
+        key: str | None = None,
     ) -> SlackMessageRef:
-        """Post a message (or a thread reply when ``thread_ts`` is given) via ``chat.postMessage``."""
+        """Post a message (a thread reply when ``thread_ts`` is given), tagged with ``key`` if given."""
         if not channel:
             raise ValueError("channel must be a non-empty string")
         kwargs: dict[str, Any] = {"channel": channel, "text": text}
@@ -135,12 +142,45 @@ class IncidentSlackHook(BaseHook):
             kwargs["blocks"] = blocks
         if thread_ts:
             kwargs["thread_ts"] = thread_ts
+        if key:
+            kwargs["metadata"] = {"event_type": MESSAGE_EVENT_TYPE, "event_payload": {"key": key}}
         response = self._call(
             "chat.postMessage", channel, lambda: self.provider_hook.client.chat_postMessage(**kwargs)
         )
         ref = self._ref(response, "chat.postMessage", channel)
         log.info("Posted Slack message channel=%s ts=%s thread_ts=%s", ref.channel, ref.ts, thread_ts)
         return ref
+
+    def find_message(
+        self, *, channel: str, key: str, thread_ts: str | None = None, oldest: str | None = None
+    ) -> SlackMessageRef | None:
+        """Return the message posted with ``key`` in the thread (or channel, after ``oldest``), if any."""
+        if not channel or not key:
+            raise ValueError("channel and key must be non-empty strings")
+        client = self.provider_hook.client
+        args: dict[str, Any] = {"channel": channel, "include_all_metadata": True, "limit": 200}
+        if thread_ts:
+            method, args["ts"] = "conversations.replies", thread_ts
+        else:
+            method = "conversations.history"
+            if oldest:
+                args["oldest"] = oldest
+        fetch = client.conversations_replies if thread_ts else client.conversations_history
+        cursor = None
+        for _ in range(_LOOKUP_PAGES):
+            page_args = {**args, "cursor": cursor} if cursor else args
+            response = self._call(method, channel, lambda page_args=page_args: fetch(**page_args))
+            data = response.data if isinstance(response.data, dict) else {}
+            for message in data.get("messages") or []:
+                metadata = message.get("metadata") or {}
+                payload = metadata.get("event_payload") or {}
+                if metadata.get("event_type") == MESSAGE_EVENT_TYPE and payload.get("key") == key:
+                    found_channel = data.get("channel") if isinstance(data.get("channel"), str) else channel
+                    return SlackMessageRef(channel=found_channel, ts=str(message["ts"]))
+            cursor = (data.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                break
+        return None
 
     def update_message(
         self,
