@@ -50,8 +50,10 @@ A rejected or expired approval is an outcome, not a failure: the run still succe
 inventory file in `include/`), `slack_api_default` (Slack bot token; without it messages stay in the
 incident store's outbox), `llm_default` (an OpenAI-compatible endpoint; without it the rules analyser
 answers), `incident_store` (PostgreSQL; default is a SQLite file in `$AIRFLOW_HOME`),
-`device_control_api` and `ticketing_api` (HTTP; without them actions are simulated and tickets local).
-**Variables**: `incident_slack_channels`, `incident_approvers`.
+`device_control_api` and `ticketing_api` (HTTP; without them actions are simulated and tickets local),
+`pagerduty_events_default` (pages, acknowledgements and resolutions as PagerDuty events),
+`jira_default` (Jira issues instead of local tickets), `incident_metrics` (the metrics token).
+**Variables**: `incident_slack_channels`, `incident_approvers`, `incident_responders`.
 """
 
 ALERT = "Alert"
