@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from include.incident_stats import DURATION_BUCKETS, LATENCY_BUCKETS, daily_series, human_duration, merged
 from include.store import IncidentStore
 from include.store.schema import incidents
-from tests.unit.test_store import PG_DSN
+from tests.unit.store_helpers import PG_DSN
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
