@@ -81,7 +81,7 @@ class IncidentRecords(StoreBase):
         result["state"] = IncidentState(result["state"])
         return result
 
-    def list_incidents(self, *, state: IncidentState | None = None, limit: int = 100) -> list[str]:
+    def incident_ids(self, *, state: IncidentState | None = None, limit: int = 100) -> list[str]:
         """Return the ids of incidents (in `state`, if given), newest first."""
         query = sa.select(incidents.c.id).order_by(incidents.c.created_at.desc(), incidents.c.id).limit(limit)
         if state is not None:

@@ -149,8 +149,8 @@ def list_open() -> str:
 
     store = get_store()
     ids = [
-        *store.list_incidents(state=IncidentState.OPEN, limit=MAX_LISTED),
-        *store.list_incidents(state=IncidentState.ACKNOWLEDGED, limit=MAX_LISTED),
+        *store.incident_ids(state=IncidentState.OPEN, limit=MAX_LISTED),
+        *store.incident_ids(state=IncidentState.ACKNOWLEDGED, limit=MAX_LISTED),
     ][:MAX_LISTED]
     if not ids:
         return "No open incidents."
