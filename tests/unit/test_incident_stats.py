@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from include.incident_stats import DURATION_BUCKETS, LATENCY_BUCKETS, daily_series, human_duration, merged
 from include.store import IncidentStore
 from include.store.schema import incidents
-from tests.unit.test_store import PG_DSN
+from tests.unit.store_helpers import PG_DSN
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -117,12 +117,12 @@ def test_list_is_newest_first_and_filtered(store):
     old = _incident(store, 1, opened=NOW - timedelta(hours=2), resolved=10)
     new = _incident(store, 2, opened=NOW - timedelta(hours=1), severity="warning")
 
-    assert [r["id"] for r in store.list_incidents()] == [new, old]
-    assert [r["id"] for r in store.list_incidents(states=("resolved",))] == [old]
-    assert [r["id"] for r in store.list_incidents(severity="warning")] == [new]
-    assert [r["id"] for r in store.list_incidents(states=("open", "resolved"), limit=1)] == [new]
-    assert store.list_incidents(dag_ids={"another_dag"}) == []
-    assert store.list_incidents()[0]["created_at"].tzinfo is not None
+    assert [r["id"] for r in store.list_incident_rows()] == [new, old]
+    assert [r["id"] for r in store.list_incident_rows(states=("resolved",))] == [old]
+    assert [r["id"] for r in store.list_incident_rows(severity="warning")] == [new]
+    assert [r["id"] for r in store.list_incident_rows(states=("open", "resolved"), limit=1)] == [new]
+    assert store.list_incident_rows(dag_ids={"another_dag"}) == []
+    assert store.list_incident_rows()[0]["created_at"].tzinfo is not None
     assert store.incident_dag_ids() == {"incident_response"}
 
 
