@@ -43,7 +43,8 @@ def daily_chart(days: list[DayCount]) -> DailyChart:
     plot = HEIGHT - BOTTOM - 4
     bars, labels = [], []
     for i, day in enumerate(days):
-        x, top = i * slot + slot * 0.15, HEIGHT - BOTTOM
+        x = i * slot + slot * 0.15
+        top: float = HEIGHT - BOTTOM
         for severity in ORDER:
             count = day.by_severity.get(severity, 0)
             if not count:

@@ -6,6 +6,7 @@ with coordinates; the page's template draws them as SVG (server-side, escaped by
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -146,7 +147,7 @@ def _event_point(event: dict[str, Any]) -> Point | None:
     return None
 
 
-def timeline_points(document: dict[str, Any], messages: list[dict[str, Any]] = ()) -> list[Point]:
+def timeline_points(document: dict[str, Any], messages: Sequence[dict[str, Any]] = ()) -> list[Point]:
     """Return the chart's points for an incident document and its messages, in time order."""
     points: list[Point] = []
     started, opened = _parse(document.get("started_at")), _parse(document.get("opened_at"))

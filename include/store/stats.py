@@ -49,7 +49,7 @@ class IncidentStats(StoreBase):
 
     # -- SQL helpers -----------------------------------------------------------------------------
 
-    def _seconds(self, end: ColumnElement, start: ColumnElement) -> ColumnElement:
+    def _seconds(self, end: ColumnElement[Any], start: ColumnElement[Any]) -> ColumnElement[Any]:
         """Return the SQL for the seconds from `start` to `end` in this store's dialect."""
         if self.engine.dialect.name == "postgresql":
             return sa.func.extract("epoch", end - start)
@@ -57,8 +57,12 @@ class IncidentStats(StoreBase):
         return sa.func.round((sa.func.julianday(end) - sa.func.julianday(start)) * 86400.0, 3)
 
     def _histogram(
-        self, value: ColumnElement, bounds: tuple[float, ...], *where: Any, group_by: tuple = ()
-    ) -> dict[tuple, Histogram]:
+        self,
+        value: ColumnElement[Any],
+        bounds: tuple[float, ...],
+        *where: Any,
+        group_by: tuple[ColumnElement[Any], ...] = (),
+    ) -> dict[tuple[Any, ...], Histogram]:
         """Return a histogram of `value` (NULLs left out) per group, from one query.
 
         Each row's value is computed once (a materialised CTE: date and JSON parsing is the cost),
@@ -77,17 +81,17 @@ class IncidentStats(StoreBase):
             .where(v.isnot(None))
             .group_by(*groups, bucket)
         )
-        counts: dict[tuple, list[int]] = {}
-        totals: dict[tuple, float] = {}
+        counts: dict[tuple[Any, ...], list[int]] = {}
+        totals: dict[tuple[Any, ...], float] = {}
         for row in self._rows(query):
             keys, (index, count, total) = tuple(row[: len(groups)]), row[len(groups) :]
             counts.setdefault(keys, [0] * (len(bounds) + 1))[int(index)] += int(count)
             totals[keys] = totals.get(keys, 0.0) + float(total or 0.0)
         return {keys: histogram_of(bounds, per_bucket, totals[keys]) for keys, per_bucket in counts.items()}
 
-    def _rows(self, query: sa.Select) -> list[sa.Row]:
+    def _rows(self, query: sa.Select[*tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         with self.engine.connect() as conn:
-            return list(conn.execute(query))
+            return [tuple(row) for row in conn.execute(query)]
 
     # -- incidents -------------------------------------------------------------------------------
 
@@ -182,7 +186,7 @@ class IncidentStats(StoreBase):
             query = query.where(incidents.c.dag_id.in_(sorted(dag_ids)))
         return [(str(d), severity, int(count)) for d, severity, count in self._rows(query)]
 
-    def list_incidents(
+    def list_incident_rows(
         self,
         *,
         states: tuple[str, ...] = (),
@@ -228,7 +232,7 @@ class IncidentStats(StoreBase):
 
     # -- AI steps --------------------------------------------------------------------------------
 
-    def _llm_calls(self) -> tuple[ColumnElement, ColumnElement, ColumnElement]:
+    def _llm_calls(self) -> tuple[ColumnElement[Any], ColumnElement[Any], ColumnElement[Any]]:
         """Return the step, analyser and latency (ms) of the AI step entries, each entry parsed once.
 
         Parsing the JSON is what costs: one pass over the entries pulls the three fields together.
@@ -247,7 +251,8 @@ class IncidentStats(StoreBase):
             )
         packed = sa.func.json_extract(events.c.detail, "$.step", "$.analyzer", "$.latency_ms")
         calls = sa.select(packed.label("a")).where(where).cte("llm_calls").prefix_with("MATERIALIZED")
-        return tuple(sa.func.json_extract(calls.c.a, f"$[{i}]") for i in range(3))
+        step, analyzer, latency_ms = (sa.func.json_extract(calls.c.a, f"$[{i}]") for i in range(3))
+        return step, analyzer, latency_ms
 
     def model_calls(self) -> dict[tuple[str, str], Histogram]:
         """Return the AI steps that asked the model with their latency in seconds, by (step, outcome).
@@ -265,10 +270,9 @@ class IncidentStats(StoreBase):
 
     def count_webhook_request(self, source: str, status: int | str) -> None:
         """Add one to the requests answered for `source` with HTTP `status`."""
-        if self.engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
         now = utcnow()
         statement = insert(webhook_requests).values(
             source=source, status=str(status), count=1, updated_at=now

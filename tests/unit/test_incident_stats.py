@@ -117,12 +117,12 @@ def test_list_is_newest_first_and_filtered(store):
     old = _incident(store, 1, opened=NOW - timedelta(hours=2), resolved=10)
     new = _incident(store, 2, opened=NOW - timedelta(hours=1), severity="warning")
 
-    assert [r["id"] for r in store.list_incidents()] == [new, old]
-    assert [r["id"] for r in store.list_incidents(states=("resolved",))] == [old]
-    assert [r["id"] for r in store.list_incidents(severity="warning")] == [new]
-    assert [r["id"] for r in store.list_incidents(states=("open", "resolved"), limit=1)] == [new]
-    assert store.list_incidents(dag_ids={"another_dag"}) == []
-    assert store.list_incidents()[0]["created_at"].tzinfo is not None
+    assert [r["id"] for r in store.list_incident_rows()] == [new, old]
+    assert [r["id"] for r in store.list_incident_rows(states=("resolved",))] == [old]
+    assert [r["id"] for r in store.list_incident_rows(severity="warning")] == [new]
+    assert [r["id"] for r in store.list_incident_rows(states=("open", "resolved"), limit=1)] == [new]
+    assert store.list_incident_rows(dag_ids={"another_dag"}) == []
+    assert store.list_incident_rows()[0]["created_at"].tzinfo is not None
     assert store.incident_dag_ids() == {"incident_response"}
 
 

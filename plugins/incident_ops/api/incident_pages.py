@@ -32,13 +32,13 @@ def list_context(
     """Return the list: open and recent (or filtered) incidents, counts, MTTA and MTTR, the chart."""
     now = utcnow()
     if state:
-        filtered = store.list_incidents(
+        filtered = store.list_incident_rows(
             states=(state,), severity=severity, dag_ids=dag_ids, limit=FILTERED_LIMIT
         )
         sections = [("Incidents", filtered)]
     else:
-        active = store.list_incidents(states=ACTIVE, severity=severity, dag_ids=dag_ids, limit=OPEN_LIMIT)
-        recent = store.list_incidents(
+        active = store.list_incident_rows(states=ACTIVE, severity=severity, dag_ids=dag_ids, limit=OPEN_LIMIT)
+        recent = store.list_incident_rows(
             states=(IncidentState.RESOLVED,), severity=severity, dag_ids=dag_ids, limit=RECENT_LIMIT
         )
         sections = [("Open and acknowledged", active), ("Recently resolved", recent)]

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import os
 from dataclasses import dataclass
+from functools import partial
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, BackgroundTasks, Request, status
@@ -187,14 +188,15 @@ async def slack_interactions(request: Request, background: BackgroundTasks) -> R
     if action is None:
         return Response(status_code=status.HTTP_200_OK)
 
+    work: partial[str]
     if isinstance(action, IncidentAction):
-        work, pending = act_on_incident, "Received; the outcome will follow here."
+        work, pending = partial(act_on_incident, action), "Received; the outcome will follow here."
     else:
         work, pending = (
-            decide,
+            partial(decide, action),
             "Your vote was received and is still being recorded; the outcome will follow here.",
         )
-    vote = asyncio.get_running_loop().run_in_executor(None, work, action)
+    vote = asyncio.get_running_loop().run_in_executor(None, work)
     try:
         text = await asyncio.wait_for(asyncio.shield(vote), ANSWER_BUDGET_SECONDS)
     except TimeoutError:

@@ -50,10 +50,34 @@ class IncidentPagerdutyHook(PagerdutyEventsHook):
         conn = optional_connection(conn_id)
         return conn is not None and bool(conn.password)
 
-    def send_event(self, summary: str, severity: str, **kwargs: Any) -> str:
+    def send_event(
+        self,
+        summary: str,
+        severity: str,
+        source: str = "airflow",
+        action: str = "trigger",
+        dedup_key: str | None = None,
+        custom_details: Any | None = None,
+        group: str | None = None,
+        component: str | None = None,
+        class_type: str | None = None,
+        images: list[Any] | None = None,
+        links: list[Any] | None = None,
+    ) -> str:
         """Send one event to the Events API v2 (at the connection's base URL); return its dedup_key."""
         event = prepare_event_data(
-            summary=summary, severity=severity, action_key_name="event_action", **kwargs
+            summary=summary,
+            severity=severity,
+            source=source,
+            custom_details=custom_details,
+            component=component,
+            group=group,
+            class_type=class_type,
+            action=action,
+            dedup_key=dedup_key,
+            images=images,
+            links=links,
+            action_key_name="event_action",
         )
         event["routing_key"] = self.integration_key
         action = event["event_action"]
