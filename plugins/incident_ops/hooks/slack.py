@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from http.client import HTTPException
 from typing import TYPE_CHECKING, Any
 
@@ -169,14 +169,16 @@ class IncidentSlackHook(BaseHook):
         cursor = None
         for _ in range(_LOOKUP_PAGES):
             page_args = {**args, "cursor": cursor} if cursor else args
-            response = self._call(method, channel, lambda page_args=page_args: fetch(**page_args))
+            response = self._call(method, channel, partial(fetch, **page_args))
             data = response.data if isinstance(response.data, dict) else {}
             for message in data.get("messages") or []:
                 metadata = message.get("metadata") or {}
                 payload = metadata.get("event_payload") or {}
                 if metadata.get("event_type") == MESSAGE_EVENT_TYPE and payload.get("key") == key:
-                    found_channel = data.get("channel") if isinstance(data.get("channel"), str) else channel
-                    return SlackMessageRef(channel=found_channel, ts=str(message["ts"]))
+                    answered = data.get("channel")
+                    return SlackMessageRef(
+                        channel=answered if isinstance(answered, str) else channel, ts=str(message["ts"])
+                    )
             cursor = (data.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
                 break
