@@ -46,3 +46,14 @@ def approval_record(
         deadline=deadline,
         **extra,
     )
+
+
+def alert_run_count(store: Any, *, dag_id: str = DAG_ID) -> int:
+    """Return how many DAG runs the alert intake started for `dag_id` (a count of its rows)."""
+    import sqlalchemy as sa
+
+    from include.store.schema import alert_runs
+
+    query = sa.select(sa.func.count()).select_from(alert_runs).where(alert_runs.c.dag_id == dag_id)
+    with store.engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())

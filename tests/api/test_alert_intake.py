@@ -24,17 +24,7 @@ from include.alert_sources import (
 from include.store import incident_id_for
 from tests.api.fixtures import load
 from tests.api.webhooks import ALERTS, DAG_ID, TOKEN, airflow_run, post, run_count  # noqa: F401
-
-
-def _alert_runs(store) -> int:
-    """Return how many DAG runs the intake started (a count of its rows)."""
-    import sqlalchemy as sa
-
-    from include.store.schema import alert_runs
-
-    with store.engine.connect() as conn:
-        return conn.execute(sa.select(sa.func.count()).select_from(alert_runs)).scalar_one()
-
+from tests.factories import alert_run_count
 
 # -- ingest: one incident per fingerprint whatever the entry point --------------------------------
 
@@ -255,7 +245,7 @@ def test_concurrent_openings_of_one_key_open_one_incident(backend):
 
 def test_the_intake_lifecycle(backend):
     key, run_id = f"k3-{uuid.uuid4().hex[:6]}", f"alert__pd__{uuid.uuid4().hex[:6]}"
-    before = _alert_runs(backend)
+    before = alert_run_count(backend)
     claim = {"dag_id": DAG_ID, "incident_key": key, "source": "pagerduty", "fingerprint": "f"}
     assert backend.alert_generation(key, dag_id=DAG_ID) == 0
     assert backend.claim_alert_run(run_id=run_id, episode="gen:0", **claim)
@@ -277,7 +267,7 @@ def test_the_intake_lifecycle(backend):
     assert backend.latest_alert_run(key, dag_id=DAG_ID, state="firing") is None
     assert backend.latest_alert_run(key, dag_id=DAG_ID)["run_id"] == run_id
     backend.release_alert_run(run_id)  # only an unstarted (firing) claim is released
-    assert _alert_runs(backend) == before + 1
+    assert alert_run_count(backend) == before + 1
 
 
 # -- normalisation, directly ----------------------------------------------------------------------

@@ -11,6 +11,7 @@ from incident_ops import iot_intake
 from incident_ops.hooks.incident_store import get_store
 from include.iot_messages import classify, event_payload
 from include.telemetry import Thresholds
+from tests.factories import alert_run_count
 
 THRESHOLDS = Thresholds.from_runbooks()
 
@@ -38,7 +39,7 @@ def test_one_alert_merged_three_times_is_one_incident_run(store):
     assert start["conf"]["device_id"] == "T-101" and start["conf"]["source"] == "iot"
     # The same alert again, in a later run of the intake, while the incident is open: nothing new.
     assert iot_intake.admit_alerts(asset_events(alert)) == []
-    assert store.count_alert_runs(dag_id="incident_response") == 1
+    assert alert_run_count(store) == 1
 
 
 def test_different_devices_are_different_incidents(store):
