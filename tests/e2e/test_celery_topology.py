@@ -213,20 +213,36 @@ def slots_while_waiting(stack: LocalAirflow, broker_url: str, waiting: list[str]
         return sensors if {ti["state"] for ti in sensors.values()} == {"deferred"} else None
 
     sensors = poll(deferred, RUN_TIMEOUT, f"{len(waiting)} approvals to wait deferred", interval=2.0)
-    active = active_celery_tasks(broker_url)
-    return {
-        "deferred": len(sensors),
-        "pool": default_pool(stack),
-        "celery_workers": sorted(active),
-        "celery_active": sum(len(tasks) for tasks in active.values()),
-        # Task instances of the waiting approvals that a worker executes right now (should be none).
-        "held_by_waiting": [
+
+    def held(active: dict[str, list[str]]) -> list[str]:
+        # Task instances of the waiting approvals that a worker still executes.
+        return [
             run_id
             for run_id, ti in sensors.items()
             for tasks in active.values()
             for a in tasks
             if ti["id"] in a
-        ],
+        ]
+
+    # A task that just deferred is marked deferred a moment before its worker process has wound down:
+    # the slot must be free within seconds, and stay free while the approvals wait.
+    observed: dict[str, Any] = {}
+
+    def released() -> bool:
+        observed["active"] = active_celery_tasks(broker_url)
+        return not held(observed["active"])
+
+    try:
+        poll(released, 60, "the workers to release the deferred approvals' slots", interval=1.0)
+    except TimeoutError:
+        pass  # reported below as held_by_waiting
+    active = observed["active"]
+    return {
+        "deferred": len(sensors),
+        "pool": default_pool(stack),
+        "celery_workers": sorted(active),
+        "celery_active": sum(len(tasks) for tasks in active.values()),
+        "held_by_waiting": held(active),
     }
 
 
