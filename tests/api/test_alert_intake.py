@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import threading
 import uuid
 from types import SimpleNamespace
@@ -25,6 +24,7 @@ from include.store import incident_id_for
 from tests.api.fixtures import load
 from tests.api.webhooks import ALERTS, DAG_ID, TOKEN, airflow_run, post, run_count  # noqa: F401
 from tests.factories import alert_run_count
+from tests.postgres import throwaway_database
 
 # -- ingest: one incident per fingerprint whatever the entry point --------------------------------
 
@@ -157,29 +157,12 @@ def test_a_duplicate_run_skips_everything_and_succeeds_on_dag_test(airflow_db, s
 
 # -- the intake tables on both store backends -----------------------------------------------------
 
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres", "connect_timeout": 3}
-
 
 @pytest.fixture(scope="module")
 def postgres_database():
     """Create a throw-away PostgreSQL database for this module (skipped when no server runs)."""
-    psycopg2 = pytest.importorskip("psycopg2")
-    try:
-        admin = psycopg2.connect(**PG)
-    except psycopg2.OperationalError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is not reachable on 127.0.0.1:5432: {exc}")
-        pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432: {exc}")
-    admin.autocommit = True
-    name = f"ir_webhook_{uuid.uuid4().hex[:10]}"
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with throwaway_database("ir_webhook") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

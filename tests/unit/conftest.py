@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from include.store import IncidentStore
-from tests.unit.store_helpers import PG_DSN
+from tests.postgres import throwaway_database
 
 # -- backends -------------------------------------------------------------------------------------
 
@@ -18,27 +17,8 @@ from tests.unit.store_helpers import PG_DSN
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """Create a throw-away database on the local PostgreSQL for this session; drop it afterwards."""
-    psycopg2 = pytest.importorskip("psycopg2")
-    try:
-        admin = psycopg2.connect(**PG_DSN)
-    except psycopg2.OperationalError as exc:
-        reason = (
-            f"PostgreSQL is not reachable at {PG_DSN['host']}:{PG_DSN['port']} as user postgres ({exc}). "
-            "Start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set and {reason}")
-        pytest.skip(reason)
-    admin.autocommit = True
-    name = f"ir_unit_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg2://postgres@{PG_DSN['host']}:{PG_DSN['port']}/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with throwaway_database("ir_unit") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -9,7 +9,6 @@ from include.store import Approval, IncidentStore
 from tests.factories import approval_record
 
 REPO = Path(__file__).resolve().parents[2]
-PG_DSN = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres", "connect_timeout": 3}
 DAG_ID = "incident_response"
 ALERT = {"device_id": "PUMP-07B", "error": "PRESSURE_SPIKE_DETECTED", "source": "api", "severity": None}
 

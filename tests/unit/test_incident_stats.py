@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -14,7 +12,7 @@ import sqlalchemy as sa
 from include.incident_stats import DURATION_BUCKETS, LATENCY_BUCKETS, daily_series, human_duration, merged
 from include.store import IncidentStore
 from include.store.schema import incidents
-from tests.unit.store_helpers import PG_DSN
+from tests.postgres import throwaway_database
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -27,27 +25,12 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IncidentSt
         yield opened
         opened.engine.dispose()
         return
-    psycopg2 = pytest.importorskip("psycopg2")
-    try:
-        admin = psycopg2.connect(**PG_DSN)
-    except psycopg2.OperationalError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is not reachable: {exc}")
-        pytest.skip(f"PostgreSQL is not reachable: {exc}")
-    admin.autocommit = True
-    name = f"ir_stats_{uuid.uuid4().hex[:10]}"
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    opened = IncidentStore.from_url(
-        f"postgresql+psycopg2://postgres@{PG_DSN['host']}:{PG_DSN['port']}/{name}"
-    )
-    try:
-        yield opened
-    finally:
-        opened.engine.dispose()
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with throwaway_database("ir_stats") as url:
+        opened = IncidentStore.from_url(url)
+        try:
+            yield opened
+        finally:
+            opened.engine.dispose()
 
 
 def _incident(
