@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from include.store.base import StoreBase
 from include.store.records import (
     CLOSING_STATES,
     DECISIONS,
@@ -23,12 +22,13 @@ from include.store.records import (
     utcnow,
 )
 from include.store.schema import approvals, votes
+from include.store.totals import APPROVALS, MetricTotals
 
 # Records read per query by approval_states.
 STATE_BATCH = 1000
 
 
-class ApprovalRecords(StoreBase):
+class ApprovalRecords(MetricTotals):
     """Approval records and their votes: creation, counting, deciding, closing."""
 
     # -- approval records ------------------------------------------------------------------------
@@ -219,12 +219,14 @@ class ApprovalRecords(StoreBase):
         return self.get_approval(approval_id)
 
     def _decide(self, conn: Connection, record: Approval, state: ApprovalState, now: datetime) -> None:
-        conn.execute(
+        decided = conn.execute(
             approvals.update()
             .where(approvals.c.id == record.id, approvals.c.state == PENDING)
             .values(state=state, decided_at=now)
-        )
+        ).rowcount
         self._event(conn, record.incident_id, f"approval_{state}", {"approval_id": record.id})
+        if decided:
+            self._count(conn, APPROVALS, (str(state),))
 
     def close_approval(
         self, approval_id: str, *, state: ApprovalState | str, now: datetime | None = None

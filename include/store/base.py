@@ -56,6 +56,7 @@ class StoreBase:
         else:
             metadata.create_all(self.engine, checkfirst=True)
         self._add_missing_columns()
+        self._add_missing_indexes()
 
     def _add_missing_columns(self) -> None:
         """Add the nullable columns a newer release defines to tables an older one created."""
@@ -72,6 +73,19 @@ class StoreBase:
                 except (sa.exc.OperationalError, sa.exc.ProgrammingError):
                     # A concurrent starter added it first; a real failure shows on first use.
                     continue
+
+    def _add_missing_indexes(self) -> None:
+        """Create the indexes a newer release defines on tables an older one created."""
+        inspector = sa.inspect(self.engine)
+        for table in metadata.sorted_tables:
+            present = {index["name"] for index in inspector.get_indexes(table.name)}
+            for index in table.indexes:
+                if index.name in present:
+                    continue
+                try:
+                    index.create(self.engine, checkfirst=True)
+                except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError):
+                    continue  # a concurrent starter created it first
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from include.store.base import StoreBase
+from include.incident_stats import DURATION_BUCKETS, LATENCY_BUCKETS, severity_label
 from include.store.records import (
     ACTIVE_INCIDENT_STATES,
     IncidentState,
@@ -18,9 +19,31 @@ from include.store.records import (
     utcnow,
 )
 from include.store.schema import actions, events, incidents, outbox
+from include.store.totals import (
+    INCIDENTS,
+    MODEL_CALLS,
+    TIME_TO_ACKNOWLEDGE,
+    TIME_TO_RESOLVE,
+    MetricTotals,
+)
+
+LLM_CALL = "llm_call"  # the timeline entry of an AI step: its step, analyzer and latency_ms
 
 
-class IncidentRecords(StoreBase):
+def model_call_labels(detail: dict[str, Any]) -> tuple[str, str]:
+    """Return (step, outcome) of an AI step entry: ``answered`` when the model's answer was used."""
+    return str(detail.get("step") or "unknown"), "answered" if detail.get("analyzer") == "llm" else "fallback"
+
+
+def model_call_seconds(detail: dict[str, Any]) -> float:
+    """Return an AI step entry's latency in seconds (0 when it has none)."""
+    try:
+        return max(0.0, float(detail.get("latency_ms") or 0) / 1000.0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+class IncidentRecords(MetricTotals):
     """Incidents, their timeline, the message outbox and the actions taken."""
 
     # -- incidents -------------------------------------------------------------------------------
@@ -95,6 +118,22 @@ class IncidentRecords(StoreBase):
         if set(values) - allowed:
             raise ValueError(f"cannot update {sorted(set(values) - allowed)}")
         with self._tx() as conn:
+            if "analysis" in values:
+                # The first diagnosis counts the incident, under the severity it found: counted
+                # earlier, a series would go down when the diagnosis changes the alert's severity.
+                first = conn.execute(
+                    incidents.update()
+                    .where(incidents.c.id == incident_id, incidents.c.analysis.is_(None))
+                    .values(**values)
+                ).rowcount
+                if first:
+                    row = conn.execute(
+                        sa.select(incidents.c.severity, incidents.c.source).where(
+                            incidents.c.id == incident_id
+                        )
+                    ).one()
+                    self._count(conn, INCIDENTS, (severity_label(row.severity), row.source))
+                    return
             conn.execute(incidents.update().where(incidents.c.id == incident_id).values(**values))
 
     def set_thread(self, incident_id: str, *, channel: str, ts: str) -> tuple[str, str]:
@@ -114,34 +153,48 @@ class IncidentRecords(StoreBase):
 
     def acknowledge_incident(self, incident_id: str, *, by: str) -> bool:
         """Record that a responder acknowledged an open incident; False when it was not open."""
+        now = utcnow()
         with self._tx() as conn:
             done = conn.execute(
                 incidents.update()
                 .where(incidents.c.id == incident_id, incidents.c.state == IncidentState.OPEN)
-                .values(state=IncidentState.ACKNOWLEDGED, acknowledged_at=utcnow(), acknowledged_by=by)
+                .values(state=IncidentState.ACKNOWLEDGED, acknowledged_at=now, acknowledged_by=by)
             ).rowcount
             if done:
                 self._event(conn, incident_id, "acknowledged", {"by": by})
+                self._observe_since_opened(conn, incident_id, TIME_TO_ACKNOWLEDGE, now)
         return bool(done)
 
     def resolve_incident(self, incident_id: str, *, outcome: str, by: str | None = None) -> bool:
         """Mark the incident resolved with its outcome (and who, when a person did); the first call wins."""
+        now = utcnow()
         with self._tx() as conn:
             done = conn.execute(
                 incidents.update()
                 .where(incidents.c.id == incident_id, incidents.c.state.in_(ACTIVE_INCIDENT_STATES))
-                .values(state=IncidentState.RESOLVED, outcome=outcome, resolved_at=utcnow(), resolved_by=by)
+                .values(state=IncidentState.RESOLVED, outcome=outcome, resolved_at=now, resolved_by=by)
             ).rowcount
             if done:
                 self._event(conn, incident_id, "resolved", {"outcome": outcome, "by": by})
+                self._observe_since_opened(conn, incident_id, TIME_TO_RESOLVE, now)
         return bool(done)
+
+    def _observe_since_opened(self, conn: Connection, incident_id: str, metric: str, now: datetime) -> None:
+        opened: datetime = conn.execute(
+            sa.select(incidents.c.created_at).where(incidents.c.id == incident_id)
+        ).scalar_one()
+        self._observe(conn, metric, (), DURATION_BUCKETS, (now - aware(opened)).total_seconds())
 
     # -- timeline --------------------------------------------------------------------------------
 
     def add_event(self, incident_id: str, kind: str, detail: dict[str, Any] | None = None) -> None:
         """Append an entry to the incident's timeline."""
+        detail = detail or {}
         with self._tx() as conn:
-            self._event(conn, incident_id, kind, detail or {})
+            self._event(conn, incident_id, kind, detail)
+            if kind == LLM_CALL:
+                seconds = model_call_seconds(detail)
+                self._observe(conn, MODEL_CALLS, model_call_labels(detail), LATENCY_BUCKETS, seconds)
 
     def timeline(self, incident_id: str) -> list[dict[str, Any]]:
         """Return the incident's timeline, oldest first."""

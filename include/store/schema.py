@@ -19,7 +19,7 @@ incidents = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),  # open | acknowledged | resolved
     sa.Column("severity", sa.String(16)),
     sa.Column("alert", sa.JSON, nullable=False),
-    sa.Column("analysis", sa.JSON),
+    sa.Column("analysis", sa.JSON(none_as_null=True)),  # NULL until the diagnosis
     sa.Column("outcome", sa.String(32)),
     sa.Column("slack_channel", sa.String(128)),
     sa.Column("slack_ts", sa.String(64)),
@@ -29,6 +29,10 @@ incidents = sa.Table(
     sa.Column("acknowledged_at", sa.DateTime(timezone=True)),
     sa.Column("acknowledged_by", sa.String(128)),
     sa.Column("resolved_by", sa.String(128)),
+    # The incident list reads the newest first, by state and severity, of the DAGs a user may read.
+    sa.Index("ix_ir_incidents_created_at", "created_at"),
+    sa.Index("ix_ir_incidents_state_severity", "state", "severity"),
+    sa.Index("ix_ir_incidents_dag_id", "dag_id"),
 )
 
 events = sa.Table(
@@ -145,4 +149,16 @@ webhook_requests = sa.Table(
     sa.Column("status", sa.String(8), primary_key=True),
     sa.Column("count", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Running totals of the Prometheus counters and histograms (include/store/totals.py): one row per
+# series and histogram bucket, raised with what it counts, so a scrape reads these rows only.
+metric_totals = sa.Table(
+    "ir_metric_totals",
+    metadata,
+    sa.Column("metric", sa.String(64), primary_key=True),
+    sa.Column("labels", sa.String(512), primary_key=True),  # the label values, a JSON list
+    sa.Column("bucket", sa.Integer, primary_key=True, autoincrement=False),  # -1: a plain counter
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Column("total", sa.Float, nullable=False),  # the sum of the bucket's observations
 )

@@ -1,7 +1,8 @@
-"""Aggregates over the store for the incident list and the metrics, computed in SQL.
+"""Aggregates over the store for the incident list and the metrics.
 
-A Prometheus scrape reads these every 15 to 60 s from every api-server process: each is one grouped
-query, so its cost does not depend on how many rows come back, only on one pass over the table.
+The Prometheus counters and histograms are read from the running totals (include/store/totals.py);
+the gauges and the incident list are grouped queries on indexed columns. `recount_totals` computes
+every total from the rows in SQL, one grouped query each.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from include.incident_stats import (
@@ -18,14 +20,24 @@ from include.incident_stats import (
     Histogram,
     WindowStats,
     empty_histogram,
-    histogram_of,
     severity_label,
 )
-from include.store.base import StoreBase
+from include.store.incidents import LLM_CALL
 from include.store.records import ACTIVE_INCIDENT_STATES, PENDING, IncidentState, aware, utcnow
-from include.store.schema import approvals, events, incidents, webhook_requests
+from include.store.schema import approvals, events, incidents, metric_totals, webhook_requests
+from include.store.totals import (
+    APPROVALS,
+    COUNTED,
+    COUNTER,
+    INCIDENTS,
+    MODEL_CALLS,
+    TIME_TO_ACKNOWLEDGE,
+    TIME_TO_RESOLVE,
+    MetricTotals,
+    add_to_row,
+    labels_key,
+)
 
-LLM_CALL = "llm_call"
 LIST_COLUMNS = (
     "id",
     "dag_id",
@@ -42,10 +54,57 @@ LIST_COLUMNS = (
 )
 
 
-class IncidentStats(StoreBase):
+class IncidentStats(MetricTotals):
     """Counts, histograms and lists over incidents, approvals, AI steps and webhook requests."""
 
     engine: sa.engine.Engine
+
+    def create_schema(self) -> None:
+        """Create missing tables, and count the totals from the rows the first time (an older store)."""
+        super().create_schema()
+        with self._tx() as conn:
+            # Concurrent starters wait here for the first one's count, then find the row.
+            if self._insert_once(
+                conn, metric_totals, metric=COUNTED, labels="[]", bucket=COUNTER, count=0, total=0.0
+            ):
+                self._recount(conn)
+
+    def recount_totals(self) -> None:
+        """Compute every running total from the rows again (after rows were changed by hand)."""
+        with self._tx() as conn:
+            self._recount(conn)
+
+    def _recount(self, conn: Connection) -> None:
+        if conn.dialect.name == "postgresql":
+            # Writers raise totals as their last statement: they wait, and raise the new totals after.
+            conn.execute(sa.text(f"LOCK TABLE {metric_totals.name} IN EXCLUSIVE MODE"))
+        conn.execute(metric_totals.delete().where(metric_totals.c.metric != COUNTED))
+        rows = []
+        for (severity, source), count in self._count_incidents(conn).items():
+            rows.append(self._total_row(INCIDENTS, (severity, source), COUNTER, count, 0.0))
+        for state, count in self._count_approval_outcomes(conn).items():
+            rows.append(self._total_row(APPROVALS, (state,), COUNTER, count, 0.0))
+        for metric, found in (
+            (TIME_TO_ACKNOWLEDGE, self._count_durations(conn, incidents.c.acknowledged_at)),
+            (TIME_TO_RESOLVE, self._count_durations(conn, incidents.c.resolved_at)),
+            (MODEL_CALLS, self._count_model_calls(conn)),
+        ):
+            for labels, bucket, count, total in found:
+                rows.append(self._total_row(metric, labels, bucket, count, total))
+        if rows:
+            conn.execute(metric_totals.insert(), rows)
+
+    @staticmethod
+    def _total_row(
+        metric: str, labels: tuple[Any, ...], bucket: int, count: int, total: float
+    ) -> dict[str, Any]:
+        return {
+            "metric": metric,
+            "labels": labels_key([str(v) for v in labels]),
+            "bucket": bucket,
+            "count": count,
+            "total": total,
+        }
 
     # -- SQL helpers -----------------------------------------------------------------------------
 
@@ -56,17 +115,18 @@ class IncidentStats(StoreBase):
         # julianday is a float of days: round to the millisecond, so that 300 s is not 300.00000001.
         return sa.func.round((sa.func.julianday(end) - sa.func.julianday(start)) * 86400.0, 3)
 
-    def _histogram(
+    def _histogram_rows(
         self,
+        conn: Connection,
         value: ColumnElement[Any],
         bounds: tuple[float, ...],
         *where: Any,
         group_by: tuple[ColumnElement[Any], ...] = (),
-    ) -> dict[tuple[Any, ...], Histogram]:
-        """Return a histogram of `value` (NULLs left out) per group, from one query.
+    ) -> list[tuple[tuple[Any, ...], int, int, float]]:
+        """Return (group, bucket, count, sum) of `value` (NULLs left out), from one query.
 
         Each row's value is computed once (a materialised CTE: date and JSON parsing is the cost),
-        then the rows are counted per bucket.
+        then the rows are counted per bucket (as `le`: a value on a bound is in its bucket).
         """
         observed = (
             sa.select(*(c.label(f"g{i}") for i, c in enumerate(group_by)), value.label("v"))
@@ -81,33 +141,37 @@ class IncidentStats(StoreBase):
             .where(v.isnot(None))
             .group_by(*groups, bucket)
         )
-        counts: dict[tuple[Any, ...], list[int]] = {}
-        totals: dict[tuple[Any, ...], float] = {}
-        for row in self._rows(query):
-            keys, (index, count, total) = tuple(row[: len(groups)]), row[len(groups) :]
-            counts.setdefault(keys, [0] * (len(bounds) + 1))[int(index)] += int(count)
-            totals[keys] = totals.get(keys, 0.0) + float(total or 0.0)
-        return {keys: histogram_of(bounds, per_bucket, totals[keys]) for keys, per_bucket in counts.items()}
+        return [
+            (tuple(row[: len(groups)]), int(row[-3]), int(row[-2]), float(row[-1] or 0.0))
+            for row in self._rows(query, conn)
+        ]
 
-    def _rows(self, query: sa.Select[*tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        with self.engine.connect() as conn:
+    def _rows(
+        self, query: sa.Select[*tuple[Any, ...]], conn: Connection | None = None
+    ) -> list[tuple[Any, ...]]:
+        if conn is not None:
             return [tuple(row) for row in conn.execute(query)]
+        with self.engine.connect() as fresh:
+            return [tuple(row) for row in fresh.execute(query)]
 
     # -- incidents -------------------------------------------------------------------------------
 
     def incident_totals(self) -> dict[tuple[str, str], int]:
-        """Return how many incidents were opened, by (severity, source), counting each once diagnosed.
+        """Return how many incidents were opened, by (severity, source), each counted once diagnosed.
 
         An incident has no severity until the diagnosis: counting it under "unknown" first would make
         that series go down later, which Prometheus reads as a counter reset.
         """
+        return {(severity, source): n for (severity, source), n in self.counter_totals(INCIDENTS).items()}
+
+    def _count_incidents(self, conn: Connection) -> dict[tuple[str, str], int]:
         query = (
             sa.select(incidents.c.severity, incidents.c.source, sa.func.count())
-            .where(incidents.c.severity.isnot(None))
+            .where(incidents.c.analysis.isnot(None))
             .group_by(incidents.c.severity, incidents.c.source)
         )
         totals: dict[tuple[str, str], int] = {}
-        for severity, source, count in self._rows(query):
+        for severity, source, count in self._rows(query, conn):
             key = (severity_label(severity), source)
             totals[key] = totals.get(key, 0) + int(count)
         return totals
@@ -139,15 +203,19 @@ class IncidentStats(StoreBase):
 
     def time_to_acknowledge(self) -> Histogram:
         """Return the histogram of seconds from arrival to acknowledgement, over all incidents."""
-        value = self._seconds(incidents.c.acknowledged_at, incidents.c.created_at)
-        found = self._histogram(value, DURATION_BUCKETS, incidents.c.acknowledged_at.isnot(None))
+        found = self.histogram_totals(TIME_TO_ACKNOWLEDGE, DURATION_BUCKETS)
         return found.get((), empty_histogram(DURATION_BUCKETS))
 
     def time_to_resolve(self) -> Histogram:
         """Return the histogram of seconds from arrival to resolution, over all incidents."""
-        value = self._seconds(incidents.c.resolved_at, incidents.c.created_at)
-        found = self._histogram(value, DURATION_BUCKETS, incidents.c.resolved_at.isnot(None))
+        found = self.histogram_totals(TIME_TO_RESOLVE, DURATION_BUCKETS)
         return found.get((), empty_histogram(DURATION_BUCKETS))
+
+    def _count_durations(
+        self, conn: Connection, end: sa.Column[Any]
+    ) -> list[tuple[tuple[Any, ...], int, int, float]]:
+        value = self._seconds(end, incidents.c.created_at)
+        return self._histogram_rows(conn, value, DURATION_BUCKETS, end.isnot(None))
 
     def window_stats(self, label: str, since: datetime, *, dag_ids: set[str] | None = None) -> WindowStats:
         """Return the incidents opened since `since` with their MTTA and MTTR (means, in seconds)."""
@@ -223,12 +291,15 @@ class IncidentStats(StoreBase):
 
     def approval_outcomes(self) -> dict[str, int]:
         """Return how many approval requests ended in each decided state."""
+        return {state: n for (state,), n in self.counter_totals(APPROVALS).items()}
+
+    def _count_approval_outcomes(self, conn: Connection) -> dict[str, int]:
         query = (
             sa.select(approvals.c.state, sa.func.count())
             .where(approvals.c.state != str(PENDING))
             .group_by(approvals.c.state)
         )
-        return {state: int(count) for state, count in self._rows(query)}
+        return {state: int(count) for state, count in self._rows(query, conn)}
 
     # -- AI steps --------------------------------------------------------------------------------
 
@@ -259,30 +330,23 @@ class IncidentStats(StoreBase):
 
         The outcome is ``answered`` when the model's answer was used, ``fallback`` when the rules answered.
         """
+        found = self.histogram_totals(MODEL_CALLS, LATENCY_BUCKETS)
+        return {(step, outcome): histogram for (step, outcome), histogram in found.items()}
+
+    def _count_model_calls(self, conn: Connection) -> list[tuple[tuple[Any, ...], int, int, float]]:
         step, analyzer, latency_ms = self._llm_calls()
         step = sa.func.coalesce(step, "unknown")
         outcome = sa.case((analyzer == "llm", "answered"), else_="fallback")
         latency = sa.func.coalesce(latency_ms, 0) / 1000.0
-        found = self._histogram(latency, LATENCY_BUCKETS, group_by=(step, outcome))
-        return {(s, o): histogram for (s, o), histogram in found.items()}
+        return self._histogram_rows(conn, latency, LATENCY_BUCKETS, group_by=(step, outcome))
 
     # -- webhook requests ------------------------------------------------------------------------
 
     def count_webhook_request(self, source: str, status: int | str) -> None:
         """Add one to the requests answered for `source` with HTTP `status`."""
-        from sqlalchemy.dialects import postgresql, sqlite
-
-        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
-        now = utcnow()
-        statement = insert(webhook_requests).values(
-            source=source, status=str(status), count=1, updated_at=now
-        )
-        statement = statement.on_conflict_do_update(
-            index_elements=[webhook_requests.c.source, webhook_requests.c.status],
-            set_={"count": webhook_requests.c.count + 1, "updated_at": now},
-        )
         with self.engine.begin() as conn:
-            conn.execute(statement)
+            key = {"source": source, "status": str(status)}
+            add_to_row(conn, webhook_requests, key, {"count": 1}, updated_at=utcnow())
 
     def webhook_request_counts(self) -> dict[tuple[str, str], int]:
         """Return the webhook requests answered, by (source, status)."""

@@ -65,7 +65,9 @@ def test_a_scrape_reports_what_the_store_holds(client, store, with_token, monkey
         incident_key="k-grafana",
         alert={"device_id": "VALVE-2", "error": "LEAK", "source": "grafana"},
     )
-    store.update_incident(grafana, severity="warning")
+    # Diagnosed twice (a retried task): counted once.
+    store.update_incident(grafana, severity="warning", analysis={"severity": "warning"})
+    store.update_incident(grafana, severity="warning", analysis={"severity": "warning"})
     store.add_event(grafana, "llm_call", {"step": "diagnose", "analyzer": "llm", "latency_ms": 1500})
     store.add_event(grafana, "llm_call", {"step": "diagnose", "analyzer": "rules", "latency_ms": 30000})
     store.add_event(grafana, "llm_call", {"step": "summarize", "analyzer": "llm", "latency_ms": 400})

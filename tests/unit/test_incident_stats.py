@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -36,7 +37,10 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IncidentSt
 def _incident(
     store, n: int, *, severity="critical", source="api", opened=NOW, ack=None, resolved=None
 ) -> str:
-    """Write an incident row with known times (as the lifecycle would have, at those moments)."""
+    """Write an incident row with known times (as the lifecycle would have, at those moments).
+
+    The rows are written by hand, so the running totals are counted again from them afterwards.
+    """
     incident_id = store.open_incident(
         dag_id="incident_response",
         run_id=f"run-{n}",
@@ -46,6 +50,7 @@ def _incident(
     state = "resolved" if resolved is not None else ("acknowledged" if ack is not None else "open")
     values = {
         "severity": severity,
+        "analysis": {"severity": severity} if severity else None,
         "state": state,
         "created_at": opened,
         "acknowledged_at": opened + timedelta(seconds=ack) if ack is not None else None,
@@ -53,10 +58,11 @@ def _incident(
     }
     with store.engine.begin() as conn:
         conn.execute(incidents.update().where(incidents.c.id == incident_id).values(**values))
+    store.recount_totals()
     return incident_id
 
 
-def test_durations_are_bucketed_and_summed_in_sql(store):
+def test_recounted_durations_are_bucketed_and_summed_in_sql(store):
     _incident(store, 1, ack=30, resolved=600)
     _incident(store, 2, ack=300, resolved=3600)  # on a bucket's bound: counted in it (le)
     _incident(store, 3, ack=7200)
@@ -151,6 +157,113 @@ def test_the_counter_table_is_created_in_an_older_store(tmp_path):
     store = IncidentStore.from_url(url)
     store.count_webhook_request("grafana", 202)
     assert store.webhook_request_counts() == {("grafana", "202"): 1}
+
+
+def _totals(store) -> dict:
+    """Return every total a scrape reads, as comparable values."""
+
+    def shape(histogram):
+        return histogram.cumulative, histogram.count, round(histogram.total, 1)
+
+    return {
+        "incidents": store.incident_totals(),
+        "approvals": store.approval_outcomes(),
+        "ack": shape(store.time_to_acknowledge()),
+        "resolve": shape(store.time_to_resolve()),
+        "model": {key: shape(h) for key, h in store.model_calls().items()},
+    }
+
+
+def _live_incident(store, n: int, *, severity: str, source: str = "api") -> str:
+    incident_id = store.open_incident(
+        dag_id="incident_response",
+        run_id=f"live-{n}",
+        incident_key=f"live-{n}",
+        alert={"device_id": f"D-{n}", "error": "E", "source": source, "severity": "info"},
+    )
+    store.update_incident(incident_id, severity=severity, analysis={"severity": severity})
+    return incident_id
+
+
+def test_the_workflow_raises_the_totals_that_a_recount_finds(store):
+    first = _live_incident(store, 1, severity="critical", source="grafana")
+    second = _live_incident(store, 2, severity="warning")
+    # A retried diagnosis counts the incident once, under the severity the diagnosis found.
+    store.update_incident(first, severity="critical", analysis={"severity": "critical"})
+    store.acknowledge_incident(first, by="alice")
+    store.acknowledge_incident(first, by="bob")  # not open any more: not counted again
+    store.resolve_incident(first, outcome="fixed")
+    store.resolve_incident(first, outcome="fixed")
+    store.resolve_incident(second, outcome="escalated")
+    for detail in (
+        {"step": "diagnose", "analyzer": "llm", "latency_ms": 1200},
+        {"step": "diagnose", "analyzer": "rules", "latency_ms": 61000},
+        {"step": "report", "analyzer": "llm"},
+    ):
+        store.add_event(second, "llm_call", detail)
+    record = store.create_approval(
+        incident_id=first,
+        dag_id="incident_response",
+        run_id="live-1",
+        action="restart",
+        risk="high",
+        reasons=[],
+        quorum=1,
+        approvers=None,
+        deadline=timedelta(hours=1),
+    )
+    store.cast_vote(record.id, identity="alice", channel="web", decision="approve", role="user")
+    store.close_approval(record.id, state="expired")  # decided already: stays approved
+
+    raised = _totals(store)
+    assert raised["incidents"] == {("critical", "grafana"): 1, ("warning", "api"): 1}
+    assert raised["approvals"] == {"approved": 1}
+    assert raised["ack"][1] == 1 and raised["resolve"][1] == 2
+    assert {key: value[1] for key, value in raised["model"].items()} == {
+        ("diagnose", "answered"): 1,
+        ("diagnose", "fallback"): 1,
+        ("report", "answered"): 1,
+    }
+    store.recount_totals()
+    assert _totals(store) == raised
+
+
+def test_an_older_store_gets_its_totals_counted_once_when_opened(store, tmp_path):
+    _incident(store, 1, ack=30, resolved=600)
+    _incident(store, 2, severity="warning", resolved=90)
+    counted = _totals(store)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE ir_metric_totals"))
+        conn.execute(sa.text("DROP INDEX ix_ir_incidents_created_at"))
+    url = store.engine.url.render_as_string(hide_password=False)
+
+    reopened = IncidentStore.from_url(url)
+    again = IncidentStore.from_url(url)  # a second api-server process: counts nothing twice
+
+    assert _totals(reopened) == _totals(again) == counted
+    assert counted["incidents"] == {("critical", "api"): 1, ("warning", "api"): 1}
+    indexes = {index["name"] for index in sa.inspect(reopened.engine).get_indexes("ir_incidents")}
+    assert "ix_ir_incidents_created_at" in indexes
+    reopened.engine.dispose(), again.engine.dispose()
+
+
+def test_concurrent_writers_lose_no_count(store):
+    ids = [_live_incident(store, n, severity="critical") for n in range(24)]
+
+    def lifecycle(incident_id: str) -> None:
+        store.acknowledge_incident(incident_id, by="alice")
+        store.add_event(incident_id, "llm_call", {"step": "diagnose", "analyzer": "llm", "latency_ms": 300})
+        store.resolve_incident(incident_id, outcome="fixed")
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        list(pool.map(lifecycle, ids))
+
+    raised = _totals(store)
+    assert raised["incidents"] == {("critical", "api"): 24}
+    assert raised["ack"][1] == raised["resolve"][1] == 24
+    assert raised["model"][("diagnose", "answered")][1] == 24
+    store.recount_totals()
+    assert _totals(store) == raised
 
 
 @pytest.mark.parametrize(
