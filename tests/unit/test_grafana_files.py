@@ -22,7 +22,7 @@ def _exposed(tmp_path: Path) -> set[str]:
     incident = store.open_incident(
         dag_id="d", run_id="r", incident_key="k", alert={"device_id": "D", "error": "E"}
     )
-    store.update_incident(incident, severity="critical")
+    store.update_incident(incident, severity="critical", analysis={"severity": "critical"})
     store.add_event(incident, "llm_call", {"step": "diagnose", "analyzer": "llm", "latency_ms": 10})
     store.count_webhook_request("grafana", 202)
     record = store.create_approval(
