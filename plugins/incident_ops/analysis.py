@@ -60,7 +60,6 @@ class _BadConfig(Exception):
 def _hook() -> LlmHook:
     """Return the hook for `llm_default`, or raise _NotConfigured / _BadConfig."""
     from incident_ops.connections import optional_connection
-    from incident_ops.hooks.llm import LlmHook
     from include.llm_settings import LlmConfigError, LlmSettings
 
     global _not_configured_logged
@@ -76,6 +75,8 @@ def _hook() -> LlmHook:
         # The message names the key and the expected type, never a value.
         log.error("Connection %s has invalid settings (%s): the rules analyser answers", LLM_CONN_ID, exc)
         raise _BadConfig from None
+    from incident_ops.hooks.llm import LlmHook  # only now: the HTTP provider is a slow import
+
     return LlmHook(LLM_CONN_ID, settings=settings, connection=connection)
 
 

@@ -11,12 +11,15 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from incident_ops.hooks.errors import SlackDeliveryError, SlackRateLimitedError
-from incident_ops.hooks.slack import IncidentSlackHook, SlackMessageRef
+from incident_ops.integrations import slack_on
 from include.names import SLACK_CONN_ID
 from include.store import IncidentStore
+
+if TYPE_CHECKING:
+    from incident_ops.hooks.slack import IncidentSlackHook, SlackMessageRef
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +67,15 @@ def deliver(
     if row["state"] == "sent":
         log.info("Message %s was already posted (ts %s)", key, row["slack_ts"])
         return Delivery(key=key, sent=True, channel=row["channel"], ts=row["slack_ts"])
-    if not IncidentSlackHook.is_configured(slack_conn_id):
+    if not slack_on(slack_conn_id):
         log.warning(
             "No Slack connection %r: message %s kept in the incident store's outbox, not sent",
             slack_conn_id,
             key,
         )
         return Delivery(key=key, sent=False, channel=channel)
+    from incident_ops.hooks.slack import IncidentSlackHook  # only now: the provider is a slow import
+
     # The SDK must not re-send a post on its own after a reset: only this loop may, after a look-up.
     hook = IncidentSlackHook(slack_conn_id=slack_conn_id, max_connection_retries=0)
     maybe_posted = row["state"] in _MAYBE_POSTED
@@ -159,8 +164,10 @@ def update(
     slack_conn_id: str = SLACK_CONN_ID,
 ) -> bool:
     """Replace a posted message (the approval request once decided); False when Slack is not configured."""
-    if not IncidentSlackHook.is_configured(slack_conn_id):
+    if not slack_on(slack_conn_id):
         return False
+    from incident_ops.hooks.slack import IncidentSlackHook
+
     IncidentSlackHook(slack_conn_id=slack_conn_id).update_message(
         channel=channel, ts=ts, text=text, blocks=blocks
     )

@@ -38,11 +38,13 @@ def pagerduty_event(
     once: bool = True,
 ) -> bool:
     """Send one Events API event for the incident; False when PagerDuty is off or it was sent before."""
+    from incident_ops.integrations import pagerduty_on
+
+    if not pagerduty_on():
+        return False
     from incident_ops.hooks.pagerduty import SEVERITIES, IncidentPagerdutyHook
     from incident_ops.links import run_url_for
 
-    if not IncidentPagerdutyHook.is_configured():
-        return False
     if once and _sent(store, incident_id, "pagerduty_event", action=action, reason=reason):
         log.info("PagerDuty %s (%s) for %s was sent already", action, reason, incident_id)
         return False
@@ -67,10 +69,12 @@ def pagerduty_event(
 
 def jira_issue(store: IncidentStore, incident_id: str, *, summary: str, description: str) -> str | None:
     """Return the incident's Jira issue key, opening the issue unless it exists; None when Jira is off."""
+    from incident_ops.integrations import jira_on
+
+    if not jira_on():
+        return None
     from incident_ops.hooks.jira import IncidentJiraHook
 
-    if not IncidentJiraHook.is_configured():
-        return None
     opened = _sent(store, incident_id, "jira_issue_opened")
     if opened:
         return str(opened["key"])
@@ -86,11 +90,13 @@ def jira_issue(store: IncidentStore, incident_id: str, *, summary: str, descript
 
 def jira_comment(store: IncidentStore, incident_id: str, text: str, *, reason: str) -> bool:
     """Comment on the incident's Jira issue, once per `reason`; False without an issue or Jira."""
-    from incident_ops.hooks.jira import IncidentJiraHook
+    from incident_ops.integrations import jira_on
 
     opened = _sent(store, incident_id, "jira_issue_opened")
-    if not opened or not IncidentJiraHook.is_configured():
+    if not opened or not jira_on():
         return False
+    from incident_ops.hooks.jira import IncidentJiraHook
+
     if _sent(store, incident_id, "jira_commented", reason=reason):
         return False
     IncidentJiraHook().add_comment(str(opened["key"]), redact_value(text))

@@ -26,6 +26,7 @@ from incident_ops.hooks.errors import (
     slack_error_for,
 )
 from incident_ops.hooks.slack import IncidentSlackHook, SlackMessageRef
+from incident_ops.integrations import slack_on
 from tests.fakes.slack_server import FakeSlackServer, slack_connection_json
 
 TS_RE = re.compile(r"^\d{10}\.\d{6}$")
@@ -141,18 +142,18 @@ def test_wrong_token_is_permanent(monkeypatch: pytest.MonkeyPatch, slack_server:
 def test_is_configured_false_without_connection(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AIRFLOW_CONN_SLACK_API_DEFAULT", raising=False)
 
-    assert IncidentSlackHook.is_configured("slack_api_default") is False
+    assert slack_on("slack_api_default") is False
 
 
 def test_is_configured_true_with_connection(slack_connection: str) -> None:
-    assert IncidentSlackHook.is_configured(slack_connection) is True
-    assert IncidentSlackHook.is_configured() is True
+    assert slack_on(slack_connection) is True
+    assert slack_on() is True
 
 
 def test_is_configured_false_without_token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_SLACK_NO_TOKEN", json.dumps({"conn_type": "slack"}))
 
-    assert IncidentSlackHook.is_configured("slack_no_token") is False
+    assert slack_on("slack_no_token") is False
 
 
 def test_missing_connection_raises_not_configured(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,6 @@ from urllib.parse import quote
 
 from airflow.providers.http.hooks.http import HttpHook
 
-from incident_ops.connections import optional_connection
 from incident_ops.hooks.errors import ServiceRejectedError, ServiceUnavailableError
 from include.http_retry import is_transient_status
 from include.names import DEVICE_CONTROL_CONN_ID, INVENTORY_CONN_ID, TICKETING_CONN_ID
@@ -27,11 +26,6 @@ class _ServiceHook(HttpHook):
 
     def __init__(self, method: str = "POST", http_conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(method=method, http_conn_id=http_conn_id or self.default_conn_name, **kwargs)
-
-    @classmethod
-    def is_configured(cls) -> bool:
-        """Say whether the service's connection is defined."""
-        return optional_connection(cls.default_conn_name) is not None
 
     def check(self, status: int) -> None:
         """Raise ServiceUnavailableError (retry) or ServiceRejectedError (fail) for an error status."""
@@ -100,33 +94,3 @@ class TicketingHook(_ServiceHook):
             f"ticket:{incident_id}",
         )
         return str(answer.get("id") or answer.get("key") or answer.get("ticket_id") or incident_id)
-
-
-def run_device_action(*, action: str, device_id: str, idempotency_key: str, dry_run: bool) -> dict[str, Any]:
-    """Ask the device-control API to run `action`; simulate it when no connection is configured."""
-    if dry_run:
-        log.info("Dry run: %s on %s not sent", action, device_id)
-        return {"mode": "dry_run", "action": action, "device_id": device_id}
-    if not DeviceControlHook.is_configured():
-        log.warning(
-            "No %s connection: %s on %s is simulated, not sent", DEVICE_CONTROL_CONN_ID, action, device_id
-        )
-        return {"mode": "simulated", "action": action, "device_id": device_id}
-    answer = DeviceControlHook().run_action(
-        action=action, device_id=device_id, idempotency_key=idempotency_key
-    )
-    return {"mode": "api", "action": action, "device_id": device_id, "response": answer}
-
-
-def open_ticket(*, incident_id: str, title: str, body: str, severity: str) -> dict[str, Any]:
-    """Open a ticket in the ticketing API (title and body redacted); keep a local one without a connection."""
-    from include.redaction import redact_value
-
-    title, body = redact_value(title), redact_value(body)
-    if not TicketingHook.is_configured():
-        log.warning("No %s connection: ticket kept in the incident store only", TICKETING_CONN_ID)
-        return {"mode": "local", "ticket_id": f"LOCAL-{incident_id}"}
-    ticket_id = TicketingHook().open_ticket(
-        incident_id=incident_id, title=title, body=body, severity=severity
-    )
-    return {"mode": "api", "ticket_id": ticket_id}

@@ -14,7 +14,6 @@ from typing import Any
 from airflow.providers.atlassian.jira.hooks.jira import JiraHook
 from requests import HTTPError, RequestException
 
-from incident_ops.connections import optional_connection
 from incident_ops.hooks.errors import ServiceRejectedError, ServiceUnavailableError
 from include.http_retry import is_transient_status
 from include.names import JIRA_CONN_ID
@@ -46,12 +45,6 @@ class IncidentJiraHook(JiraHook):
         self.project = project
         self.issue_type = str(extra.get("issue_type") or DEFAULT_ISSUE_TYPE)
         self.get_conn().timeout = TIMEOUT_SECONDS
-
-    @classmethod
-    def is_configured(cls, conn_id: str = JIRA_CONN_ID) -> bool:
-        """Say whether the Jira connection exists with a host."""
-        conn = optional_connection(conn_id)
-        return conn is not None and bool(conn.host)
 
     def find_issue(self, label: str) -> str | None:
         """Return the key of the project's issue labelled `label`, or None."""

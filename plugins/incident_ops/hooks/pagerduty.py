@@ -15,7 +15,6 @@ from typing import Any
 import requests
 from airflow.providers.pagerduty.hooks.pagerduty_events import PagerdutyEventsHook, prepare_event_data
 
-from incident_ops.connections import optional_connection
 from incident_ops.hooks.errors import ServiceRejectedError, ServiceUnavailableError
 from include.http_retry import is_transient_status
 from include.names import PAGERDUTY_CONN_ID
@@ -43,12 +42,6 @@ class IncidentPagerdutyHook(PagerdutyEventsHook):
         self.pagerduty_events_conn_id = pagerduty_events_conn_id
         host = (self.get_connection(pagerduty_events_conn_id).host or "").strip()
         self.base_url = host.rstrip("/") if host.startswith(("http://", "https://")) else EVENTS_API
-
-    @classmethod
-    def is_configured(cls, conn_id: str = PAGERDUTY_CONN_ID) -> bool:
-        """Say whether the Events connection exists with a routing key."""
-        conn = optional_connection(conn_id)
-        return conn is not None and bool(conn.password)
 
     def send_event(
         self,

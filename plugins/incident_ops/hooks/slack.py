@@ -17,7 +17,6 @@ from slack_sdk.http_retry.builtin_handlers import (
     RateLimitErrorRetryHandler,
 )
 
-from incident_ops.connections import optional_connection
 from incident_ops.hooks.errors import (
     SlackDeliveryError,
     SlackNotConfiguredError,
@@ -96,13 +95,6 @@ class IncidentSlackHook(BaseHook):
         self.slack_conn_id = slack_conn_id
         self.max_rate_limit_retries = max_rate_limit_retries
         self.max_connection_retries = max_connection_retries
-
-    @classmethod
-    def is_configured(cls, conn_id: str = SLACK_CONN_ID) -> bool:
-        """Return whether the Slack connection exists and carries a token."""
-        conn = optional_connection(conn_id)
-        # SlackHook refuses a connection without a token, so it is as good as absent.
-        return conn is not None and bool(conn.password)
 
     def retry_handlers(self) -> list[RetryHandler]:
         """Build the slack_sdk retry handlers used for every call."""

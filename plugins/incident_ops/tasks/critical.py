@@ -106,7 +106,7 @@ def approval_decision(ti: Any, **_: Any) -> str | list[str]:
 
 
 def _run_action(dag_run: Any, alert: Alert, action: str, *, purpose: str) -> dict[str, Any]:
-    from incident_ops.hooks.http_services import run_device_action
+    from incident_ops.service_calls import run_device_action
 
     store, incident_id = common.store(), common.incident_id(dag_run)
     # One key per run and action: a retry after a lost response never runs the action twice.
@@ -168,8 +168,8 @@ def escalate(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
     it first), and PagerDuty is re-triggered at critical severity when configured.
     """
     from incident_ops import paging
-    from incident_ops.hooks.http_services import open_ticket
     from incident_ops.links import run_url
+    from incident_ops.service_calls import open_ticket
     from include.slack_blocks import text_blocks
 
     alert, analysis = common.alert(ti), common.analysis(ti)

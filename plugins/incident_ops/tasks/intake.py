@@ -56,12 +56,15 @@ def ingest(params: dict[str, Any], dag_run: Any, **_: Any) -> dict[str, Any]:
 
 def enrich(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
     """Look the device up in the inventory: the inventory API when configured, else the shipped file."""
-    from incident_ops.hooks.http_services import InventoryHook
+    from incident_ops.integrations import service_on
     from include import inventory
     from include.models import Enrichment
+    from include.names import INVENTORY_CONN_ID
 
     alert = common.alert(ti)
-    if InventoryHook.is_configured():
+    if service_on(INVENTORY_CONN_ID):
+        from incident_ops.hooks.http_services import InventoryHook
+
         record = InventoryHook().lookup(alert.device_id)
         enrichment = (
             inventory.enrichment_from_record(alert.device_id, record, source="inventory-api")
