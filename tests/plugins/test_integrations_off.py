@@ -38,7 +38,8 @@ from include.models import Alert
 alert = Alert(device_id="PUMP-07B", error="PRESSURE_SPIKE_DETECTED", metrics={"pressure_bar": 9.4})
 enrichment = inventory.lookup(alert.device_id)
 analysis = rules_analyzer.analyze(alert, enrichment)
-xcoms = {names.INGEST: alert.to_xcom(), names.ENRICH: enrichment.to_xcom(), names.DIAGNOSE: analysis.to_xcom()}
+xcoms = {names.INGEST: alert.to_xcom(), names.ENRICH: enrichment.to_xcom()}
+xcoms[names.DIAGNOSE] = analysis.to_xcom()
 ti = SimpleNamespace(xcom_pull=lambda task_ids: xcoms.get(task_ids))
 run = SimpleNamespace(dag_id="incident_response", run_id="manual__probe", triggering_user_name="admin")
 store = get_store()
