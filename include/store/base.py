@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Self
@@ -21,13 +23,40 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
+# Every engine made here, so that a forked child (a task process, a pre-forked server worker) drops
+# the connections it inherited instead of sharing their sockets and file handles with its parent.
+_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _forget_inherited_connections() -> None:
+    for engine in list(_engines):
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_inherited_connections)
+
+
 def make_engine(url: str) -> Engine:
-    """Create an engine for the store at `url`, tuned for short transactions."""
+    """Create an engine for the store at `url`, tuned for short transactions.
+
+    Connections are pooled, SQLite's too: opening one (and setting its pragmas) was most of the cost
+    of a deduplicated webhook. The pool hands a connection to one thread at a time.
+    """
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": 15}, poolclass=sa.pool.NullPool)
+        engine = sa.create_engine(
+            url,
+            connect_args={"timeout": 15, "check_same_thread": False},
+            poolclass=sa.pool.QueuePool,
+            # The API server answers webhooks from a pool of 40 threads: keep enough connections open
+            # that a burst does not open (and set up) new ones.
+            pool_size=10,
+            max_overflow=30,
+        )
         sa.event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
+    else:
+        engine = sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
+    _engines.add(engine)
+    return engine
 
 
 class StoreBase:

@@ -7,6 +7,7 @@ every total from the rows in SQL, one grouped query each.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -344,9 +345,15 @@ class IncidentStats(MetricTotals):
 
     def count_webhook_request(self, source: str, status: int | str) -> None:
         """Add one to the requests answered for `source` with HTTP `status`."""
+        self.count_webhook_requests({(source, str(status)): 1})
+
+    def count_webhook_requests(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Add counts of answered requests, by (source, HTTP status), in one transaction."""
+        now = utcnow()
         with self.engine.begin() as conn:
-            key = {"source": source, "status": str(status)}
-            add_to_row(conn, webhook_requests, key, {"count": 1}, updated_at=utcnow())
+            for (source, status), count in sorted(counts.items()):  # one order: no deadlock
+                key = {"source": source, "status": str(status)}
+                add_to_row(conn, webhook_requests, key, {"count": count}, updated_at=now)
 
     def webhook_request_counts(self) -> dict[tuple[str, str], int]:
         """Return the webhook requests answered, by (source, status)."""

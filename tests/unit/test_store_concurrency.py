@@ -236,3 +236,26 @@ def test_sqlite_processes_voting_at_once(tmp_path: Path, run_id: str) -> None:
     assert len(final.deciders) == 2 and len(set(final.deciders)) == 2
     # Whatever the order: one counted vote left it pending, one decided it, one found it decided.
     assert answers == ["approved", "pending", "refused:conflict"]
+
+
+def test_a_forked_child_opens_its_own_connections(store: IncidentStore, run_id: str) -> None:
+    # The parent holds pooled connections; a forked task process must not share their file handles
+    # and sockets (two processes on one SQLite handle, or one PostgreSQL socket, corrupt each other).
+    incident_id = _incident(store, run_id)
+    inherited = store.engine.pool.checkedin()
+    assert inherited >= 1
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            fresh = store.engine.pool.checkedin() == 0
+            store.add_event(incident_id, "from_child", {})
+            os.write(write, b"ok" if fresh else b"inherited")
+        finally:
+            os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(child, 0)
+    assert os.read(read, 64) == b"ok" and status == 0
+    os.close(read)
+    # The parent's connections still work, and see the child's write.
+    assert "from_child" in _kinds(store, incident_id)

@@ -65,10 +65,12 @@ def metrics(request: Request) -> Response:
             status_code=status.HTTP_401_UNAUTHORIZED,
             headers={"WWW-Authenticate": "Bearer"},
         )
+    from incident_ops.api.request_counts import flush_counts
     from incident_ops.hooks.incident_store import get_store
     from include.metrics import exposition
 
     try:
+        flush_counts()  # this process's webhook answers so far
         body = exposition(get_store())
     except Exception as exc:
         log.error("Could not read the metrics from the incident store: %s", type(exc).__name__)
