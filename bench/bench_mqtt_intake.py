@@ -40,7 +40,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from scripts.local_airflow import LocalAirflow, _descendants, poll  # noqa: E402
+from scripts.local_airflow import LocalAirflow, poll  # noqa: E402
+from scripts.local_airflow.processes import descendants  # noqa: E402
 from tests.e2e.conftest import free_port  # noqa: E402
 
 DAG_ID, IOT_DAG_ID, ASSET = "incident_response", "incident_iot_intake", "iot_device_alerts"
@@ -62,7 +63,7 @@ def cpu_seconds(pids: list[int]) -> float:
 def triggerer_pids(stack: LocalAirflow) -> list[int]:
     """Return the triggerer's process and its children (Airflow runs the triggers in a subprocess)."""
     root = stack.components["triggerer"].pid
-    return [root, *_descendants([root])]
+    return [root, *descendants([root])]
 
 
 def when(value: str) -> float:
