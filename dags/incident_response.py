@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.providers.standard.operators.python import BranchPythonOperator, PythonOperator
 from airflow.sdk import DAG, Param
 from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
 
 from incident_ops import tasks
 from incident_ops.notifiers.failure import IncidentFailureNotifier
+from incident_ops.operators import IncidentBranch, IncidentStep
 from incident_ops.sensors.approval import ApprovalSensor
 from include import names
 from include.limits import (
@@ -261,54 +261,52 @@ with DAG(
     tags=["incident-response", "ai", "slack"],
     default_args={"owner": "sre", "on_failure_callback": IncidentFailureNotifier()},
 ) as dag:
-    ingest = PythonOperator(task_id=names.INGEST, python_callable=tasks.ingest, **STORE_RETRY)
-    enrich = PythonOperator(task_id=names.ENRICH, python_callable=tasks.enrich, **STORE_RETRY)
-    ai_summarize = PythonOperator(task_id=names.SUMMARIZE, python_callable=tasks.ai_summarize, **AI_RETRY)
-    ai_diagnose = PythonOperator(task_id=names.DIAGNOSE, python_callable=tasks.ai_diagnose, **AI_RETRY)
-    analyze_severity = BranchPythonOperator(
-        task_id=names.ANALYZE_SEVERITY, python_callable=tasks.analyze_severity, **BRANCH_RETRY
+    ingest = IncidentStep(task_id=names.INGEST, step=tasks.ingest, **STORE_RETRY)
+    enrich = IncidentStep(task_id=names.ENRICH, step=tasks.enrich, **STORE_RETRY)
+    ai_summarize = IncidentStep(task_id=names.SUMMARIZE, step=tasks.ai_summarize, **AI_RETRY)
+    ai_diagnose = IncidentStep(task_id=names.DIAGNOSE, step=tasks.ai_diagnose, **AI_RETRY)
+    analyze_severity = IncidentBranch(
+        task_id=names.ANALYZE_SEVERITY, step=tasks.analyze_severity, **BRANCH_RETRY
     )
 
-    page_oncall = PythonOperator(task_id=names.PAGE_ONCALL, python_callable=tasks.page_oncall, **SLACK_RETRY)
-    automated_containment = PythonOperator(
-        task_id=names.CONTAINMENT, python_callable=tasks.automated_containment, **DEVICE_RETRY
+    page_oncall = IncidentStep(task_id=names.PAGE_ONCALL, step=tasks.page_oncall, **SLACK_RETRY)
+    automated_containment = IncidentStep(
+        task_id=names.CONTAINMENT, step=tasks.automated_containment, **DEVICE_RETRY
     )
-    approval_needed = BranchPythonOperator(
-        task_id=names.APPROVAL_NEEDED, python_callable=tasks.approval_needed, **BRANCH_RETRY
+    approval_needed = IncidentBranch(
+        task_id=names.APPROVAL_NEEDED, step=tasks.approval_needed, **BRANCH_RETRY
     )
-    request_approval = PythonOperator(
-        task_id=names.REQUEST_APPROVAL, python_callable=tasks.request_approval, **SLACK_RETRY
+    request_approval = IncidentStep(
+        task_id=names.REQUEST_APPROVAL, step=tasks.request_approval, **SLACK_RETRY
     )
     wait_for_approval = ApprovalSensor(
         task_id=names.WAIT_FOR_APPROVAL,
         approval_id=f"{{{{ ti.xcom_pull(task_ids='{names.REQUEST_APPROVAL}') }}}}",
         **STORE_RETRY,
     )
-    approval_decision = BranchPythonOperator(
-        task_id=names.APPROVAL_DECISION, python_callable=tasks.approval_decision, **BRANCH_RETRY
+    approval_decision = IncidentBranch(
+        task_id=names.APPROVAL_DECISION, step=tasks.approval_decision, **BRANCH_RETRY
     )
     # Reached straight from approval_needed or after an approval: one of its parents is always skipped.
-    execute_fix = PythonOperator(
-        task_id=names.EXECUTE_FIX, python_callable=tasks.execute_fix, trigger_rule=JOIN, **DEVICE_RETRY
+    execute_fix = IncidentStep(
+        task_id=names.EXECUTE_FIX, step=tasks.execute_fix, trigger_rule=JOIN, **DEVICE_RETRY
     )
-    escalate = PythonOperator(task_id=names.ESCALATE, python_callable=tasks.escalate, **SLACK_RETRY)
+    escalate = IncidentStep(task_id=names.ESCALATE, step=tasks.escalate, **SLACK_RETRY)
 
-    create_ticket = PythonOperator(
-        task_id=names.CREATE_TICKET, python_callable=tasks.create_ticket, **SLACK_RETRY
+    create_ticket = IncidentStep(task_id=names.CREATE_TICKET, step=tasks.create_ticket, **SLACK_RETRY)
+    diagnostic_report = IncidentStep(
+        task_id=names.DIAGNOSTIC_REPORT, step=tasks.diagnostic_report, **SLACK_RETRY
     )
-    diagnostic_report = PythonOperator(
-        task_id=names.DIAGNOSTIC_REPORT, python_callable=tasks.diagnostic_report, **SLACK_RETRY
-    )
-    log_only = PythonOperator(task_id=names.LOG_ONLY, python_callable=tasks.log_only, **STORE_RETRY)
+    log_only = IncidentStep(task_id=names.LOG_ONLY, step=tasks.log_only, **STORE_RETRY)
 
-    resolve_incident = PythonOperator(
+    resolve_incident = IncidentStep(
         task_id=names.RESOLVE_INCIDENT,
-        python_callable=tasks.resolve_incident,
+        step=tasks.resolve_incident,
         trigger_rule=JOIN,
         **STORE_RETRY,
     )
-    final_report = PythonOperator(
-        task_id=names.FINAL_REPORT, python_callable=tasks.final_report, trigger_rule=JOIN, **SLACK_RETRY
+    final_report = IncidentStep(
+        task_id=names.FINAL_REPORT, step=tasks.final_report, trigger_rule=JOIN, **SLACK_RETRY
     )
 
     ingest >> enrich >> ai_summarize >> ai_diagnose >> analyze_severity
