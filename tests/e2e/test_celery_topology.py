@@ -186,8 +186,17 @@ def decide_as_they_appear(
     return decisions, records
 
 
+def _task_instance_of(args: Any) -> str:
+    """Name the task instance of a Celery task's arguments: "dag/run/task <ti id>", never its token."""
+    try:
+        ti = json.loads(args[0]).get("ti") or {}
+    except (TypeError, ValueError, IndexError, AttributeError):
+        return "unreadable workload"
+    return f"{ti.get('dag_id')}/{ti.get('run_id')}/{ti.get('task_id')} {ti.get('id')}"
+
+
 def active_celery_tasks(broker_url: str) -> dict[str, list[str]]:
-    """Return {worker hostname: the arguments of each task it executes}, from Celery's `inspect active`."""
+    """Return {worker hostname: the task instance of each task it executes}, from `inspect active`."""
     from celery import Celery
 
     app = Celery(broker=broker_url)
@@ -195,8 +204,9 @@ def active_celery_tasks(broker_url: str) -> dict[str, list[str]]:
         active = app.control.inspect(timeout=3).active() or {}
     finally:
         app.close()
-    # Airflow's Celery task carries the task instance's workload (with its id) as its argument.
-    return {host: [json.dumps(task.get("args")) for task in tasks] for host, tasks in active.items()}
+    # Airflow's Celery task carries the task instance's workload as its argument, with a token for
+    # the Execution API: only the task instance is kept.
+    return {host: [_task_instance_of(task.get("args")) for task in tasks] for host, tasks in active.items()}
 
 
 def default_pool(stack: LocalAirflow) -> dict[str, Any]:
