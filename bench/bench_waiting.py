@@ -81,6 +81,17 @@ def count_tasks(stack: LocalAirflow, dag_id: str, states: tuple[str, ...]) -> in
     return body["total_entries"]
 
 
+def never_started(stack: LocalAirflow, dag_id: str) -> int:
+    """Return how many of the DAG's wait tasks have not started once yet."""
+    status, body = stack.api(
+        "GET",
+        f"/api/v2/dags/{dag_id}/dagRuns/~/taskInstances?limit=1000&state=scheduled&state=queued&state=no_status",
+    )
+    if status != 200:
+        raise LocalAirflowError(f"task instances of {dag_id}: HTTP {status} {body!r}")
+    return sum(ti.get("start_date") is None for ti in body["task_instances"])
+
+
 def count_runs(stack: LocalAirflow, dag_id: str, state: str) -> int:
     """Return how many runs of the DAG are in `state`."""
     status, body = stack.api("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=1&state={state}")
@@ -183,10 +194,15 @@ def run_mode(stack: LocalAirflow, store: IncidentStore, mode: str, count: int, h
 
     @patient
     def all_waiting() -> bool | None:
-        ready = count_tasks(stack, dag_id, waiting_states)
-        # A reschedule sensor must have poked once: none left that never started.
-        fresh = count_tasks(stack, dag_id, ("scheduled", "no_status")) if mode == "reschedule" else 0
-        return True if ready >= count and not fresh else None
+        if mode == "deferrable":
+            return True if count_tasks(stack, dag_id, waiting_states) >= count else None
+        # A reschedule sensor waits once it has poked: scheduled again for its next poke counts,
+        # never started does not (under load some are always between two pokes).
+        return (
+            True
+            if never_started(stack, dag_id) == 0 and count_runs(stack, dag_id, "running") >= count
+            else None
+        )
 
     stack.wait_until(all_waiting, 120 + 10.0 * count, f"{count} {mode} waits", interval=2.0)
     settled = time.monotonic() - began
