@@ -63,8 +63,13 @@ class IncidentStats(MetricTotals):
     def create_schema(self) -> None:
         """Create missing tables, and count the totals from the rows the first time (an older store)."""
         super().create_schema()
+        counted = sa.select(metric_totals.c.metric).where(metric_totals.c.metric == COUNTED)
+        if self._rows(counted):
+            return  # every start after the first: no lock taken
         with self._tx() as conn:
-            # Concurrent starters wait here for the first one's count, then find the row.
+            # The table lock comes first, so concurrent first starters queue here (taken after the
+            # marker's insert, two of them deadlocked); the first counts, the others find its row.
+            self._lock_totals(conn)
             if self._insert_once(
                 conn, metric_totals, metric=COUNTED, labels="[]", bucket=COUNTER, count=0, total=0.0
             ):
@@ -75,10 +80,15 @@ class IncidentStats(MetricTotals):
         with self._tx() as conn:
             self._recount(conn)
 
-    def _recount(self, conn: Connection) -> None:
+    @staticmethod
+    def _lock_totals(conn: Connection) -> None:
         if conn.dialect.name == "postgresql":
             # Writers raise totals as their last statement: they wait, and raise the new totals after.
+            # (SQLite has one writer at a time anyway.)
             conn.execute(sa.text(f"LOCK TABLE {metric_totals.name} IN EXCLUSIVE MODE"))
+
+    def _recount(self, conn: Connection) -> None:
+        self._lock_totals(conn)
         conn.execute(metric_totals.delete().where(metric_totals.c.metric != COUNTED))
         rows = []
         for (severity, source), count in self._count_incidents(conn).items():
