@@ -61,7 +61,6 @@ def final_report_text(
         f"confidence {analysis.get('confidence', 0):.0%}",
         f"Diagnosis: {analysis.get('diagnosis', 'n/a')}",
     ]
-    acknowledged = None
     for record in approvals:
         voters = [
             f"{v['identity']} ({v['channel']}, {v['decision']})" for v in record["votes"] if v["accepted"]
@@ -70,11 +69,6 @@ def final_report_text(
             f"Approval {record['id']} for {record['action']}: {record['state']}"
             + (f" by {', '.join(voters)}" if voters else "")
         )
-        # Acknowledged means a human answered: the first counted vote, not a deadline passing.
-        for vote in record["votes"]:
-            if vote["accepted"]:
-                at = datetime.fromisoformat(vote["at"])
-                acknowledged = min(acknowledged, at) if acknowledged else at
     for action in actions:
         mode = (action.get("result") or {}).get("mode", "")
         lines.append(
@@ -86,7 +80,7 @@ def final_report_text(
     lines.append("Timeline:")
     lines.extend(f"  {e['at']:%H:%M:%S} {e['kind']}" for e in timeline)
     lines.append(
-        f"Time to acknowledge: {_minutes(incident['created_at'], acknowledged)}; "
+        f"Time to acknowledge: {_minutes(incident['created_at'], incident.get('acknowledged_at'))}; "
         f"time to resolve: {_minutes(incident['created_at'], incident.get('resolved_at'))}"
     )
     return "\n".join(lines)

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from include.store.incidents import IncidentRecords
 from include.store.records import (
     CLOSING_STATES,
     DECISIONS,
@@ -22,13 +23,13 @@ from include.store.records import (
     utcnow,
 )
 from include.store.schema import approvals, votes
-from include.store.totals import APPROVALS, MetricTotals
+from include.store.totals import APPROVALS
 
 # Records read per query by approval_states.
 STATE_BATCH = 1000
 
 
-class ApprovalRecords(MetricTotals):
+class ApprovalRecords(IncidentRecords):
     """Approval records and their votes: creation, counting, deciding, closing."""
 
     # -- approval records ------------------------------------------------------------------------
@@ -209,6 +210,11 @@ class ApprovalRecords(MetricTotals):
                 else:
                     self._event(conn, record.incident_id, "vote_refused", {**detail, "why": refused.reason})
             if refused is None:
+                # A person answering the approval request has responded to the incident: it counts
+                # as its acknowledgement (for MTTA) when nobody acknowledged it before.
+                self._acknowledge(
+                    conn, record.incident_id, by=record.person_of(identity), now=now, via="vote"
+                )
                 approvers = {record.person_of(v.identity) for v in record.votes if v.accepted}
                 if decision == "reject":
                     self._decide(conn, record, ApprovalState.REJECTED, now)

@@ -153,16 +153,21 @@ class IncidentRecords(MetricTotals):
 
     def acknowledge_incident(self, incident_id: str, *, by: str) -> bool:
         """Record that a responder acknowledged an open incident; False when it was not open."""
-        now = utcnow()
         with self._tx() as conn:
-            done = conn.execute(
-                incidents.update()
-                .where(incidents.c.id == incident_id, incidents.c.state == IncidentState.OPEN)
-                .values(state=IncidentState.ACKNOWLEDGED, acknowledged_at=now, acknowledged_by=by)
-            ).rowcount
-            if done:
-                self._event(conn, incident_id, "acknowledged", {"by": by})
-                self._observe_since_opened(conn, incident_id, TIME_TO_ACKNOWLEDGE, now)
+            return self._acknowledge(conn, incident_id, by=by, now=utcnow())
+
+    def _acknowledge(
+        self, conn: Connection, incident_id: str, *, by: str, now: datetime, via: str | None = None
+    ) -> bool:
+        """Move an open incident to acknowledged in `conn`'s transaction; False when it was not open."""
+        done = conn.execute(
+            incidents.update()
+            .where(incidents.c.id == incident_id, incidents.c.state == IncidentState.OPEN)
+            .values(state=IncidentState.ACKNOWLEDGED, acknowledged_at=now, acknowledged_by=by)
+        ).rowcount
+        if done:
+            self._event(conn, incident_id, "acknowledged", {"by": by, **({"via": via} if via else {})})
+            self._observe_since_opened(conn, incident_id, TIME_TO_ACKNOWLEDGE, now)
         return bool(done)
 
     def resolve_incident(self, incident_id: str, *, outcome: str, by: str | None = None) -> bool:

@@ -271,7 +271,8 @@ def _record(state: str, votes: list[tuple[str, str, str, bool]], decided_after: 
 
 def test_final_report_has_decision_who_actions_and_times() -> None:
     report = final_report_text(
-        incident=_incident(),
+        # The store acknowledges an incident at the first counted vote on its approval.
+        incident=_incident(acknowledged_at=T0 + timedelta(minutes=2.5)),
         timeline=[{"at": T0, "kind": "opened"}, {"at": T0 + timedelta(minutes=10), "kind": "resolved"}],
         actions=[
             {
@@ -311,7 +312,10 @@ def test_final_report_has_decision_who_actions_and_times() -> None:
 def test_final_report_for_a_rejection_in_seconds() -> None:
     report = final_report_text(
         incident=_incident(
-            outcome="escalated_rejected", resolved_at=T0 + timedelta(seconds=50), ticket_id="TCK-9"
+            outcome="escalated_rejected",
+            acknowledged_at=T0 + timedelta(seconds=42),
+            resolved_at=T0 + timedelta(seconds=50),
+            ticket_id="TCK-9",
         ),
         timeline=[],
         actions=[],
@@ -385,7 +389,15 @@ def test_final_report_from_a_real_store(tmp_path: Path) -> None:
     kinds = [
         line.split()[-1] for line in report.split("Timeline:\n")[1].splitlines() if line.startswith("  ")
     ]
-    assert kinds == ["opened", "approval_requested", "vote", "approval_approved", "action_done", "resolved"]
+    assert kinds == [
+        "opened",
+        "approval_requested",
+        "vote",
+        "acknowledged",  # the vote answered the incident
+        "approval_approved",
+        "action_done",
+        "resolved",
+    ]
 
 
 def test_diagnostic_text_names_the_next_step() -> None:

@@ -46,7 +46,7 @@ def test_quorum_one_approve_decides(store: IncidentStore, run_id: str) -> None:
     assert store.approval_state(record.id) == "approved"
     assert [a.id for a in store.list_approvals(state="approved", run_id=run_id)] == [record.id]
     assert store.list_approvals(state="pending", run_id=run_id) == []
-    assert _kinds(store, record.incident_id)[-2:] == ["vote", "approval_approved"]
+    assert _kinds(store, record.incident_id)[-3:] == ["vote", "acknowledged", "approval_approved"]
 
 
 def test_reject_decides_at_once_even_below_quorum(store: IncidentStore, run_id: str) -> None:

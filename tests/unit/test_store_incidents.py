@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from include.store import (
     IncidentStore,
     NotFound,
+    VoteRefused,
     incident_id_for,
     make_engine,
 )
@@ -192,6 +193,24 @@ def test_acknowledge_then_resolve_records_who_and_when(store: IncidentStore, run
     )
     assert [e["kind"] for e in document["timeline"]] == ["opened", "acknowledged", "resolved"]
     assert document["timeline"][1]["actor"] == "slack:U1"
+
+
+def test_the_first_counted_vote_acknowledges_the_incident(store: IncidentStore, run_id: str) -> None:
+    from tests.unit.store_helpers import approval as _approval
+
+    record = _approval(store, run_id, quorum=2, approvers=["alice", "bob"])
+    acknowledged_before = store.time_to_acknowledge().count  # the PostgreSQL store is shared
+    with pytest.raises(VoteRefused):
+        store.cast_vote(record.id, identity="mallory", channel="web", decision="approve", role="user")
+    assert store.get_incident(record.incident_id)["state"] == "open"  # a refused vote answers nothing
+
+    store.cast_vote(record.id, identity="alice", channel="web", decision="approve", role="user")
+    store.cast_vote(record.id, identity="bob", channel="web", decision="approve", role="user")
+
+    incident = store.get_incident(record.incident_id)
+    assert (incident["state"], incident["acknowledged_by"]) == ("acknowledged", "alice")
+    assert _kinds(store, record.incident_id).count("acknowledged") == 1
+    assert store.time_to_acknowledge().count == acknowledged_before + 1  # MTTA counts it, once
 
 
 def test_an_acknowledged_incident_still_absorbs_repeats(store: IncidentStore, run_id: str) -> None:
