@@ -33,9 +33,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import quote
 
-from bench_waiting import count_tasks, create_records, hold, patient
+from bench_waiting import approve_all, count_tasks, create_records, hold, patient
 from common import REPO, print_table, write_result
 
 from include.store import IncidentStore
@@ -48,7 +47,6 @@ DAG_FILE = REPO / "bench" / "dags" / "approval_wait_bench.py"
 DAG_ID = "approval_wait_then_fix"
 TRIGGERS = 8
 PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432"
-DECIDERS = 8
 
 
 def pg(database: str):
@@ -104,18 +102,9 @@ def measure(stack: LocalAirflow, store: IncidentStore, name: str, count: int, ho
     figures = hold(stack, hold_seconds)
     store_tps = (store_transactions(store_db) - before) / (time.monotonic() - clock)
 
-    def approve(approval_id: str) -> int:
-        status, _ = stack.api(
-            "POST",
-            f"/incident-response/api/approvals/{quote(approval_id)}/decisions",
-            {"decision": "approve", "comment": "benchmark"},
-        )
-        return status
-
     approved_at = datetime.now(UTC)
     clock = time.monotonic()
-    with ThreadPoolExecutor(DECIDERS) as pool:
-        statuses = list(pool.map(approve, [a for _, a in pairs]))
+    statuses = approve_all(stack, [a for _, a in pairs])
     decided = time.monotonic() - clock
     print(f"{count} approved in {decided:.1f} s", flush=True)
 

@@ -171,6 +171,21 @@ def hold(stack: LocalAirflow, seconds: float) -> dict[str, Any]:
     }
 
 
+def approve_all(stack: LocalAirflow, approval_ids: list[str]) -> list[int]:
+    """Approve every record through the plugin's API, DECIDERS at a time; return the HTTP statuses."""
+
+    def approve(approval_id: str) -> int:
+        status, _ = stack.api(
+            "POST",
+            f"/incident-response/api/approvals/{quote(approval_id)}/decisions",
+            {"decision": "approve", "comment": "benchmark"},
+        )
+        return status
+
+    with ThreadPoolExecutor(DECIDERS) as pool:
+        return list(pool.map(approve, approval_ids))
+
+
 def patient(check: Callable[[], bool | None]) -> Callable[[], bool | None]:
     """Let a poll whose request timed out (an overloaded API server) count as "not yet"."""
 
@@ -209,17 +224,8 @@ def run_mode(stack: LocalAirflow, store: IncidentStore, mode: str, count: int, h
     )
     figures = hold(stack, hold_seconds)
 
-    def approve(approval_id: str) -> int:
-        status, _ = stack.api(
-            "POST",
-            f"/incident-response/api/approvals/{quote(approval_id)}/decisions",
-            {"decision": "approve", "comment": "benchmark"},
-        )
-        return status
-
     approved_at = time.monotonic()
-    with ThreadPoolExecutor(DECIDERS) as pool:
-        statuses = list(pool.map(approve, [a for _, a in pairs]))
+    statuses = approve_all(stack, [a for _, a in pairs])
     decided = time.monotonic() - approved_at
 
     @patient
