@@ -13,6 +13,7 @@ import functools
 import logging
 import os
 import threading
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -26,7 +27,6 @@ FLUSH_SECONDS = 1.0
 
 _pending: Counter[tuple[str, str]] = Counter()
 _lock = threading.Lock()
-_wake = threading.Event()
 _flusher: threading.Thread | None = None
 
 
@@ -59,8 +59,7 @@ def flush_counts() -> None:
 
 def _flush_forever() -> None:
     while True:
-        _wake.wait(FLUSH_SECONDS)
-        _wake.clear()
+        time.sleep(FLUSH_SECONDS)
         flush_counts()
 
 
