@@ -45,7 +45,7 @@ DISTRIBUTIONS = (
         "ms",
         {
             "incident_response.py": "figures.ours.first_parse_ms.values",
-            "EmptyOperators": "figures.anchor.first_parse_ms.values",
+            "same shape, no-op callables": "figures.anchor.first_parse_ms.values",
         },
     ),
     (

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
+from airflow.providers.standard.operators.python import BranchPythonOperator, PythonOperator
 from airflow.sdk import DAG, Param
 from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
 
 from incident_ops import tasks
 from incident_ops.notifiers.failure import IncidentFailureNotifier
-from incident_ops.operators import IncidentBranch, IncidentStep
 from incident_ops.sensors.approval import ApprovalSensor
 from include import names
 from include.limits import (
@@ -189,10 +192,10 @@ PARAMS = {
 
 # Bad input, refusals and bugs fail at once; only faults that a later attempt can fix burn retries.
 NO_RETRY_ON_BAD_INPUT = [
-    RetryRule(exception="include.models.InvalidDocument", action=RetryAction.FAIL, reason="bad input"),
+    RetryRule(exception="include.errors.InvalidDocument", action=RetryAction.FAIL, reason="bad input"),
     RetryRule(exception="pydantic.ValidationError", action=RetryAction.FAIL, reason="bad input"),
-    RetryRule(exception="include.runbooks.RunbookError", action=RetryAction.FAIL, reason="runbook error"),
-    RetryRule(exception="incident_ops.config.ConfigError", action=RetryAction.FAIL, reason="configuration"),
+    RetryRule(exception="include.errors.RunbookError", action=RetryAction.FAIL, reason="runbook error"),
+    RetryRule(exception="include.errors.ConfigError", action=RetryAction.FAIL, reason="configuration"),
     RetryRule(
         exception="incident_ops.hooks.errors.ServiceRejectedError",
         action=RetryAction.FAIL,
@@ -251,6 +254,16 @@ BRANCH_RETRY = {
 }
 JOIN = "none_failed_min_one_success"
 
+
+def step(task_id: str, callable_: Callable[..., Any]) -> dict[str, Any]:
+    """Return the arguments that run `callable_` as task `task_id`, its docstring as the task's docs."""
+    return {
+        "task_id": task_id,
+        "python_callable": callable_,
+        "doc_md": inspect.cleandoc(callable_.__doc__ or ""),
+    }
+
+
 with DAG(
     dag_id=names.DAG_ID,
     description="AI incident response: analyse, page, contain, approve, fix or escalate, report.",
@@ -261,52 +274,47 @@ with DAG(
     tags=["incident-response", "ai", "slack"],
     default_args={"owner": "sre", "on_failure_callback": IncidentFailureNotifier()},
 ) as dag:
-    ingest = IncidentStep(task_id=names.INGEST, step=tasks.ingest, **STORE_RETRY)
-    enrich = IncidentStep(task_id=names.ENRICH, step=tasks.enrich, **STORE_RETRY)
-    ai_summarize = IncidentStep(task_id=names.SUMMARIZE, step=tasks.ai_summarize, **AI_RETRY)
-    ai_diagnose = IncidentStep(task_id=names.DIAGNOSE, step=tasks.ai_diagnose, **AI_RETRY)
-    analyze_severity = IncidentBranch(
-        task_id=names.ANALYZE_SEVERITY, step=tasks.analyze_severity, **BRANCH_RETRY
+    ingest = PythonOperator(**step(names.INGEST, tasks.ingest), **STORE_RETRY)
+    enrich = PythonOperator(**step(names.ENRICH, tasks.enrich), **STORE_RETRY)
+    ai_summarize = PythonOperator(**step(names.SUMMARIZE, tasks.ai_summarize), **AI_RETRY)
+    ai_diagnose = PythonOperator(**step(names.DIAGNOSE, tasks.ai_diagnose), **AI_RETRY)
+    analyze_severity = BranchPythonOperator(
+        **step(names.ANALYZE_SEVERITY, tasks.analyze_severity), **BRANCH_RETRY
     )
 
-    page_oncall = IncidentStep(task_id=names.PAGE_ONCALL, step=tasks.page_oncall, **SLACK_RETRY)
-    automated_containment = IncidentStep(
-        task_id=names.CONTAINMENT, step=tasks.automated_containment, **DEVICE_RETRY
+    page_oncall = PythonOperator(**step(names.PAGE_ONCALL, tasks.page_oncall), **SLACK_RETRY)
+    automated_containment = PythonOperator(
+        **step(names.CONTAINMENT, tasks.automated_containment), **DEVICE_RETRY
     )
-    approval_needed = IncidentBranch(
-        task_id=names.APPROVAL_NEEDED, step=tasks.approval_needed, **BRANCH_RETRY
+    approval_needed = BranchPythonOperator(
+        **step(names.APPROVAL_NEEDED, tasks.approval_needed), **BRANCH_RETRY
     )
-    request_approval = IncidentStep(
-        task_id=names.REQUEST_APPROVAL, step=tasks.request_approval, **SLACK_RETRY
-    )
+    request_approval = PythonOperator(**step(names.REQUEST_APPROVAL, tasks.request_approval), **SLACK_RETRY)
     wait_for_approval = ApprovalSensor(
         task_id=names.WAIT_FOR_APPROVAL,
         approval_id=f"{{{{ ti.xcom_pull(task_ids='{names.REQUEST_APPROVAL}') }}}}",
         **STORE_RETRY,
     )
-    approval_decision = IncidentBranch(
-        task_id=names.APPROVAL_DECISION, step=tasks.approval_decision, **BRANCH_RETRY
+    approval_decision = BranchPythonOperator(
+        **step(names.APPROVAL_DECISION, tasks.approval_decision), **BRANCH_RETRY
     )
     # Reached straight from approval_needed or after an approval: one of its parents is always skipped.
-    execute_fix = IncidentStep(
-        task_id=names.EXECUTE_FIX, step=tasks.execute_fix, trigger_rule=JOIN, **DEVICE_RETRY
+    execute_fix = PythonOperator(
+        **step(names.EXECUTE_FIX, tasks.execute_fix), trigger_rule=JOIN, **DEVICE_RETRY
     )
-    escalate = IncidentStep(task_id=names.ESCALATE, step=tasks.escalate, **SLACK_RETRY)
+    escalate = PythonOperator(**step(names.ESCALATE, tasks.escalate), **SLACK_RETRY)
 
-    create_ticket = IncidentStep(task_id=names.CREATE_TICKET, step=tasks.create_ticket, **SLACK_RETRY)
-    diagnostic_report = IncidentStep(
-        task_id=names.DIAGNOSTIC_REPORT, step=tasks.diagnostic_report, **SLACK_RETRY
+    create_ticket = PythonOperator(**step(names.CREATE_TICKET, tasks.create_ticket), **SLACK_RETRY)
+    diagnostic_report = PythonOperator(
+        **step(names.DIAGNOSTIC_REPORT, tasks.diagnostic_report), **SLACK_RETRY
     )
-    log_only = IncidentStep(task_id=names.LOG_ONLY, step=tasks.log_only, **STORE_RETRY)
+    log_only = PythonOperator(**step(names.LOG_ONLY, tasks.log_only), **STORE_RETRY)
 
-    resolve_incident = IncidentStep(
-        task_id=names.RESOLVE_INCIDENT,
-        step=tasks.resolve_incident,
-        trigger_rule=JOIN,
-        **STORE_RETRY,
+    resolve_incident = PythonOperator(
+        **step(names.RESOLVE_INCIDENT, tasks.resolve_incident), trigger_rule=JOIN, **STORE_RETRY
     )
-    final_report = IncidentStep(
-        task_id=names.FINAL_REPORT, step=tasks.final_report, trigger_rule=JOIN, **SLACK_RETRY
+    final_report = PythonOperator(
+        **step(names.FINAL_REPORT, tasks.final_report), trigger_rule=JOIN, **SLACK_RETRY
     )
 
     ingest >> enrich >> ai_summarize >> ai_diagnose >> analyze_severity

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict, StringConstraints, field_validator
 
+from include.errors import InvalidDocument
 from include.limits import (
     MAX_FINGERPRINT,
     MAX_ID,
@@ -44,10 +45,6 @@ class Document(BaseModel):
         if value is None:
             raise InvalidDocument(f"{cls.__name__}: no value was passed from the upstream task")
         return cls.model_validate(value)
-
-
-class InvalidDocument(ValueError):
-    """A document between two steps is missing or does not match its model."""
 
 
 class Alert(Document):

@@ -7,13 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from include.errors import RunbookError
+
 RUNBOOK_DIR = Path(__file__).parent / "runbooks"
 FALLBACK = "unknown"
 RISKS = ("low", "high")
-
-
-class RunbookError(ValueError):
-    """A runbook file is malformed or refers to an action it does not define."""
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
+from include.errors import ConfigError
 from include.names import APPROVERS_VARIABLE, CHANNELS_VARIABLE, DEADLINE_OVERRIDE_ENV, RESPONDERS_VARIABLE
 
 if TYPE_CHECKING:
@@ -16,10 +17,6 @@ DEFAULT_CHANNEL = "#incidents"
 # What a message is for, as the keys of the `incident_slack_channels` Variable name them; a purpose
 # without its own channel posts to `default`.
 CHANNEL_PURPOSES = ("oncall", "secondary", "approvals", "tickets", "default")
-
-
-class ConfigError(ValueError):
-    """A Variable holds a value of the wrong shape."""
 
 
 def _variable_json(key: str) -> Any:

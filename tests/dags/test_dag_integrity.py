@@ -49,23 +49,40 @@ def test_exact_task_graph(dag):
     assert {t.task_id: set(t.downstream_task_ids) for t in dag.tasks} == EDGES
 
 
-def test_operators_are_the_promised_kinds(dag):
+def test_operators_are_airflows_own_classes(dag):
+    # The REST API and the UI show `operator_name`: the steps are exactly Airflow's PythonOperator and
+    # BranchPythonOperator (no subclass), and the approval wait is our deferrable sensor.
+    from airflow.providers.standard.operators.python import BranchPythonOperator, PythonOperator
+
     from incident_ops import tasks
-    from incident_ops.operators import IncidentBranch, IncidentStep
     from incident_ops.sensors.approval import ApprovalSensor
 
     branches = {"analyze_severity", "approval_needed", "approval_decision"}
     for task in dag.tasks:
         if task.task_id in branches:
-            assert isinstance(task, IncidentBranch), task.task_id
+            assert type(task) is BranchPythonOperator, task.task_id
         elif task.task_id == "wait_for_approval":
-            assert isinstance(task, ApprovalSensor)
+            assert type(task) is ApprovalSensor
+            assert task.deferrable
         else:
-            assert type(task) is IncidentStep, task.task_id
+            assert type(task) is PythonOperator, task.task_id
         if task.task_id != "wait_for_approval":
             # Each task runs the callable of its name, and shows its docstring in the UI.
-            assert task.step is getattr(tasks, task.task_id)
-            assert task.doc_md and task.doc_md.splitlines()[0] in task.step.__doc__
+            assert task.python_callable is getattr(tasks, task.task_id)
+            assert task.doc_md and task.doc_md.splitlines()[0] in task.python_callable.__doc__
+
+
+def test_operator_names_once_serialized(dag):
+    # What the REST API's `operator_name` reads is the serialized DAG.
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    serialized = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    names = {task.task_id: task.operator_name for task in serialized.tasks}
+    assert names["ai_diagnose"] == "PythonOperator"
+    assert names["analyze_severity"] == "BranchPythonOperator"
+    assert names["wait_for_approval"] == "ApprovalSensor"
+    assert sum(name == "PythonOperator" for name in names.values()) == 14
+    assert sum(name == "BranchPythonOperator" for name in names.values()) == 3
 
 
 def test_joins_run_whichever_branch_was_taken(dag):
@@ -180,15 +197,14 @@ def test_parsing_touches_no_variables_connections_or_network():
 
 def test_dag_module_imports_nothing_heavy():
     # Beyond what Airflow itself loads, the DAG file pulls in only our thin wiring: no Slack SDK, no
-    # HTTP client, no database driver, no store or LLM code until a task runs, and not PythonOperator's
-    # module either (35 ms of imports in every task process). (YAML, SQLAlchemy and httpx are loaded by
-    # Airflow already, so watching them would prove nothing.)
+    # HTTP client, no database driver, no store or LLM code until a task runs. (YAML, SQLAlchemy and
+    # httpx are loaded by Airflow already, so watching them would prove nothing.)
     probe = (
         "import json, sys, runpy\n"
         "import airflow.sdk\n"
         "heavy = ('slack_sdk', 'requests', 'psycopg2', 'include.store', 'include.llm_output',\n"
         "         'incident_ops.hooks.slack', 'incident_ops.hooks.llm', 'airflow.providers.slack.hooks',\n"
-        "         'airflow.providers.http.hooks', 'airflow.providers.standard.operators.python')\n"
+        "         'airflow.providers.http.hooks', 'include.models', 'include.runbooks')\n"
         "before = set(sys.modules)\n"
         "runpy.run_path(sys.argv[1])\n"
         "print(json.dumps({'preloaded': sorted(m for m in before if m.startswith(heavy)),\n"
