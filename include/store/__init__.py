@@ -16,9 +16,7 @@ from include.store.records import (
     DECISIONS,
     PENDING,
     Approval,
-    ApprovalState,
     Decision,
-    IncidentState,
     NotFound,
     StoreError,
     Vote,
@@ -30,6 +28,7 @@ from include.store.records import (
 )
 from include.store.schema import metadata
 from include.store.stats import IncidentStats
+from include.vocabulary import ApprovalState, IncidentState
 
 __all__ = [
     "DECIDED_STATES",

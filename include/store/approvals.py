@@ -14,7 +14,6 @@ from include.store.records import (
     DECISIONS,
     PENDING,
     Approval,
-    ApprovalState,
     NotFound,
     Vote,
     VoteRefused,
@@ -24,6 +23,7 @@ from include.store.records import (
 )
 from include.store.schema import approvals, votes
 from include.store.totals import APPROVALS
+from include.vocabulary import ApprovalState
 
 # Records read per query by approval_states.
 STATE_BATCH = 1000

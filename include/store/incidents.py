@@ -10,14 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from include.incident_stats import DURATION_BUCKETS, LATENCY_BUCKETS, severity_label
-from include.store.records import (
-    ACTIVE_INCIDENT_STATES,
-    IncidentState,
-    NotFound,
-    aware,
-    incident_id_for,
-    utcnow,
-)
+from include.store.records import NotFound, aware, incident_id_for, utcnow
 from include.store.schema import actions, events, incidents, outbox
 from include.store.totals import (
     INCIDENTS,
@@ -26,6 +19,7 @@ from include.store.totals import (
     TIME_TO_RESOLVE,
     MetricTotals,
 )
+from include.vocabulary import ACTIVE_INCIDENT_STATES, IncidentState
 
 LLM_CALL = "llm_call"  # the timeline entry of an AI step: its step, analyzer and latency_ms
 

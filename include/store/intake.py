@@ -7,8 +7,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from include.store.incidents import IncidentRecords
-from include.store.records import ACTIVE_INCIDENT_STATES, aware, incident_id_for, utcnow
+from include.store.records import aware, incident_id_for, utcnow
 from include.store.schema import alert_runs, incident_key_locks, incidents
+from include.vocabulary import ACTIVE_INCIDENT_STATES
 
 
 class AlertIntake(IncidentRecords):

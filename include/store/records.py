@@ -5,38 +5,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any, Literal, overload
+
+from include.vocabulary import ApprovalState
 
 Decision = Literal["approve", "reject"]
 DECISIONS: tuple[Decision, ...] = ("approve", "reject")
 
-
-class ApprovalState(StrEnum):
-    """Where an approval record stands: pending, then exactly one decided state, never changed again."""
-
-    PENDING = "pending"
-    APPROVED = "approved"
-    REJECTED = "rejected"
-    EXPIRED = "expired"
-    CANCELLED = "cancelled"
-
-    @property
-    def decided(self) -> bool:
-        """Say whether the record has left `pending`."""
-        return self is not ApprovalState.PENDING
-
-
-class IncidentState(StrEnum):
-    """Where an incident stands: open, acknowledged by a responder, resolved (for good)."""
-
-    OPEN = "open"
-    ACKNOWLEDGED = "acknowledged"
-    RESOLVED = "resolved"
-
-
-# An incident is active (repeats of its alert are duplicates) until it is resolved.
-ACTIVE_INCIDENT_STATES = (IncidentState.OPEN, IncidentState.ACKNOWLEDGED)
 
 PENDING = ApprovalState.PENDING
 DECIDED_STATES = tuple(state for state in ApprovalState if state.decided)

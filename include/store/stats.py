@@ -24,7 +24,7 @@ from include.incident_stats import (
     severity_label,
 )
 from include.store.incidents import LLM_CALL
-from include.store.records import ACTIVE_INCIDENT_STATES, PENDING, IncidentState, aware, utcnow
+from include.store.records import PENDING, aware, utcnow
 from include.store.schema import approvals, events, incidents, metric_totals, webhook_requests
 from include.store.totals import (
     APPROVALS,
@@ -38,6 +38,7 @@ from include.store.totals import (
     add_to_row,
     labels_key,
 )
+from include.vocabulary import ACTIVE_INCIDENT_STATES, IncidentState
 
 LIST_COLUMNS = (
     "id",

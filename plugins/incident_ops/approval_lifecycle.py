@@ -18,7 +18,8 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from include.store import Approval, ApprovalState, IncidentStore
+from include.store import Approval, IncidentStore
+from include.vocabulary import ApprovalState
 
 if TYPE_CHECKING:
     from airflow.triggers.base import TaskSuccessEvent

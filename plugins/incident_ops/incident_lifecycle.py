@@ -16,7 +16,8 @@ import logging
 from typing import Any
 
 from include.responders import ACKNOWLEDGE, CONFLICT, ESCALATE, RESOLVE, responder_refusal, state_refusal
-from include.store import IncidentState, IncidentStore
+from include.store import IncidentStore
+from include.vocabulary import IncidentState
 
 log = logging.getLogger(__name__)
 

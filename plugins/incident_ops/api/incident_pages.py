@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 from include.daily_chart import daily_chart
 from include.incident_stats import daily_series, human_duration, window_start
 from include.redaction import redact_value
-from include.store import IncidentState, utcnow
+from include.store import utcnow
 from include.timeline_chart import layout, timeline_points
+from include.vocabulary import IncidentState
 
 if TYPE_CHECKING:
     from include.store import IncidentStore

@@ -12,7 +12,8 @@ from fastapi.responses import HTMLResponse
 
 from include.approval_policy import vote_refusal
 from include.redaction import redact_value
-from include.store import ApprovalState, utcnow
+from include.store import utcnow
+from include.vocabulary import ApprovalState
 
 if TYPE_CHECKING:
     import jinja2

@@ -25,7 +25,8 @@ from incident_ops.api.security import (
     require_dag_read,
 )
 from incident_ops.hooks.incident_store import get_store
-from include.store import ApprovalState, NotFound, VoteRefused
+from include.store import NotFound, VoteRefused
+from include.vocabulary import ApprovalState
 
 router = APIRouter(prefix="/api/approvals", tags=["approvals"])
 

@@ -16,7 +16,8 @@ from incident_ops.api.security import Caller, OptionalCallerDep, login_url, read
 from incident_ops.hooks.incident_store import get_store
 from incident_ops.links import run_url_for
 from include.incident_stats import SEVERITIES
-from include.store import IncidentState, NotFound
+from include.store import NotFound
+from include.vocabulary import IncidentState
 
 router = APIRouter(include_in_schema=False)
 STATES = tuple(str(state) for state in IncidentState)

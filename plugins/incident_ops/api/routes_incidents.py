@@ -20,7 +20,8 @@ from incident_ops.api.security import (
     require_dag_read,
 )
 from incident_ops.hooks.incident_store import get_store
-from include.store import IncidentState, NotFound
+from include.store import NotFound
+from include.vocabulary import IncidentState
 
 router = APIRouter(prefix="/api/incidents", tags=["incidents"])
 

@@ -145,7 +145,7 @@ def _trigger(run_id: str, conf: dict[str, Any], *, declarer: str) -> None:
 def list_open() -> str:
     """Describe the incidents that are not resolved yet, newest first."""
     from incident_ops.hooks.incident_store import get_store
-    from include.store import IncidentState
+    from include.vocabulary import IncidentState
 
     store = get_store()
     ids = [

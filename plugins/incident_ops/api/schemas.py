@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from include.store import ApprovalState, Decision
+from include.store import Decision
+from include.vocabulary import ApprovalState
 
 MAX_COMMENT_CHARS = 2000
 

@@ -93,7 +93,7 @@ def request_approval(ti: Any, dag_run: Any, **_: Any) -> str:
 
 def approval_decision(ti: Any, **_: Any) -> str | list[str]:
     """Route on the decision: approved runs the fix, rejected or expired escalates, cancelled skips both."""
-    from include.store import ApprovalState
+    from include.vocabulary import ApprovalState
 
     outcome = common.outcome(ti)
     assert outcome is not None  # required=True

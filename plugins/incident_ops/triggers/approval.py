@@ -79,7 +79,8 @@ class ApprovalTrigger(BaseTrigger):
         from incident_ops.approval_lifecycle import finished_wait_event
         from incident_ops.hooks.incident_store import IncidentStoreHook
         from incident_ops.triggers.approval_watch import watcher_for
-        from include.store import ApprovalState, NotFound
+        from include.store import NotFound
+        from include.vocabulary import ApprovalState
 
         deadline = datetime.fromisoformat(self.expires_at)
         remind_at = datetime.fromisoformat(self.remind_at) if self.remind_at else None

@@ -15,7 +15,8 @@ import logging
 import weakref
 from dataclasses import dataclass, field
 
-from include.store import ApprovalState, IncidentStore, NotFound
+from include.store import IncidentStore, NotFound
+from include.vocabulary import ApprovalState
 
 log = logging.getLogger(__name__)
 
