@@ -186,7 +186,7 @@ def postgres_store() -> Iterator[str | None]:
 
 def measure(url: str, incidents: int, repeat: int) -> dict[str, object]:
     """Fill the store at `url`, then time the scrape and the pages on it."""
-    from incident_ops.api import incident_pages, pages
+    from incident_ops.api import incident_views, rendering
     from include.metrics import exposition
 
     store = IncidentStore.from_url(url)
@@ -207,8 +207,8 @@ def measure(url: str, incidents: int, repeat: int) -> dict[str, object]:
     dag_ids = {DAG_ID}
 
     def list_page() -> None:
-        context = incident_pages.list_context(store, dag_ids=dag_ids, state=None, severity=None)
-        pages.render(
+        context = incident_views.list_context(store, dag_ids=dag_ids, state=None, severity=None)
+        rendering.render(
             "incidents.html",
             **context,
             username="bench",
@@ -220,8 +220,10 @@ def measure(url: str, incidents: int, repeat: int) -> dict[str, object]:
         )
 
     def incident_page() -> None:
-        context = incident_pages.incident_context(store, busy)
-        pages.render("incident.html", **context, username="bench", prefix="", run_url="", postmortem_url="")
+        context = incident_views.incident_context(store, busy)
+        rendering.render(
+            "incident.html", **context, username="bench", prefix="", run_url="", postmortem_url=""
+        )
 
     try:
         return {

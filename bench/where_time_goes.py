@@ -17,7 +17,7 @@ from typing import Any
 # Innermost match wins: a store query run by SQLAlchemy inside our route counts as the store's.
 LAYERS = (
     ("incident store (include/store)", "include/store/"),
-    ("intake service (plugins/incident_ops/intake.py)", "incident_ops/intake.py"),
+    ("intake service (plugins/incident_ops/alert_intake.py)", "incident_ops/alert_intake.py"),
     ("alert parsing (include/alert_sources)", "include/alert_sources/"),
     ("webhook route (plugins/incident_ops/api)", "incident_ops/api/"),
     ("other product code", "incident_ops/"),

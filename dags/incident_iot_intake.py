@@ -8,7 +8,7 @@ from airflow.providers.standard.operators.python import PythonOperator
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, Asset, AssetWatcher
 
-from incident_ops import iot_intake
+from incident_ops.tasks import mqtt_alerts
 from incident_ops.triggers.mqtt import MqttAlertTrigger
 from include import names
 
@@ -42,7 +42,7 @@ with DAG(
 ) as dag:
     admit = PythonOperator(
         task_id=names.ADMIT_IOT_ALERTS,
-        python_callable=iot_intake.admit_alerts,
+        python_callable=mqtt_alerts.admit_alerts,
         retries=5,
         retry_delay=timedelta(seconds=5),
         retry_exponential_backoff=2.0,
@@ -57,5 +57,5 @@ with DAG(
         retry_delay=timedelta(seconds=5),
         retry_exponential_backoff=2.0,
         max_retry_delay=timedelta(minutes=2),
-        on_failure_callback=iot_intake.release_unstarted,
+        on_failure_callback=mqtt_alerts.release_unstarted,
     ).expand_kwargs(admit.output)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from include.store.alert_runs import AlertIntake
 from include.store.approvals import ApprovalRecords
 from include.store.base import make_engine
-from include.store.intake import AlertIntake
 from include.store.records import (
     DECIDED_STATES,
     DECISIONS,

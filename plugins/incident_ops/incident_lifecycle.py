@@ -82,7 +82,7 @@ def act(
 
 
 def _acknowledge(store: IncidentStore, incident: dict[str, Any], *, identity: str, channel: str) -> None:
-    from incident_ops import paging
+    from incident_ops import incident_sync
 
     if not store.acknowledge_incident(incident["id"], by=identity):
         raise ActionRefused("the incident is no longer open", code=CONFLICT)
@@ -90,12 +90,14 @@ def _acknowledge(store: IncidentStore, incident: dict[str, Any], *, identity: st
         store,
         incident["id"],
         "pagerduty",
-        lambda: paging.pagerduty_event(store, incident["id"], paging.ACKNOWLEDGE, reason="acknowledged"),
+        lambda: incident_sync.pagerduty_event(
+            store, incident["id"], incident_sync.ACKNOWLEDGE, reason="acknowledged"
+        ),
     )
 
 
 def _escalate(store: IncidentStore, incident: dict[str, Any], *, identity: str, channel: str) -> None:
-    from incident_ops import config, paging
+    from incident_ops import config, incident_sync
     from incident_ops.links import run_url_for
     from incident_ops.messaging import deliver
     from include.slack_blocks import escalation_blocks
@@ -121,8 +123,8 @@ def _escalate(store: IncidentStore, incident: dict[str, Any], *, identity: str, 
         store,
         incident_id,
         "pagerduty",
-        lambda: paging.pagerduty_event(
-            store, incident_id, paging.TRIGGER, severity="critical", reason="escalated"
+        lambda: incident_sync.pagerduty_event(
+            store, incident_id, incident_sync.TRIGGER, severity="critical", reason="escalated"
         ),
     )
     analysis = incident.get("analysis") or {}
@@ -130,7 +132,7 @@ def _escalate(store: IncidentStore, incident: dict[str, Any], *, identity: str, 
         store,
         incident_id,
         "jira",
-        lambda: paging.jira_issue(
+        lambda: incident_sync.jira_issue(
             store,
             incident_id,
             summary=f"Escalated: {incident['error']} on {incident['device_id']}",
@@ -143,13 +145,13 @@ def _escalate(store: IncidentStore, incident: dict[str, Any], *, identity: str, 
 
 
 def _resolve(store: IncidentStore, incident: dict[str, Any], *, identity: str, channel: str) -> None:
-    from incident_ops import approval_lifecycle, paging
+    from incident_ops import approval_lifecycle, incident_sync
 
     if not store.resolve_incident(incident["id"], outcome=RESOLVED_BY_HAND, by=identity):
         raise ActionRefused("the incident is already resolved", code=CONFLICT)
     cancelled = approval_lifecycle.cancel_pending(store, incident["run_id"])
     log.info("Incident %s resolved by %s; cancelled %s", incident["id"], identity, cancelled or "nothing")
-    paging.incident_resolved(store, incident["id"])
+    incident_sync.incident_resolved(store, incident["id"])
 
 
 def _tell(store: IncidentStore, incident_id: str, name: str, send: Any) -> None:

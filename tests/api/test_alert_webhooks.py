@@ -474,13 +474,13 @@ def test_an_empty_group_is_accepted_and_starts_nothing(webhook):
 
 
 def test_a_dag_that_is_not_parsed_is_503_and_the_retry_succeeds(webhook, monkeypatch):
-    from incident_ops import intake
+    from incident_ops import alert_intake
 
     body = salted(load("alertmanager_firing"))
-    monkeypatch.setattr(intake, "DAG_ID", "not_parsed_yet")
+    monkeypatch.setattr(alert_intake, "DAG_ID", "not_parsed_yet")
     response = post(webhook, "alertmanager", body)
     assert response.status_code == 503 and "not_parsed_yet" in response.json()["detail"]
-    monkeypatch.setattr(intake, "DAG_ID", DAG_ID)
+    monkeypatch.setattr(alert_intake, "DAG_ID", DAG_ID)
     retry = post(webhook, "alertmanager", body)
     assert retry.status_code == 202 and not any(i["deduplicated"] for i in retry.json()["incidents"])
 

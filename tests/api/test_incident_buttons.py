@@ -220,9 +220,9 @@ def test_the_page_carries_the_three_buttons_and_updates_after_each_click(client,
 
 
 def test_pagerduty_hears_acknowledge_escalate_and_resolve_for_the_incident(client, store, record, pagerduty):
-    from incident_ops import paging
+    from incident_ops import incident_sync
 
-    paging.pagerduty_event(store, record.incident_id, paging.TRIGGER)
+    incident_sync.pagerduty_event(store, record.incident_id, incident_sync.TRIGGER)
     click(client, record.incident_id, "acknowledge")
     click(client, record.incident_id, "acknowledge")
     click(client, record.incident_id, "escalate")

@@ -12,7 +12,7 @@ from incident_ops import incident_lifecycle, tasks
 from incident_ops.hooks.incident_store import get_store
 from include.store import incident_id_for
 from tests.fakes.jira_server import FakeJira
-from tests.plugins.test_paging import ALERT, DAG_ID, FakeTI
+from tests.plugins.test_incident_sync import ALERT, DAG_ID, FakeTI
 
 
 @pytest.fixture

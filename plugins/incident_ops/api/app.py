@@ -6,11 +6,11 @@ from fastapi import FastAPI
 
 from incident_ops.api import (
     routes_alerts,
+    routes_approval_pages,
     routes_approvals,
     routes_incident_pages,
     routes_incidents,
     routes_metrics,
-    routes_pages,
     routes_slack,
     routes_slack_commands,
 )
@@ -29,7 +29,7 @@ def create_app() -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
-    app.include_router(routes_pages.router)
+    app.include_router(routes_approval_pages.router)
     app.include_router(routes_incident_pages.router)
     app.include_router(routes_approvals.router)
     app.include_router(routes_incidents.router)

@@ -1,7 +1,7 @@
 """Alert webhooks: Alertmanager, Grafana, PagerDuty (Events API v2) and generic senders start incidents.
 
 `POST /incident-response/api/alerts/{source}`: authenticate the sender with the shared bearer token,
-read the body (bounded), normalise it (`include.alert_sources`) and hand it to `incident_ops.intake`,
+read the body (bounded), normalise it (`include.alert_sources`) and hand it to `incident_ops.alert_intake`,
 which decides what each alert does. Bad input is a 4xx with the reason, never a 500.
 """
 
@@ -19,9 +19,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from incident_ops.alert_intake import IntakeError, process
 from incident_ops.api.body import BodyTooLarge, declared_too_large, parse_json, read_limited
 from incident_ops.api.request_counts import counted_by_source
-from incident_ops.intake import IntakeError, process
 from include.alert_sources import WEBHOOK_SOURCES, Batch, PayloadError, TooManyAlertsError, normalise
 from include.names import WEBHOOK_CONN_ID, WEBHOOK_TOKEN_ENV
 

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, status
 from fastapi.responses import HTMLResponse, Response
 
-from incident_ops.api import incident_pages, pages
+from incident_ops.api import incident_views, rendering
 from incident_ops.api.security import Caller, OptionalCallerDep, login_url, readable_dag_ids
 from incident_ops.hooks.incident_store import get_store
 from incident_ops.links import run_url_for
@@ -30,7 +30,7 @@ def _prefix(request: Request) -> str:
 
 
 def _login_page(request: Request) -> HTMLResponse:
-    return pages.message_page(
+    return rendering.message_page(
         title="Log in to see incidents",
         text="Incidents are shown to logged-in Airflow users only. Log in, and you will come back here.",
         status_code=status.HTTP_401_UNAUTHORIZED,
@@ -45,14 +45,14 @@ def _readable_incident(request: Request, caller: Caller, incident_id: str) -> di
     try:
         incident = get_store().get_incident(incident_id)
     except NotFound:
-        return pages.message_page(
+        return rendering.message_page(
             title="No such incident",
             text=f"There is no incident {incident_id}.",
             status_code=status.HTTP_404_NOT_FOUND,
             list_url=list_url,
         )
     if incident["dag_id"] not in readable_dag_ids(caller, {incident["dag_id"]}):
-        return pages.message_page(
+        return rendering.message_page(
             title="Not allowed",
             text=f"You may not see runs of DAG {incident['dag_id']}.",
             status_code=status.HTTP_403_FORBIDDEN,
@@ -74,7 +74,7 @@ def incidents_page(
     prefix = _prefix(request)
     state, severity = state or None, severity or None
     if state not in (None, *STATES) or severity not in (None, *SEVERITIES):
-        return pages.message_page(
+        return rendering.message_page(
             title="Unknown filter",
             text=f"Filter by state ({', '.join(STATES)}) and severity ({', '.join(SEVERITIES)}).",
             status_code=status.HTTP_400_BAD_REQUEST,
@@ -82,9 +82,9 @@ def incidents_page(
         )
     store = get_store()
     dag_ids = readable_dag_ids(caller, store.incident_dag_ids())
-    return pages.render(
+    return rendering.render(
         "incidents.html",
-        **incident_pages.list_context(store, dag_ids=dag_ids, state=state, severity=severity),
+        **incident_views.list_context(store, dag_ids=dag_ids, state=state, severity=severity),
         username=caller.username,
         prefix=prefix,
         states=STATES,
@@ -103,9 +103,9 @@ def incident_page(incident_id: IncidentId, request: Request, caller: OptionalCal
     if isinstance(incident, HTMLResponse):
         return incident
     prefix = _prefix(request)
-    return pages.render(
+    return rendering.render(
         "incident.html",
-        **incident_pages.incident_context(get_store(), incident_id),
+        **incident_views.incident_context(get_store(), incident_id),
         username=caller.username,
         prefix=prefix,
         run_url=run_url_for(incident["dag_id"], incident["run_id"]),

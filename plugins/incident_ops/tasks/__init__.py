@@ -18,8 +18,8 @@ from incident_ops.tasks.critical import (
     page_oncall,
     request_approval,
 )
-from incident_ops.tasks.intake import ai_diagnose, ai_summarize, analyze_severity, enrich, ingest
 from incident_ops.tasks.noncritical import create_ticket, diagnostic_report, log_only
+from incident_ops.tasks.triage import ai_diagnose, ai_summarize, analyze_severity, enrich, ingest
 
 __all__ = [
     "ai_diagnose",

@@ -22,7 +22,7 @@ def resolve_incident(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
     store, incident_id = common.store(), common.incident_id(dag_run)
     if store.resolve_incident(incident_id, outcome=outcome):
         # Resolved by the run itself (not by hand, which told them already): PagerDuty and Jira hear it.
-        from incident_ops.paging import incident_resolved
+        from incident_ops.incident_sync import incident_resolved
 
         incident_resolved(store, incident_id)
     return {"outcome": outcome}

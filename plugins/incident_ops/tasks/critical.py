@@ -21,7 +21,7 @@ def page_oncall(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
     The page carries Acknowledge, Escalate and Resolve; with PagerDuty configured it also triggers
     an alert whose dedup_key is the incident id (once: a retry finds it on the timeline).
     """
-    from incident_ops import paging
+    from incident_ops import incident_sync
     from incident_ops.incident_lifecycle import page_blocks_for
     from include.slack_blocks import incident_header
 
@@ -34,7 +34,7 @@ def page_oncall(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
         text=incident_header(alert, analysis),
         blocks=page_blocks_for(store, incident_id),
     )
-    paging.pagerduty_event(store, incident_id, paging.TRIGGER, severity=analysis.severity)
+    incident_sync.pagerduty_event(store, incident_id, incident_sync.TRIGGER, severity=analysis.severity)
     return delivery
 
 
@@ -167,7 +167,7 @@ def escalate(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
     The ticket is a Jira issue when `jira_default` is configured (one per incident, whoever opened
     it first), and PagerDuty is re-triggered at critical severity when configured.
     """
-    from incident_ops import paging
+    from incident_ops import incident_sync
     from incident_ops.links import run_url
     from incident_ops.service_calls import open_ticket
     from include.slack_blocks import text_blocks
@@ -178,7 +178,7 @@ def escalate(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
     store, incident_id = common.store(), common.incident_id(dag_run)
     title = f"Escalated: {alert.error} on {alert.device_id}"
     body = f"{analysis.summary}\nApproval {outcome.state}; {analysis.recommended_action} was not run."
-    key = paging.jira_issue(
+    key = incident_sync.jira_issue(
         store,
         incident_id,
         summary=title,
@@ -191,7 +191,9 @@ def escalate(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
     )
     store.update_incident(incident_id, ticket_id=ticket["ticket_id"])
     store.add_event(incident_id, "escalated", {"approval": outcome.state, "ticket_id": ticket["ticket_id"]})
-    paging.pagerduty_event(store, incident_id, paging.TRIGGER, severity="critical", reason="escalated")
+    incident_sync.pagerduty_event(
+        store, incident_id, incident_sync.TRIGGER, severity="critical", reason="escalated"
+    )
     text = (
         f"Escalation: approval {outcome.state}, `{analysis.recommended_action}` not run on "
         f"{alert.device_id}. Ticket {ticket['ticket_id']}."

@@ -12,14 +12,14 @@ log = logging.getLogger(__name__)
 
 def create_ticket(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
     """Open a ticket for a warning (a Jira issue when `jira_default` is configured) and post the notice."""
-    from incident_ops import paging
+    from incident_ops import incident_sync
     from incident_ops.links import run_url
     from incident_ops.service_calls import open_ticket
     from include.slack_blocks import incident_header, ticket_blocks
 
     alert, analysis = common.alert(ti), common.analysis(ti)
     store, incident_id = common.store(), common.incident_id(dag_run)
-    key = paging.jira_issue(
+    key = incident_sync.jira_issue(
         store,
         incident_id,
         summary=incident_header(alert, analysis),

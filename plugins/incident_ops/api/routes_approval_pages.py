@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from incident_ops.api import pages
+from incident_ops.api import rendering
 from incident_ops.api.security import Caller, OptionalCallerDep, login_url, readable_dag_ids
 from incident_ops.hooks.incident_store import get_store
 from incident_ops.links import run_url_for
@@ -27,7 +27,7 @@ def _prefix(request: Request) -> str:
 
 
 def _login_page(request: Request) -> HTMLResponse:
-    return pages.message_page(
+    return rendering.message_page(
         title="Log in to see approval requests",
         text="Approval requests are shown to logged-in Airflow users only. "
         "Log in, and you will come back here.",
@@ -75,7 +75,7 @@ def approvals_page(request: Request, caller: OptionalCallerDep) -> HTMLResponse:
             if r.dag_id in readable
         ]
 
-    return pages.render(
+    return rendering.render(
         "approvals.html", username=caller.username, pending=rows(pending), recent=rows(recent)
     )
 
@@ -90,14 +90,14 @@ def approval_page(approval_id: str, request: Request, caller: OptionalCallerDep)
     try:
         record = store.get_approval(approval_id)
     except NotFound:
-        return pages.message_page(
+        return rendering.message_page(
             title="No such approval request",
             text=f"There is no approval request {approval_id}.",
             status_code=status.HTTP_404_NOT_FOUND,
             list_url=f"{prefix}/approvals",
         )
     if record.dag_id not in readable_dag_ids(caller, {record.dag_id}):
-        return pages.message_page(
+        return rendering.message_page(
             title="Not allowed",
             text=f"You may not see runs of DAG {record.dag_id}.",
             status_code=status.HTTP_403_FORBIDDEN,
@@ -107,11 +107,11 @@ def approval_page(approval_id: str, request: Request, caller: OptionalCallerDep)
 
 
 def _record_page(record, incident, caller: Caller, prefix: str) -> HTMLResponse:
-    return pages.render(
+    return rendering.render(
         "approval.html",
-        **pages.record_context(record, incident),
+        **rendering.record_context(record, incident),
         username=caller.username,
-        cannot_vote=pages.why_caller_cannot_vote(record, caller),
+        cannot_vote=rendering.why_caller_cannot_vote(record, caller),
         api_url=f"{prefix}/api/approvals/{record.id}/decisions",
         list_url=f"{prefix}/approvals",
         run_url=run_url_for(record.dag_id, record.run_id),

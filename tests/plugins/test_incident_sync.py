@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from incident_ops import paging, tasks
+from incident_ops import incident_sync, tasks
 from incident_ops.hooks.errors import ServiceRejectedError, ServiceUnavailableError
 from incident_ops.hooks.incident_store import get_store
 from include import inventory, names, rules_analyzer
@@ -130,8 +130,8 @@ def test_a_lost_create_answer_does_not_open_a_second_issue(store, jira):
     run, incident_id = _incident(store, ti)
     jira.lose_next_create_answer()
     with pytest.raises(ServiceUnavailableError):
-        paging.jira_issue(store, incident_id, summary="s", description="d")
-    assert paging.jira_issue(store, incident_id, summary="s", description="d") == "OPS-1"
+        incident_sync.jira_issue(store, incident_id, summary="s", description="d")
+    assert incident_sync.jira_issue(store, incident_id, summary="s", description="d") == "OPS-1"
     assert len(jira.issues) == 1
 
 
@@ -140,17 +140,17 @@ def test_wrong_jira_credentials_are_a_refusal(store, jira, monkeypatch):
     ti = FakeTI()
     _, incident_id = _incident(store, ti)
     with pytest.raises(ServiceRejectedError):
-        paging.jira_issue(store, incident_id, summary="s", description="d")
+        incident_sync.jira_issue(store, incident_id, summary="s", description="d")
     assert not jira.issues
 
 
 def test_resolving_comments_on_the_issue_and_resolves_pagerduty_once(store, jira, pagerduty):
     ti = FakeTI()
     run, incident_id = _incident(store, ti)
-    paging.jira_issue(store, incident_id, summary="s", description="d")
+    incident_sync.jira_issue(store, incident_id, summary="s", description="d")
     store.resolve_incident(incident_id, outcome="fixed")
-    paging.incident_resolved(store, incident_id)
-    paging.incident_resolved(store, incident_id)
+    incident_sync.incident_resolved(store, incident_id)
+    incident_sync.incident_resolved(store, incident_id)
     assert [c["key"] for c in jira.comments] == ["OPS-1"]
     assert "fixed" in jira.comments[0]["body"]
     assert pagerduty.actions_for(incident_id) == ["resolve"]
@@ -160,7 +160,9 @@ def test_secrets_in_alert_text_are_redacted_before_they_leave(store, pagerduty, 
     alert = ALERT.model_copy(update={"device_id": "PUMP-07B", "error": "password=hunter2secret"})
     ti = FakeTI(alert)
     run, incident_id = _incident(store, ti, alert=alert)
-    paging.pagerduty_event(store, incident_id, paging.TRIGGER)
-    paging.jira_issue(store, incident_id, summary=f"{alert.error} on x", description="token=abcdef123456")
+    incident_sync.pagerduty_event(store, incident_id, incident_sync.TRIGGER)
+    incident_sync.jira_issue(
+        store, incident_id, summary=f"{alert.error} on x", description="token=abcdef123456"
+    )
     assert "hunter2secret" not in str(pagerduty.events)
     assert "hunter2secret" not in str(jira.issues) and "abcdef123456" not in str(jira.issues)

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from incident_ops import iot_intake
 from incident_ops.hooks.incident_store import get_store
+from incident_ops.tasks import mqtt_alerts
 from include.iot_messages import classify, event_payload
 from include.telemetry import Thresholds
 from tests.factories import alert_run_count
@@ -32,18 +32,18 @@ def store(incident_store_url):
 
 def test_one_alert_merged_three_times_is_one_incident_run(store):
     alert = ("devices/T-101/alerts", {"error": "OVERHEATING", "message": "hot"})
-    starts = iot_intake.admit_alerts(asset_events(alert, alert, alert))
+    starts = mqtt_alerts.admit_alerts(asset_events(alert, alert, alert))
     assert len(starts) == 1
     [start] = starts
     assert start["trigger_run_id"].startswith("alert__iot__")
     assert start["conf"]["device_id"] == "T-101" and start["conf"]["source"] == "iot"
     # The same alert again, in a later run of the intake, while the incident is open: nothing new.
-    assert iot_intake.admit_alerts(asset_events(alert)) == []
+    assert mqtt_alerts.admit_alerts(asset_events(alert)) == []
     assert alert_run_count(store) == 1
 
 
 def test_different_devices_are_different_incidents(store):
-    starts = iot_intake.admit_alerts(
+    starts = mqtt_alerts.admit_alerts(
         asset_events(
             ("devices/T-101/telemetry", {"temperature_c": 95}),
             ("devices/T-102/telemetry", {"temperature_c": 96}),
@@ -56,9 +56,9 @@ def test_different_devices_are_different_incidents(store):
 
 def test_resolved_closes_the_alert_run(store):
     firing = ("devices/T-101/alerts", {"error": "OVERHEATING"})
-    [start] = iot_intake.admit_alerts(asset_events(firing))
+    [start] = mqtt_alerts.admit_alerts(asset_events(firing))
     assert (
-        iot_intake.admit_alerts(
+        mqtt_alerts.admit_alerts(
             asset_events(("devices/T-101/alerts", {"error": "OVERHEATING", "status": "resolved"}))
         )
         == []
@@ -68,12 +68,12 @@ def test_resolved_closes_the_alert_run(store):
 
 def test_events_that_are_not_iot_alerts_are_skipped(store):
     events = {"iot_device_alerts": [SimpleNamespace(id=1, extra={"payload": {"status": "firing"}})]}
-    assert iot_intake.admit_alerts(events) == []
-    assert iot_intake.admit_alerts(None) == []
+    assert mqtt_alerts.admit_alerts(events) == []
+    assert mqtt_alerts.admit_alerts(None) == []
 
 
 def test_a_run_that_could_not_be_created_is_released_for_the_next_delivery(store):
     alert = ("devices/T-101/alerts", {"error": "OVERHEATING"})
-    [start] = iot_intake.admit_alerts(asset_events(alert))
-    iot_intake.release_unstarted({"task": SimpleNamespace(trigger_run_id=start["trigger_run_id"])})
-    assert iot_intake.admit_alerts(asset_events(alert)) == [start]
+    [start] = mqtt_alerts.admit_alerts(asset_events(alert))
+    mqtt_alerts.release_unstarted({"task": SimpleNamespace(trigger_run_id=start["trigger_run_id"])})
+    assert mqtt_alerts.admit_alerts(asset_events(alert)) == [start]

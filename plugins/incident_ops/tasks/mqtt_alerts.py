@@ -1,7 +1,7 @@
 """The callables of the `incident_iot_intake` DAG: asset events from the MQTT trigger become incidents.
 
 Airflow may merge several asset events into one run of the DAG, and the broker redelivers what it is
-not sure we took: every event goes through the webhooks' intake (`incident_ops.intake.process`), whose
+not sure we took: every event goes through the webhooks' intake (`incident_ops.alert_intake.process`), whose
 incident keys make repeats one incident, whether they arrive in one run or in several.
 
 A task may not touch Airflow's metadata database, so `admit_alerts` only claims the run ids (in the
@@ -40,7 +40,7 @@ def asset_event_notifications(
 
 def admit_alerts(triggering_asset_events: Mapping[Any, Iterable[Any]] | None = None) -> list[dict[str, Any]]:
     """Handle the run's alerts (repeats and resolves included); return the incident runs to create."""
-    from incident_ops import intake
+    from incident_ops import alert_intake
 
     starts: list[dict[str, Any]] = []
 
@@ -49,7 +49,7 @@ def admit_alerts(triggering_asset_events: Mapping[Any, Iterable[Any]] | None = N
         return False
 
     notifications = asset_event_notifications(triggering_asset_events)
-    results = intake.process(Batch(notifications), start=claim_only)
+    results = alert_intake.process(Batch(notifications), start=claim_only)
     for result in results:
         log.info(
             "IoT alert %s/%s (%s): run %s%s",
