@@ -185,14 +185,14 @@ def summarize_with_record(
 ) -> tuple[dict[str, Any], CallRecord]:
     """Return the summary document and the record of how it was written (`conn_id`: the model's)."""
     from include.prompting import build_summarize_prompt
-    from include.runbooks import match_runbook
+    from include.runbooks import get_runbook
 
     rules = rules_analyzer.analyze(alert, enrichment)
 
     def work(record: CallRecord) -> str | None:
         hook = _hook(conn_id)
         prompt = build_summarize_prompt(
-            alert, enrichment, match_runbook(alert.error, alert.metrics), redactor=_redactor(hook)
+            alert, enrichment, get_runbook(rules.runbook), redactor=_redactor(hook)
         )
         return _ask(hook, prompt, record, parse_summary)
 
