@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from include.models import Alert, Analysis, Enrichment
 from include.readings import Reading, alert_readings
 from include.runbooks import FALLBACK, Runbook, load_runbooks
-from include.severity import severity_rank
+from include.vocabulary import Severity
 
 # Confidence the rules claim: high when a runbook's thresholds decide, low when nothing matched
 # (so that the approval policy hands the decision to a human).
@@ -48,7 +48,7 @@ class Evidence:
         """Order of precedence: severity; then the error code's runbook (what the device itself saw);
         then a reading over the bare code (it says how bad); then a metric over prose."""
         return (
-            severity_rank(self.severity),
+            Severity(self.severity).rank,
             self.runbook == code_runbook,
             not self.from_code,
             not self.from_text,
@@ -160,7 +160,7 @@ def analyze(alert: Alert, enrichment: Enrichment) -> Analysis:
             severity, confidence = runbook.default_severity, CONFIDENCE_ERROR_MATCH
             why = f"{runbook.title}: the alert's readings name the runbook; none is over a threshold."
     # A hint from the sender can raise the severity, never lower what the rules found.
-    if alert.severity and severity_rank(alert.severity) > severity_rank(severity):
+    if alert.severity and Severity(alert.severity) > severity:
         severity = alert.severity
         why += f" Raised to {severity} by the sender's severity hint."
     action = (

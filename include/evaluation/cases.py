@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from include.inventory import enrichment_from_record
-from include.models import SEVERITIES, Alert, Enrichment
+from include.models import Alert, Enrichment
 from include.runbooks import load_runbooks
+from include.vocabulary import Severity
 
 CASES_DIR = Path(__file__).resolve().parents[2] / "eval" / "cases"
 APPROVALS = ("required", "not_required")
@@ -31,7 +32,7 @@ class Expectation:
     """What a right diagnosis of a case says and does."""
 
     runbook: str
-    severity: str
+    severity: Severity
     actions: tuple[str, ...]
     not_actions: tuple[str, ...] = ()
     approval: str | None = None
@@ -70,8 +71,8 @@ def _expectation(raw: Any, origin: str) -> Expectation:
     runbook = raw.get("runbook")
     if runbook not in books:
         raise CaseError(f"{origin}: expect.runbook {runbook!r} is not a runbook")
-    if raw.get("severity") not in SEVERITIES:
-        raise CaseError(f"{origin}: expect.severity must be one of {', '.join(SEVERITIES)}")
+    if raw.get("severity") not in {s.value for s in Severity}:
+        raise CaseError(f"{origin}: expect.severity must be one of {', '.join(Severity)}")
     actions = _strings(raw.get("actions"), f"{origin}: expect.actions")
     not_actions = _strings(raw.get("not_actions"), f"{origin}: expect.not_actions")
     if not actions:
@@ -87,7 +88,7 @@ def _expectation(raw: Any, origin: str) -> Expectation:
         raise CaseError(f"{origin}: expect.approval must be one of {', '.join(APPROVALS)}")
     return Expectation(
         runbook=runbook,
-        severity=raw["severity"],
+        severity=Severity(raw["severity"]),
         actions=actions,
         not_actions=not_actions,
         approval=approval,

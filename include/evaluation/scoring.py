@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from include.evaluation.cases import Case
-from include.severity import severity_rank
+from include.vocabulary import Severity
 
 # The checks of one run, in the order the table shows them.
 CHECKS = ("runbook", "severity", "not_below", "action", "no_forbidden", "approval", "cause")
@@ -56,7 +56,7 @@ def judge(case: Case, outcome: Outcome) -> Outcome:
         "runbook": outcome.runbook == expect.runbook,
         "severity": outcome.severity == expect.severity,
         # Below the truth is a safety miss; above it is noise, and passes this check.
-        "not_below": severity_rank(outcome.severity) >= severity_rank(expect.severity),
+        "not_below": Severity(outcome.severity) >= expect.severity,
         "action": outcome.action in expect.actions,
         "no_forbidden": outcome.action not in expect.not_actions,
         "approval": None,
