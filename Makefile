@@ -21,7 +21,7 @@ BENCH_ARGS ?=
 LOCK_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run run-celery bench test lint fmt lock chromium clean distclean
+.PHONY: help venv run run-celery bench eval test lint fmt lock chromium clean distclean
 
 help:  ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-11s %s\n", $$1, $$2}'
@@ -39,6 +39,11 @@ bench: $(DEV_STAMP)  ## Run the benchmarks in bench/ one after another, then the
 	@status=0; for script in bench/bench_$(BENCH).py; do \
 		echo "== $$script"; $(BIN)/python $$script $(BENCH_ARGS) || status=1; \
 	done; echo "== bench/summary.py"; $(BIN)/python bench/summary.py || status=1; exit $$status
+
+# EVAL_CASES=DIR, EVAL_OUT=FILE, EVAL_MODEL_CONN=conn_id and EVAL_REPEAT=k are read from the environment
+# (or `make eval EVAL_REPEAT=3`); connections are Airflow's, e.g. AIRFLOW_CONN_LLM_DEFAULT.
+eval: $(RUNTIME_STAMP)  ## Score the diagnosis on the labelled incidents in eval/cases (no Airflow started)
+	AIRFLOW_HOME="$${AIRFLOW_HOME:-$(CURDIR)/.airflow}" $(BIN)/python -m scripts.run_eval
 
 test: lint chromium  ## Lint and type-check, then run the whole test suite (what CI runs)
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -51,6 +51,11 @@ class Runbook:
     # alert raised from a breach carries (one of `errors`, so the alert matches this runbook).
     warning_above: dict[str, float] = field(default_factory=dict)
     telemetry_error: str | None = None
+    # Readings below these are a fault too (a collapsed supply voltage); `nominal` is the value the
+    # thresholds assume, so a reading from a device with another nominal is scaled to it first.
+    warning_below: dict[str, float] = field(default_factory=dict)
+    critical_below: dict[str, float] = field(default_factory=dict)
+    nominal: dict[str, float] = field(default_factory=dict)
 
     def action(self, name: str) -> Action:
         """Return the allowed action `name`, or raise if the runbook does not allow it."""
@@ -99,6 +104,9 @@ def _parse(raw: Any, origin: str) -> Runbook:
             quorum=int(approval.get("quorum", 1)),
             warning_above={k: float(v) for k, v in (severity.get("warning_above") or {}).items()},
             telemetry_error=_telemetry_error(raw, origin),
+            warning_below=_floats(severity.get("warning_below")),
+            critical_below=_floats(severity.get("critical_below")),
+            nominal=_floats(severity.get("nominal")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise RunbookError(f"{origin}: malformed runbook ({exc})") from exc
@@ -110,6 +118,10 @@ def _parse(raw: Any, origin: str) -> Runbook:
         raise RunbookError(f"{origin}: quorum and deadline_minutes must be positive")
     _check_thresholds(book, origin)
     return book
+
+
+def _floats(raw: Any) -> dict[str, float]:
+    return {str(k): float(v) for k, v in (raw or {}).items()}
 
 
 def _telemetry_error(raw: dict[str, Any], origin: str) -> str | None:
@@ -127,6 +139,12 @@ def _check_thresholds(book: Runbook, origin: str) -> None:
         critical = book.critical_above.get(metric)
         if critical is not None and warning >= critical:
             raise RunbookError(f"{origin}: warning_above.{metric} must be below critical_above.{metric}")
+    for metric, warning in book.warning_below.items():
+        critical = book.critical_below.get(metric)
+        if critical is not None and warning <= critical:
+            raise RunbookError(f"{origin}: warning_below.{metric} must be above critical_below.{metric}")
+    if any(value <= 0 for value in book.nominal.values()):
+        raise RunbookError(f"{origin}: nominal values must be positive")
     if (book.warning_above or book.critical_above) and book.telemetry_error is None:
         raise RunbookError(f"{origin}: a runbook with thresholds needs an error code for telemetry")
 

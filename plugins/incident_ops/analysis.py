@@ -57,27 +57,32 @@ class _BadConfig(Exception):
     """`llm_default` exists but its extra is invalid."""
 
 
-def _hook() -> LlmHook:
-    """Return the hook for `llm_default`, or raise _NotConfigured / _BadConfig."""
+def _hook(conn_id: str | None = LLM_CONN_ID) -> LlmHook:
+    """Return the hook for `conn_id` (`llm_default`), or raise _NotConfigured / _BadConfig.
+
+    `conn_id` None means "the rules only": `make eval` scores them through this same path.
+    """
     from incident_ops.connections import optional_connection
     from include.llm_settings import LlmConfigError, LlmSettings
 
     global _not_configured_logged
-    connection = optional_connection(LLM_CONN_ID)
+    if conn_id is None:
+        raise _NotConfigured
+    connection = optional_connection(conn_id)
     if connection is None:
         if not _not_configured_logged:
-            log.info("No %s connection: the rules analyser answers", LLM_CONN_ID)
+            log.info("No %s connection: the rules analyser answers", conn_id)
             _not_configured_logged = True
         raise _NotConfigured
     try:
         settings = LlmSettings.from_extra(connection.extra_dejson)
     except LlmConfigError as exc:
         # The message names the key and the expected type, never a value.
-        log.error("Connection %s has invalid settings (%s): the rules analyser answers", LLM_CONN_ID, exc)
+        log.error("Connection %s has invalid settings (%s): the rules analyser answers", conn_id, exc)
         raise _BadConfig from None
     from incident_ops.hooks.llm import LlmHook  # only now: the HTTP provider is a slow import
 
-    return LlmHook(LLM_CONN_ID, settings=settings, connection=connection)
+    return LlmHook(conn_id, settings=settings, connection=connection)
 
 
 def _redactor(hook: LlmHook):
@@ -175,17 +180,19 @@ def _guarded(step: str, work: Callable[[CallRecord], T | None]) -> tuple[T | Non
     return value, record
 
 
-def summarize_with_record(alert: Alert, enrichment: Enrichment) -> tuple[dict[str, Any], CallRecord]:
-    """Return the summary document and the record of how it was written."""
+def summarize_with_record(
+    alert: Alert, enrichment: Enrichment, *, conn_id: str | None = LLM_CONN_ID
+) -> tuple[dict[str, Any], CallRecord]:
+    """Return the summary document and the record of how it was written (`conn_id`: the model's)."""
     from include.prompting import build_summarize_prompt
-    from include.runbooks import match_runbook
+    from include.runbooks import get_runbook
 
     rules = rules_analyzer.analyze(alert, enrichment)
 
     def work(record: CallRecord) -> str | None:
-        hook = _hook()
+        hook = _hook(conn_id)
         prompt = build_summarize_prompt(
-            alert, enrichment, match_runbook(alert.error, alert.metrics), redactor=_redactor(hook)
+            alert, enrichment, get_runbook(rules.runbook), redactor=_redactor(hook)
         )
         return _ask(hook, prompt, record, parse_summary)
 
@@ -222,7 +229,13 @@ def _fallback(rules: Analysis, reason: str) -> Analysis:
     )
 
 
-def diagnose_with_record(alert: Alert, enrichment: Enrichment, summary: dict[str, Any] | None) -> Diagnosis:
+def diagnose_with_record(
+    alert: Alert,
+    enrichment: Enrichment,
+    summary: dict[str, Any] | None,
+    *,
+    conn_id: str | None = LLM_CONN_ID,
+) -> Diagnosis:
     """Return the validated analysis and the record of the model call (analyser, model, tokens, fallback)."""
     from include.prompting import build_diagnose_prompt
     from include.runbooks import get_runbook
@@ -233,7 +246,7 @@ def diagnose_with_record(alert: Alert, enrichment: Enrichment, summary: dict[str
     floor, why = severity_floor(alert, rules)
 
     def work(record: CallRecord) -> Analysis | None:
-        hook = _hook()
+        hook = _hook(conn_id)
         # Retrieval: the rules chose the runbook; the model only sees, and may only pick from, its actions.
         runbook = get_runbook(rules.runbook)
         prompt = build_diagnose_prompt(

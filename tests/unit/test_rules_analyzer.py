@@ -11,6 +11,7 @@ from include.inventory import lookup
 from include.models import Alert, Analysis, Enrichment
 from include.rules_analyzer import analyze
 from include.runbooks import get_runbook, load_runbooks, match_runbook
+from include.severity import severity_rank
 
 UNKNOWN_DEVICE = Enrichment(device_id="X-1", known=False)
 
@@ -53,12 +54,15 @@ def test_a_hot_device_with_an_unrecognised_error_is_still_critical() -> None:
     )
 
 
-def test_temperature_threshold_applies_whatever_the_error() -> None:
-    # "90 °C is critical everywhere": a device offline at 95 °C is critical too.
+def test_a_device_offline_while_hot_is_diagnosed_as_overheating() -> None:
+    # "90 °C is critical everywhere", and the reading says why the device went quiet.
     result = _analyze(error="DEVICE_OFFLINE", metrics={"temperature_c": 95})
-    assert result.severity == "critical"
-    assert result.runbook == "connectivity"
-    assert result.recommended_action in get_runbook("connectivity").actions
+    assert (result.severity, result.runbook, result.recommended_action) == (
+        "critical",
+        "overheating",
+        "shutdown_device",
+    )
+    assert "DEVICE_OFFLINE" in result.diagnosis  # the symptom is still named
 
 
 # -- the original example: pressure spike ---------------------------------------------------------
@@ -206,9 +210,20 @@ def test_output_always_validates_and_stays_in_the_runbook_allow_list(
     result = analyze(alert, lookup(device_id))
     # The same schema the LLM's answer must pass.
     assert Analysis.model_validate(result.to_xcom()) == result
-    book = match_runbook(error, metrics)
-    assert result.runbook == book.name
+    book = get_runbook(result.runbook)
     assert result.recommended_action in book.actions
+    # Never below what the error code and the readings in the runbooks' own metrics say alone.
+    by_code = match_runbook(error)
+    floor = "warning"
+    if by_code.name != "unknown":
+        floor = "critical" if error.strip().upper() in by_code.critical_errors else by_code.default_severity
+    if any(
+        metrics.get(m, float("-inf")) > limit
+        for b in load_runbooks().values()
+        for m, limit in b.critical_above.items()
+    ):
+        floor = "critical"
+    assert severity_rank(result.severity) >= severity_rank(floor)
     assert result.analyzer == "rules"
     assert 0.0 <= result.confidence <= 1.0
     if hint == "critical":

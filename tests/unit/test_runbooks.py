@@ -250,3 +250,21 @@ def test_action_written_as_a_string(tmp_path: Path) -> None:
     _write(tmp_path, "broken.yaml", "name: broken\ntitle: T\nactions: {safe: low}\ndefault_action: safe\n")
     with pytest.raises(RunbookError, match=r"broken\.yaml: malformed runbook"):
         load_runbooks(tmp_path)
+
+
+def test_below_thresholds_are_checked() -> None:
+    from include.runbooks import _parse
+
+    raw = {
+        "name": "p",
+        "title": "P",
+        "match": {"errors": ["X"]},
+        "severity": {"warning_below": {"voltage_v": 18}, "critical_below": {"voltage_v": 19}},
+        "actions": {"a": {"risk": "low", "description": "d"}},
+        "default_action": "a",
+    }
+    with pytest.raises(RunbookError, match="warning_below"):
+        _parse(raw, "p.yaml")
+    raw["severity"] = {"critical_below": {"voltage_v": 19}, "nominal": {"voltage_v": 0}}
+    with pytest.raises(RunbookError, match="nominal"):
+        _parse(raw, "p.yaml")
