@@ -102,9 +102,10 @@ def _escalate(store: IncidentStore, incident: dict[str, Any], *, identity: str, 
 
     incident_id = incident["id"]
     store.add_event(incident_id, "escalated", {"by": identity, "channel": channel})
-    who = f"<@{identity.removeprefix('slack:')}>" if identity.startswith("slack:") else identity
+    # The fallback text is escaped when sent; the blocks carry the mention of who escalated.
     text = (
-        f"Escalated by {who}: {incident['error']} on {incident['device_id']} needs the secondary on-call now."
+        f"Escalated by {identity}: {incident['error']} on {incident['device_id']} "
+        "needs the secondary on-call now."
     )
     try:
         deliver(
@@ -136,8 +137,9 @@ def _escalate(store: IncidentStore, incident: dict[str, Any], *, identity: str, 
             summary=f"Escalated: {incident['error']} on {incident['device_id']}",
             description=(
                 f"{analysis.get('summary') or ''}\n\nDiagnosis: {analysis.get('diagnosis') or 'none yet'}\n\n"
-                f"Escalated by {identity}. Run: {run_url_for(incident['dag_id'], incident['run_id'])}"
+                f"Escalated by {identity}."
             ),
+            run_link=run_url_for(incident["dag_id"], incident["run_id"]),
         ),
     )
 

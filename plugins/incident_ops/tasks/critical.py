@@ -182,7 +182,8 @@ def escalate(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
         store,
         incident_id,
         summary=title,
-        description=f"{body}\n\nDiagnosis: {analysis.diagnosis}\n\nRun: {run_url(dag_run)}",
+        description=f"{body}\n\nDiagnosis: {analysis.diagnosis}",
+        run_link=run_url(dag_run),
     )
     ticket = (
         {"mode": "jira", "ticket_id": key}
