@@ -81,6 +81,13 @@ def act(
     return store.incident_document(incident_id)
 
 
+def escalate_refused_fix(store: IncidentStore, incident_id: str) -> None:
+    """Page the secondary on-call because the fix refused to act (its approval did not hold)."""
+    if escalated_by(store, incident_id) is None:
+        _escalate(store, store.get_incident(incident_id), identity="execute_fix", channel="product")
+        refresh_page(store, incident_id)
+
+
 def _acknowledge(store: IncidentStore, incident: dict[str, Any], *, identity: str, channel: str) -> None:
     from incident_ops import paging
 
