@@ -12,7 +12,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from include.store.records import Approval, ApprovalState
+from include.store.records import Approval
+from include.vocabulary import ApprovalState
 
 
 def action_digest(action: str, targets: Sequence[str], parameters: Mapping[str, Any]) -> str:

@@ -160,7 +160,7 @@ def _check_approval(ti: Any, dag_run: Any, alert: Alert, action: str) -> None:
     from incident_ops.approval_lifecycle import fix_subject
     from incident_ops.incident_lifecycle import escalate_refused_fix
     from include.approval_binding import action_digest, fix_refusal
-    from include.store import IncidentState
+    from include.vocabulary import IncidentState, TimelineKind
 
     store, incident_id = common.store(), common.incident_id(dag_run)
     records = store.list_approvals(run_id=dag_run.run_id)
@@ -176,7 +176,7 @@ def _check_approval(ti: Any, dag_run: Any, alert: Alert, action: str) -> None:
     )
     if problem is None:
         return
-    store.add_event(incident_id, "fix_refused", {"action": action, "reason": problem})
+    store.add_event(incident_id, TimelineKind.FIX_REFUSED, {"action": action, "reason": problem})
     log.error("The fix %s was not run: %s", action, problem)
     try:
         escalate_refused_fix(store, incident_id)
