@@ -5,15 +5,18 @@ an optional ``status``) or ``devices/<device_id>/telemetry`` (numeric readings, 
 runbooks' thresholds by :mod:`include.telemetry`). Payloads get the webhooks' validation and bounds
 (``include.limits``, ``include.models.Alert``); a message that does not fit raises
 :class:`MessageError`, whose text never quotes the payload.
+
+The topic is the device's identity (the broker's ACLs decide who may publish where): a payload that
+names another device is refused, and an IoT alert's fingerprint is scoped to its device.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from include import bounded_json
 from include.alert_sources import FIRING, RESOLVED, PayloadError
 from include.alert_sources.base import Notification
 from include.alert_sources.generic import normalise_generic
@@ -62,19 +65,29 @@ def decode_payload(payload: bytes) -> dict[str, Any]:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise MessageError("oversized", f"payload of {len(payload)} bytes; the limit is {MAX_PAYLOAD_BYTES}")
     try:
-        body = json.loads(payload)
-    except (UnicodeDecodeError, ValueError):
+        body = bounded_json.loads(payload)
+    except bounded_json.TooDeep as exc:
+        raise MessageError("depth", str(exc)) from None
+    except ValueError:  # also bad UTF-8, and integers over Python's 4300 digits
         raise MessageError("json", "the payload is not JSON (UTF-8)") from None
     if not isinstance(body, dict):
         raise MessageError("json", f"the payload must be a JSON object, not {type(body).__name__}")
     return body
 
 
+def check_device(topic: DeviceTopic, body: dict[str, Any]) -> None:
+    """Refuse a payload that names another device than its topic (the topic is the identity)."""
+    named = body.get("device_id")
+    if named is not None and named != topic.device_id:
+        raise MessageError("device", "the payload's device_id is not the device of its topic")
+
+
 def alert_notification(topic: DeviceTopic, body: dict[str, Any]) -> Notification:
     """Map an alert payload to its notification: the generic webhook's rules, source ``iot``.
 
-    ``device_id`` comes from the topic when the payload has none; ``"status": "resolved"`` closes.
+    ``device_id`` comes from the topic; ``"status": "resolved"`` closes.
     """
+    check_device(topic, body)
     if body.get("status") not in (None, "", FIRING, RESOLVED):
         raise MessageError("alert", "not a valid alert (status: must be 'firing' or 'resolved')")
     body = {**body, "source": IOT_SOURCE}
@@ -90,11 +103,14 @@ def alert_notification(topic: DeviceTopic, body: dict[str, Any]) -> Notification
 
 def readings(body: dict[str, Any]) -> dict[str, float]:
     """Return a telemetry payload's numeric readings (other fields, such as a timestamp, are ignored)."""
-    values = {
-        name: float(value)
-        for name, value in body.items()
-        if isinstance(value, int | float) and not isinstance(value, bool)
-    }
+    try:
+        values = {
+            name: float(value)
+            for name, value in body.items()
+            if isinstance(value, int | float) and not isinstance(value, bool)
+        }
+    except OverflowError:  # an integer beyond a float's range
+        raise MessageError("telemetry", "readings must be finite numbers") from None
     if not values:
         raise MessageError("telemetry", "a telemetry payload needs at least one numeric reading")
     if len(values) > MAX_METRICS:
@@ -112,6 +128,7 @@ def classify(topic: str, payload: bytes, thresholds: Thresholds) -> Notification
     body = decode_payload(payload)
     if where.kind == ALERTS:
         return alert_notification(where, body)
+    check_device(where, body)
     values = readings(body)
     breach = thresholds.check(values)
     return None if breach is None else breach_notification(where.device_id, breach, values)

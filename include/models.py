@@ -19,6 +19,7 @@ from include.limits import (
     MAX_METRIC_NAME,
     MAX_METRICS,
 )
+from include.vocabulary import Source
 
 Severity = Annotated[str, StringConstraints(pattern=r"^(critical|warning|info)$")]
 SEVERITIES = ("critical", "warning", "info")
@@ -72,7 +73,10 @@ class Alert(Document):
     @property
     def incident_key(self) -> str:
         """Return the key that identifies one incident across repeated notifications."""
-        if self.fingerprint:
+        if self.fingerprint and self.source == Source.IOT:
+            # A device's fingerprints are its own: one device can never name another's incident.
+            basis = f"iot:{self.device_id}:fp:{self.fingerprint}"
+        elif self.fingerprint:
             basis = f"fp:{self.fingerprint}"
         else:
             basis = f"dev:{self.device_id}:{self.error}"

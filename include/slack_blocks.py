@@ -1,12 +1,13 @@
 """Slack Block Kit messages for an incident: page, ticket notice, approval request, outcomes, report.
 
 Text that comes from an alert or an analysis (device, error, summary, diagnosis, reasons, reports)
-is redacted with include.redaction before it is escaped; our own names (actions, approvers, links)
-are not.
+is redacted with include.redaction before it is escaped; every other string is escaped too, so a
+mention (``<!channel>``, ``<@U…>``) or a link can only come from this module's own templates.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from include.models import Alert, Analysis
@@ -15,6 +16,8 @@ from include.redaction import redact_value
 SEVERITY_EMOJI = {"critical": ":rotating_light:", "warning": ":warning:", "info": ":information_source:"}
 # Slack rejects section texts over 3000 characters.
 _MAX_TEXT = 2900
+# A Slack user id, as Slack writes them: the only identity we turn into a mention.
+_SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{1,30}$")
 
 
 def mrkdwn_escape(text: str) -> str:
@@ -65,8 +68,8 @@ def page_blocks(
             f"{_clean(analysis.diagnosis)}"
         ),
         _context(
-            f"Recommended action: `{analysis.recommended_action}` · runbook `{analysis.runbook}`"
-            f" · source {alert.source}"
+            f"Recommended action: `{mrkdwn_escape(analysis.recommended_action)}` · runbook "
+            f"`{mrkdwn_escape(analysis.runbook)}` · source {mrkdwn_escape(alert.source)}"
         ),
     ]
     status = _page_status(state, acknowledged_by, escalated_by, resolved_by)
@@ -119,7 +122,8 @@ def ticket_blocks(alert: Alert, analysis: Analysis, *, ticket_id: str) -> list[d
             f"{_clean(analysis.summary)}"
         ),
         _context(
-            f"Ticket `{mrkdwn_escape(ticket_id)}` opened · suggested action `{analysis.recommended_action}`"
+            f"Ticket `{mrkdwn_escape(ticket_id)}` opened · suggested action "
+            f"`{mrkdwn_escape(analysis.recommended_action)}`"
         ),
     ]
 
@@ -139,11 +143,14 @@ def approval_blocks(
     needs = "one approval" if quorum == 1 else f"{quorum} approvals from different people"
     return [
         _section(
-            f":raised_hand: *Approval needed: `{analysis.recommended_action}` on "
+            f":raised_hand: *Approval needed: `{mrkdwn_escape(analysis.recommended_action)}` on "
             f"{_clean(alert.device_id)}*"
             f"\n{_clean(analysis.summary)}"
         ),
-        _context(f"Risk {risk} · needs {needs} · why: {_clean('; '.join(reasons))} · expires {expires_at}"),
+        _context(
+            f"Risk {mrkdwn_escape(risk)} · needs {needs} · why: {_clean('; '.join(reasons))}"
+            f" · expires {mrkdwn_escape(expires_at)}"
+        ),
         {
             "type": "actions",
             "block_id": f"approval:{approval_id}",
@@ -185,8 +192,8 @@ def decided_blocks(
         "cancelled": ":heavy_minus_sign:",
     }.get(state, "")
     return [
-        _section(f"{icon} *`{action}` on {_clean(device_id)}: {state}*"),
-        _context(f"By {who} at {when} · <{record_url}|approval record>"),
+        _section(f"{icon} *`{mrkdwn_escape(action)}` on {_clean(device_id)}: {mrkdwn_escape(state)}*"),
+        _context(f"By {who} at {mrkdwn_escape(when)} · <{record_url}|approval record>"),
     ]
 
 
@@ -206,6 +213,7 @@ def text_blocks(title: str, body: str) -> list[dict[str, Any]]:
 
 
 def _mention(identity: str) -> str:
-    if identity.startswith("slack:"):
-        return f"<@{identity.removeprefix('slack:')}>"
+    user = identity.removeprefix("slack:")
+    if identity.startswith("slack:") and _SLACK_USER_ID.match(user):
+        return f"<@{user}>"
     return mrkdwn_escape(identity)

@@ -7,11 +7,12 @@ the `/incident` slash command.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 from urllib.parse import parse_qs
+
+from include import bounded_json
 
 __all__ = [
     "COMMAND_USAGE",
@@ -201,8 +202,10 @@ def parse_block_action(body: bytes) -> BlockAction | IncidentAction | None:
     if not values or len(values) != 1:
         raise InteractionPayloadError("the form has no single payload field")
     try:
-        payload = json.loads(values[0])
-    except json.JSONDecodeError as exc:
+        payload = bounded_json.loads(values[0])
+    except bounded_json.TooDeep as exc:
+        raise InteractionPayloadError("payload nests too deeply") from exc
+    except ValueError as exc:
         raise InteractionPayloadError("payload is not JSON") from exc
     if not isinstance(payload, dict):
         raise InteractionPayloadError("payload is not a JSON object")

@@ -191,6 +191,8 @@ class TimelineKind(StrEnum):
     JIRA_ISSUE_OPENED = "jira_issue_opened"
     JIRA_COMMENTED = "jira_commented"
     TASK_FAILED = "task_failed"
+    # execute_fix found no approved record matching what it would run, and acted on nothing.
+    FIX_REFUSED = "fix_refused"
 
     @staticmethod
     def approval(state: ApprovalState) -> str:

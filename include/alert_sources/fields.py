@@ -148,8 +148,12 @@ def metrics_of(value: Any, where: str, *, strict: bool = True) -> dict[str, floa
             if strict and item is not None:
                 raise PayloadError(f"{where}.{key}", f"must be a number, not {json_type(item)}")
             continue
-        if math.isfinite(item) and len(result) < MAX_METRICS:
-            result[clip(str(key), MAX_METRIC_NAME) or "value"] = float(item)
+        try:
+            number = float(item)
+        except OverflowError:  # an integer of hundreds of digits: the sender's mistake, not ours
+            raise PayloadError(f"{where}.{key}", "is beyond the range of a number") from None
+        if math.isfinite(number) and len(result) < MAX_METRICS:
+            result[clip(str(key), MAX_METRIC_NAME) or "value"] = number
     return result
 
 

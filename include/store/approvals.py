@@ -49,6 +49,7 @@ class ApprovalRecords(IncidentRecords):
         requested_by: str | None = None,
         forbid_self_approval: bool = False,
         people: dict[str, str] | None = None,
+        action_digest: str | None = None,
     ) -> Approval:
         """Create the run's approval record for `action`, or return the existing one (retries)."""
         approval_id = approval_id_for(dag_id, run_id, action)
@@ -69,6 +70,7 @@ class ApprovalRecords(IncidentRecords):
                 requested_by=requested_by,
                 forbid_self_approval=forbid_self_approval,
                 people=people or None,
+                action_digest=action_digest,
                 state=PENDING,
                 created_at=now,
                 expires_at=now + deadline,

@@ -107,6 +107,7 @@ class Approval:
     slack_ts: str | None
     votes: tuple[Vote, ...] = ()
     people: dict[str, str] = field(default_factory=dict)
+    action_digest: str | None = None
 
     @property
     def decided(self) -> bool:

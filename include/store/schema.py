@@ -67,6 +67,8 @@ approvals = sa.Table(
     sa.Column("slack_channel", sa.String(128)),
     sa.Column("slack_ts", sa.String(64)),
     sa.Column("touched_at", sa.DateTime(timezone=True)),
+    # SHA-256 of the action, targets and parameters put to the approvers (include.approval_binding).
+    sa.Column("action_digest", sa.String(64)),
 )
 
 votes = sa.Table(

@@ -47,6 +47,7 @@ def request(
     from incident_ops import config
     from incident_ops.links import record_url
     from incident_ops.messaging import deliver
+    from include.approval_binding import action_digest
     from include.slack_blocks import approval_blocks
 
     action: Action = runbook.action(analysis.recommended_action)
@@ -66,6 +67,7 @@ def request(
         requested_by=getattr(dag_run, "triggering_user_name", None),
         forbid_self_approval=policy.forbid_self_approval,
         people=policy.person_index(),
+        action_digest=action_digest(*fix_subject(alert, action.name)),
     )
     # Resolved upstream before the record existed: the webhook had nothing to cancel then.
     if not record.decided and store.resolved_upstream(dag_run.run_id):
@@ -96,6 +98,11 @@ def request(
             announce(store, current, wake_waiting_task=False)
     log.info("Approval record %s pending until %s: %s", record.id, record.expires_at, record_url(record.id))
     return record
+
+
+def fix_subject(alert: Alert, action: str) -> tuple[str, list[str], dict[str, Any]]:
+    """Return what a fix acts on: the action, its targets and its parameters (what is approved)."""
+    return action, [alert.device_id], {"dry_run": alert.dry_run}
 
 
 # -- decide, cancel, expire --------------------------------------------------------------------------

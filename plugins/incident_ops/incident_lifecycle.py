@@ -81,6 +81,13 @@ def act(
     return store.incident_document(incident_id)
 
 
+def escalate_refused_fix(store: IncidentStore, incident_id: str) -> None:
+    """Page the secondary on-call because the fix refused to act (its approval did not hold)."""
+    if escalated_by(store, incident_id) is None:
+        _escalate(store, store.get_incident(incident_id), identity="execute_fix", channel="product")
+        refresh_page(store, incident_id)
+
+
 def _acknowledge(store: IncidentStore, incident: dict[str, Any], *, identity: str, channel: str) -> None:
     from incident_ops import incident_sync
 
@@ -104,9 +111,10 @@ def _escalate(store: IncidentStore, incident: dict[str, Any], *, identity: str, 
 
     incident_id = incident["id"]
     store.add_event(incident_id, "escalated", {"by": identity, "channel": channel})
-    who = f"<@{identity.removeprefix('slack:')}>" if identity.startswith("slack:") else identity
+    # The fallback text is escaped when sent; the blocks carry the mention of who escalated.
     text = (
-        f"Escalated by {who}: {incident['error']} on {incident['device_id']} needs the secondary on-call now."
+        f"Escalated by {identity}: {incident['error']} on {incident['device_id']} "
+        "needs the secondary on-call now."
     )
     try:
         deliver(
@@ -138,8 +146,9 @@ def _escalate(store: IncidentStore, incident: dict[str, Any], *, identity: str, 
             summary=f"Escalated: {incident['error']} on {incident['device_id']}",
             description=(
                 f"{analysis.get('summary') or ''}\n\nDiagnosis: {analysis.get('diagnosis') or 'none yet'}\n\n"
-                f"Escalated by {identity}. Run: {run_url_for(incident['dag_id'], incident['run_id'])}"
+                f"Escalated by {identity}."
             ),
+            run_link=run_url_for(incident["dag_id"], incident["run_id"]),
         ),
     )
 

@@ -67,9 +67,16 @@ def pagerduty_event(
     return True
 
 
-def jira_issue(store: IncidentStore, incident_id: str, *, summary: str, description: str) -> str | None:
-    """Return the incident's Jira issue key, opening the issue unless it exists; None when Jira is off."""
+def jira_issue(
+    store: IncidentStore, incident_id: str, *, summary: str, description: str, run_link: str | None = None
+) -> str | None:
+    """Return the incident's Jira issue key, opening the issue unless it exists; None when Jira is off.
+
+    The description is wiki-escaped (alert and model text never becomes markup); `run_link` is added
+    as the product's own link.
+    """
     from incident_ops.integrations import jira_on
+    from include.jira_markup import jira_escape, link
 
     if not jira_on():
         return None
@@ -80,8 +87,11 @@ def jira_issue(store: IncidentStore, incident_id: str, *, summary: str, descript
         return str(opened["key"])
     hook = IncidentJiraHook()
     # A retry after a lost answer finds the issue by its label instead of opening a second one.
+    text = jira_escape(redact_value(description))
+    if run_link:
+        text += f"\n\n{link('Open the run in Airflow', run_link)}"
     key = hook.find_issue(incident_id) or hook.create_issue(
-        label=incident_id, summary=redact_value(summary), description=redact_value(description)
+        label=incident_id, summary=redact_value(summary), description=text
     )
     store.update_incident(incident_id, ticket_id=key)
     store.add_event(incident_id, "jira_issue_opened", {"key": key})
@@ -99,7 +109,9 @@ def jira_comment(store: IncidentStore, incident_id: str, text: str, *, reason: s
 
     if _sent(store, incident_id, "jira_commented", reason=reason):
         return False
-    IncidentJiraHook().add_comment(str(opened["key"]), redact_value(text))
+    from include.jira_markup import jira_escape
+
+    IncidentJiraHook().add_comment(str(opened["key"]), jira_escape(redact_value(text)))
     store.add_event(incident_id, "jira_commented", {"key": opened["key"], "reason": reason})
     return True
 

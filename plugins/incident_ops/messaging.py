@@ -56,13 +56,12 @@ def deliver(
     """Post a message in the incident's thread, once per `key`, or leave it in the outbox.
 
     The first message posted for an incident starts its thread; later ones reply in it. The text is
-    redacted here, for every message; blocks are redacted where they are rendered (`slack_blocks`).
+    redacted and escaped here, for every message (so no alert can mention @channel or hide a link);
+    blocks are redacted and escaped where they are rendered (`slack_blocks`).
     A message Slack refused, or that failed on the task's last try, is marked undelivered in the
     outbox and on the incident's timeline before the error is raised.
     """
-    from include.redaction import redact_value
-
-    text = redact_value(text)
+    text = safe_text(text)
     row = store.enqueue_message(key=key, incident_id=incident_id, channel=channel, text=text, blocks=blocks)
     if row["state"] == "sent":
         log.info("Message %s was already posted (ts %s)", key, row["slack_ts"])
@@ -169,6 +168,14 @@ def update(
     from incident_ops.hooks.slack import IncidentSlackHook
 
     IncidentSlackHook(slack_conn_id=slack_conn_id).update_message(
-        channel=channel, ts=ts, text=text, blocks=blocks
+        channel=channel, ts=ts, text=safe_text(text), blocks=blocks
     )
     return True
+
+
+def safe_text(text: str) -> str:
+    """Return a message's plain text redacted and escaped: it renders, it never mentions or links."""
+    from include.redaction import redact_value
+    from include.slack_blocks import mrkdwn_escape
+
+    return mrkdwn_escape(redact_value(text))

@@ -195,6 +195,11 @@ class MqttProducer(SharedStreamProducer):
         )
         if settings.login:
             client.username_pw_set(settings.login, settings.password)
+        if settings.password and not settings.tls:
+            log.warning(
+                "MQTT connection %s sends its password without TLS; set extra.tls to true or a CA bundle",
+                self.conn_id,
+            )
         if settings.tls:
             client.tls_set(ca_certs=settings.tls if isinstance(settings.tls, str) else None)
         client.reconnect_delay_set(RECONNECT_MIN_DELAY, RECONNECT_MAX_DELAY)

@@ -77,3 +77,47 @@ def test_a_run_that_could_not_be_created_is_released_for_the_next_delivery(store
     [start] = mqtt_alerts.admit_alerts(asset_events(alert))
     mqtt_alerts.release_unstarted({"task": SimpleNamespace(trigger_run_id=start["trigger_run_id"])})
     assert mqtt_alerts.admit_alerts(asset_events(alert)) == [start]
+
+
+def test_a_device_cannot_resolve_or_join_another_devices_incident(store):
+    from incident_ops import alert_intake
+    from include.alert_sources import normalise
+
+    # PUMP-07B's incidents: one from its own topic, one from a webhook, both with fingerprint "fp-1".
+    [pump] = mqtt_alerts.admit_alerts(
+        asset_events(("devices/PUMP-07B/alerts", {"error": "PRESSURE_SPIKE_DETECTED", "fingerprint": "fp-1"}))
+    )
+    hooked: list[str] = []
+    webhook = normalise(
+        "generic", {"device_id": "PUMP-07B", "error": "PRESSURE_SPIKE_DETECTED", "fingerprint": "fp-1"}
+    )
+    alert_intake.process(webhook, start=lambda run_id, _: hooked.append(run_id) or False)
+
+    # T-101 repeats the fingerprint, resolved and firing: it opens its own incident, closes nothing else.
+    resolved = (
+        "devices/T-101/alerts",
+        {"error": "PRESSURE_SPIKE_DETECTED", "fingerprint": "fp-1", "status": "resolved"},
+    )
+    assert mqtt_alerts.admit_alerts(asset_events(resolved)) == []
+    [own] = mqtt_alerts.admit_alerts(
+        asset_events(("devices/T-101/alerts", {"error": "PRESSURE_SPIKE_DETECTED", "fingerprint": "fp-1"}))
+    )
+    assert own["conf"]["device_id"] == "T-101" and own["trigger_run_id"] not in (
+        pump["trigger_run_id"],
+        *hooked,
+    )
+    assert not store.resolved_upstream(pump["trigger_run_id"]) and not store.resolved_upstream(hooked[0])
+
+
+def test_a_payload_naming_another_device_never_reaches_the_intake():
+    from include.iot_messages import MessageError
+
+    for topic, body in (
+        (
+            "devices/T-101/alerts",
+            {"device_id": "PUMP-07B", "error": "PRESSURE_SPIKE_DETECTED", "status": "resolved"},
+        ),
+        ("devices/T-101/telemetry", {"device_id": "PUMP-07B", "pressure_bar": 20}),
+    ):
+        with pytest.raises(MessageError):
+            classify(topic, json.dumps(body).encode(), THRESHOLDS)

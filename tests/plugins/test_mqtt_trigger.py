@@ -245,3 +245,158 @@ def test_a_failed_event_is_not_acknowledged(monkeypatch, client_id):
         await second.aclose()
 
     asyncio.run(scenario())
+
+
+# -- hostile payloads ------------------------------------------------------------------------------
+
+GOOD = Delivery("devices/T-101/alerts", b'{"error": "OVERHEATING"}')
+SECRET_MARK = "hostile-" + uuid.uuid4().hex[:8]
+
+
+def hostile_payloads() -> Any:
+    from hypothesis import strategies as st
+
+    big = st.integers(min_value=310, max_value=4300).map(lambda n: "9" * n)
+    leaves = (
+        st.none() | st.booleans() | st.integers() | st.text(max_size=10) | big.map(int) | st.just(SECRET_MARK)
+    )
+    values = st.recursive(
+        leaves,
+        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
+        max_leaves=12,
+    )
+    keys = st.sampled_from(
+        ["device_id", "error", "metrics", "labels", "status", "severity", "temperature_c", "x"]
+    )
+    return st.one_of(
+        st.integers(min_value=65, max_value=60_000).map(lambda n: b"[" * n),
+        st.integers(min_value=65, max_value=12_000).map(
+            lambda n: b'{"error": "E", "labels": ' + b'{"a":' * n
+        ),
+        big.map(lambda n: f'{{"temperature_c": {n}, "note": "{SECRET_MARK}"}}'.encode()),
+        big.map(lambda n: f'{{"error": "E", "message": "{SECRET_MARK}", "metrics": {{"t": {n}}}}}'.encode()),
+        st.binary(max_size=200).map(lambda b: b"\xff" + b),
+        st.dictionaries(keys, values, max_size=5).map(
+            lambda d: json.dumps({**d, "device_id": "PUMP-07B"}).encode()
+        ),
+    )
+
+
+def test_hostile_payloads_are_counted_and_the_next_good_message_still_raises_its_event(caplog):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        payloads=st.lists(hostile_payloads(), min_size=1, max_size=8),
+        kind=st.sampled_from(["alerts", "telemetry"]),
+    )
+    def check(payloads: list[bytes], kind: str) -> None:
+        trigger = MqttAlertTrigger()
+        items = [Delivery(f"devices/T-101/{kind}", p) for p in payloads] + [GOOD]
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG):
+            events = asyncio.run(collect(trigger, *items))
+        assert [(e["alert"]["device_id"], e["alert"]["error"]) for e in events] == [("T-101", "OVERHEATING")]
+        assert trigger.health.malformed == len(payloads) and trigger.health.received == len(payloads) + 1
+        assert SECRET_MARK not in caplog.text and SECRET_MARK not in trigger.health.last_problem
+
+    check()
+
+
+def test_an_unexpected_error_is_counted_as_invalid_without_the_payload(monkeypatch, caplog):
+    import include.iot_messages as messages
+
+    def broken(*_: Any) -> Any:
+        raise TypeError(f"something odd in {SECRET_MARK}")
+
+    monkeypatch.setattr(messages, "classify", broken)
+    trigger = MqttAlertTrigger()
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(collect(trigger, Delivery("devices/T-101/alerts", SECRET_MARK.encode())))
+    assert trigger.health.malformed_by_reason == {"invalid": 1}
+    assert SECRET_MARK not in caplog.text and "TypeError" in caplog.text
+
+
+@needs_broker
+def test_hostile_messages_on_the_broker_are_acknowledged_and_the_next_alert_starts_its_incident(
+    monkeypatch, client_id, incident_store_url
+):
+    from incident_ops.tasks import mqtt_alerts
+
+    prefix = f"test-{uuid.uuid4().hex[:10]}"
+    extra = {
+        "topics": [f"{prefix}/devices/+/alerts", f"{prefix}/devices/+/telemetry"],
+        "client_id": client_id,
+    }
+    conn = {"conn_type": "mqtt", "host": BROKER[0], "port": BROKER[1], "extra": extra}
+    monkeypatch.setenv("AIRFLOW_CONN_MQTT_DEFAULT", json.dumps(conn))
+    hostile = [
+        ("alerts", b"[" * 50_000),
+        ("telemetry", b'{"temperature_c": ' + b"9" * 400 + b"}"),
+        ("alerts", b'{"error": "E", "metrics": {"t": ' + b"9" * 400 + b"}}"),
+        ("alerts", b"\xff\xfe\x00garbage"),
+        ("alerts", b'{"device_id": "PUMP-07B", "error": "PRESSURE_SPIKE_DETECTED", "status": "resolved"}'),
+        ("telemetry", b'{"temperature_c": [1, {"a": null}]}'),
+    ]
+
+    async def publish_raw(topic: str, payload: bytes) -> None:
+        process = await asyncio.create_subprocess_exec(
+            "mosquitto_pub",
+            "-h",
+            BROKER[0],
+            "-p",
+            str(BROKER[1]),
+            "-q",
+            "1",
+            "-t",
+            topic,
+            "-s",
+            stdin=asyncio.subprocess.PIPE,
+        )
+        await process.communicate(payload)
+        assert await asyncio.wait_for(process.wait(), 10) == 0
+
+    async def scenario() -> tuple[dict, MqttAlertTrigger, list[Delivery]]:
+        trigger = MqttAlertTrigger()
+        trigger.asset_state_store = FakeStateStore()
+        events = trigger.run()
+
+        async def first_alert() -> dict:
+            async for event in events:
+                return event.payload
+            raise AssertionError("the trigger ended")
+
+        reader = asyncio.ensure_future(first_alert())
+        deadline = asyncio.get_running_loop().time() + 15
+        while trigger.health.state != "connected":  # subscribed: what is published now is ours
+            assert asyncio.get_running_loop().time() < deadline, "never connected"
+            await asyncio.sleep(0.05)
+        for kind, payload in hostile:
+            await publish_raw(f"{prefix}/devices/T-101/{kind}", payload)
+        await publish_raw(f"{prefix}/devices/T-101/alerts", b'{"error": "OVERHEATING"}')
+        payload = await asyncio.wait_for(reader, 15)
+        await events.aclose()
+        # A new connection under the same session: nothing hostile comes back.
+        again = MqttProducer("mqtt_default")
+        redelivered: list[Delivery] = []
+
+        async def read() -> None:
+            async for raw, _ in again.open_stream():
+                if isinstance(raw, Delivery):
+                    redelivered.append(raw)
+
+        try:
+            await asyncio.wait_for(read(), 3.0)
+        except TimeoutError:
+            pass
+        await again.aclose()
+        return payload, trigger, redelivered
+
+    payload, trigger, redelivered = asyncio.run(scenario())
+    assert trigger.health.malformed == len(hostile) and trigger.health.alerts == 1
+    assert all(d.payload == b'{"error": "OVERHEATING"}' for d in redelivered)
+    [start] = mqtt_alerts.admit_alerts(
+        {"iot_device_alerts": [type("Event", (), {"id": 1, "extra": {"payload": payload}})()]}
+    )
+    assert start["conf"]["device_id"] == "T-101" and start["conf"]["error"] == "OVERHEATING"

@@ -51,6 +51,8 @@ def test_the_fix_runs_while_the_incident_is_only_acknowledged(store):
     ti = FakeTI()
     dag_run, incident_id = _run(store, "run-acked", ti)
     incident_lifecycle.act(store, incident_id, "acknowledge", identity="alice", channel="api", role="user")
+    approval_id = tasks.request_approval(ti=ti, dag_run=dag_run)  # the fix needs its approval record
+    store.cast_vote(approval_id, identity="alice", channel="api", decision="approve", role="user")
     assert tasks.execute_fix(ti=ti, dag_run=dag_run)["state"] == "done"
 
 

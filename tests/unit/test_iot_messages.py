@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from include.iot_messages import (
     MAX_PAYLOAD_BYTES,
@@ -15,6 +17,7 @@ from include.iot_messages import (
     notification_from_event,
     parse_topic,
 )
+from include.models import Alert
 from include.telemetry import Thresholds
 
 THRESHOLDS = Thresholds.from_runbooks()
@@ -55,11 +58,46 @@ def test_an_alert_takes_the_device_from_the_topic_and_is_an_iot_alert():
     assert notification.alert.severity == "warning"
 
 
-def test_the_payloads_device_and_source_are_kept_and_forced():
+def test_the_source_is_forced_and_the_payload_may_repeat_its_own_device():
     notification = classify(
-        "devices/GW-NORTH-1/alerts", msg({"device_id": "PUMP-07B", "error": "X", "source": "api"}), THRESHOLDS
+        "devices/PUMP-07B/alerts", msg({"device_id": "PUMP-07B", "error": "X", "source": "api"}), THRESHOLDS
     )
     assert notification.alert.device_id == "PUMP-07B" and notification.alert.source == "iot"
+
+
+# Any value other than the topic's own device id: other ids, case and space variants, other types.
+@pytest.mark.parametrize(
+    "named",
+    ["PUMP-07B", "t-101", "T-101 ", " T-101", "T-1010", "", "devices/T-101", 101, ["T-101"], {"id": "T-101"}],
+)
+@pytest.mark.parametrize("kind", ["alerts", "telemetry"])
+def test_a_payload_naming_another_device_is_refused(named, kind):
+    body = {"device_id": named, "error": "PRESSURE_SPIKE_DETECTED", "status": "resolved", "temperature_c": 99}
+    if kind == "telemetry":
+        body = {"device_id": named, "temperature_c": 99}
+    with pytest.raises(MessageError) as err:
+        classify(f"devices/T-101/{kind}", msg(body), THRESHOLDS)
+    assert err.value.reason == "device"
+    assert "PUMP" not in str(err.value)  # logged without the payload's content
+
+
+@given(
+    device=st.from_regex(r"[A-Za-z0-9_.-]{1,20}", fullmatch=True),
+    other=st.from_regex(r"[A-Za-z0-9_.-]{1,20}", fullmatch=True),
+    fingerprint=st.text(min_size=1, max_size=40),
+    error=st.sampled_from(["PRESSURE_SPIKE_DETECTED", "OVERHEATING"]),
+)
+def test_a_devices_incident_keys_are_its_own(device, other, fingerprint, error):
+    """Whatever fingerprint or error a device sends, its keys never meet another device's, nor a webhook's."""
+    assume(device != other)
+
+    def key(dev: str, body: dict) -> str:
+        return classify(f"devices/{dev}/alerts", msg(body), THRESHOLDS).incident_key
+
+    mine = {key(device, {"error": error, "fingerprint": fingerprint}), key(device, {"error": error})}
+    theirs = {key(other, {"error": error, "fingerprint": fingerprint}), key(other, {"error": error})}
+    webhook = Alert(device_id=other, error=error, fingerprint=fingerprint, source="generic").incident_key
+    assert not mine & theirs and webhook not in mine
 
 
 def test_repeats_are_one_incident_by_device_and_error_or_by_fingerprint():
@@ -70,10 +108,11 @@ def test_repeats_are_one_incident_by_device_and_error_or_by_fingerprint():
     other = classify("devices/T-102/alerts", msg({"error": "OVERHEATING"}), THRESHOLDS)
     assert first.incident_key == again.incident_key != other.incident_key
     by_fp = [
-        classify(f"devices/{d}/alerts", msg({"error": e, "fingerprint": "fp-1"}), THRESHOLDS)
-        for d, e in (("A", "X"), ("B", "Y"))
+        classify("devices/A/alerts", msg({"error": e, "fingerprint": "fp-1"}), THRESHOLDS) for e in ("X", "Y")
     ]
     assert by_fp[0].incident_key == by_fp[1].incident_key
+    elsewhere = classify("devices/B/alerts", msg({"error": "X", "fingerprint": "fp-1"}), THRESHOLDS)
+    assert elsewhere.incident_key != by_fp[0].incident_key
 
 
 def test_status_resolved_closes():
@@ -157,3 +196,74 @@ def test_the_asset_event_round_trips_the_notification():
 def test_an_asset_event_that_is_not_an_iot_alert_is_refused(payload):
     with pytest.raises(MessageError):
         notification_from_event(payload)
+
+
+# -- hostile payloads: every way to fail is a MessageError, never another exception ------------------
+
+BIG = st.integers(min_value=310, max_value=4300).map(lambda digits: "9" * digits)
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20) | BIG.map(int),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+CONF_KEYS = [
+    "device_id",
+    "error",
+    "message",
+    "severity",
+    "metrics",
+    "labels",
+    "fingerprint",
+    "started_at",
+    "status",
+    "source",
+    "require_approval",
+    "dry_run",
+    "temperature_c",
+]
+
+
+def nested(depth: int, opener: str) -> bytes:
+    return (opener * depth).encode()
+
+
+HOSTILE = st.one_of(
+    st.integers(min_value=65, max_value=60_000).flatmap(
+        lambda n: st.sampled_from(
+            [nested(n, "["), nested(n, '{"a":'), b'{"error": "E", "labels": ' + nested(n, "[")]
+        )
+    ),
+    BIG.map(lambda n: f'{{"temperature_c": {n}}}'.encode()),
+    BIG.map(lambda n: f'{{"error": "E", "metrics": {{"t": {n}}}}}'.encode()),
+    BIG.map(lambda n: f'{{"error": {n}}}'.encode()),
+    st.binary(max_size=300),
+    st.dictionaries(st.sampled_from(CONF_KEYS), JSON_VALUES, max_size=6).map(
+        lambda d: json.dumps(d).encode()
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(payload=HOSTILE, kind=st.sampled_from(["alerts", "telemetry"]))
+def test_hostile_payloads_are_refused_as_messages_never_raise_anything_else(payload, kind):
+    try:
+        classify(f"devices/T-101/{kind}", payload, THRESHOLDS)
+    except MessageError:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"[" * 50_000, "depth"),
+        (b'{"a":' * 65 + b"1" + b"}" * 65, "depth"),
+        (b'{"temperature_c": ' + b"9" * 400 + b"}", "telemetry"),
+    ],
+)
+def test_the_reviews_examples_are_refused_with_their_reason(payload, reason):
+    kind = "telemetry" if b"temperature" in payload else "alerts"
+    with pytest.raises(MessageError) as err:
+        classify(f"devices/T-101/{kind}", payload, THRESHOLDS)
+    assert err.value.reason == reason

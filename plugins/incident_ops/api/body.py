@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
+
+from include import bounded_json
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -60,29 +61,13 @@ async def read_limited(receive: Receive, limit: int) -> bytes:
     return body.data
 
 
-def json_depth(value: Any) -> int:
-    """Return how deeply a decoded JSON value nests (iteratively: no recursion on hostile input)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            item = list(item.values())
-        if isinstance(item, list):
-            deepest = max(deepest, depth)
-            stack.extend((child, depth + 1) for child in item)
-    return deepest
-
-
 def parse_json(raw: bytes, *, max_depth: int) -> Any:
     """Decode a JSON body; ValueError with a short reason when it is not JSON or nests too deeply."""
     if not raw.strip():
         raise ValueError("the body is empty")
     try:
-        value = json.loads(raw)
-    except RecursionError:
-        raise ValueError("the body is nested too deeply") from None
+        return bounded_json.loads(raw, max_depth=max_depth)
+    except bounded_json.TooDeep:
+        raise ValueError(f"the body nests deeper than {max_depth} levels") from None
     except ValueError as exc:  # also UnicodeDecodeError: not UTF-8
         raise ValueError(str(exc)[:200]) from None
-    if json_depth(value) > max_depth:
-        raise ValueError(f"the body nests deeper than {max_depth} levels")
-    return value

@@ -102,10 +102,11 @@ def decide(action: BlockAction) -> str:
     except Exception:
         log.exception("Could not record the Slack vote on approval %s", action.record_id)
         return "Your vote could not be recorded because of an error; please vote on the record's page."
+    action_name = mrkdwn_escape(record.action)
     if record.decided:
-        return f"Your vote was counted: `{record.action}` is *{record.state}*."
+        return f"Your vote was counted: `{action_name}` is *{mrkdwn_escape(record.state)}*."
     return (
-        f"Your vote was counted: {record.approval_count} of {record.quorum} approvals for `{record.action}`. "
+        f"Your vote was counted: {record.approval_count} of {record.quorum} approvals for `{action_name}`. "
         "The request stays open until the others needed have approved."
     )
 

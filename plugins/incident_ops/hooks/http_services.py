@@ -61,6 +61,9 @@ class InventoryHook(_ServiceHook):
 
     def lookup(self, device_id: str) -> dict[str, Any] | None:
         """Return the inventory's record of a device, or None when it does not know it."""
+        if device_id in (".", ".."):
+            # A dot segment survives quoting and would be resolved to another path: no device has it.
+            return None
         response = self.run(f"/devices/{quote(device_id, safe='')}", extra_options={"check_response": False})
         if response.status_code == 404:
             return None

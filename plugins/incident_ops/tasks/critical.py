@@ -135,6 +135,7 @@ def execute_fix(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
     if _resolved_by_hand(dag_run):
         raise AirflowSkipException("the incident was resolved by hand; the fix is not run")
     alert, analysis = common.alert(ti), common.analysis(ti)
+    _check_approval(ti, dag_run, alert, analysis.recommended_action)
     outcome = _run_action(dag_run, alert, analysis.recommended_action, purpose="fix")
     common.deliver(
         dag_run,
@@ -145,6 +146,43 @@ def execute_fix(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
         blocks=None,
     )
     return outcome
+
+
+def _check_approval(ti: Any, dag_run: Any, alert: Alert, action: str) -> None:
+    """Act only on what the store says was approved: the branch and XCom alone are not proof.
+
+    When the policy needs a human, or a record was made for this run, an approved record for exactly
+    this incident, action and digest must exist and still apply; otherwise nothing runs, the refusal
+    is on the timeline, the secondary on-call is paged, and the task fails without retrying.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from incident_ops.approval_lifecycle import fix_subject
+    from incident_ops.incident_lifecycle import escalate_refused_fix
+    from include.approval_binding import action_digest, fix_refusal
+    from include.vocabulary import IncidentState, TimelineKind
+
+    store, incident_id = common.store(), common.incident_id(dag_run)
+    records = store.list_approvals(run_id=dag_run.run_id)
+    if not records and not _caution(ti).reasons:
+        return  # the policy needs no human, and none was asked
+    record = next((r for r in records if r.action == action), None)
+    problem = fix_refusal(
+        record,
+        incident_id=incident_id,
+        action=action,
+        digest=action_digest(*fix_subject(alert, action)),
+        incident_resolved=store.get_incident(incident_id)["state"] == IncidentState.RESOLVED,
+    )
+    if problem is None:
+        return
+    store.add_event(incident_id, TimelineKind.FIX_REFUSED, {"action": action, "reason": problem})
+    log.error("The fix %s was not run: %s", action, problem)
+    try:
+        escalate_refused_fix(store, incident_id)
+    except Exception:  # the refusal stands even if paging fails; the task failure alerts too
+        log.exception("Could not escalate the refused fix of %s", incident_id)
+    raise AirflowFailException(f"the fix was not run: {problem}")
 
 
 def automated_containment(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
@@ -182,7 +220,8 @@ def escalate(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
         store,
         incident_id,
         summary=title,
-        description=f"{body}\n\nDiagnosis: {analysis.diagnosis}\n\nRun: {run_url(dag_run)}",
+        description=f"{body}\n\nDiagnosis: {analysis.diagnosis}",
+        run_link=run_url(dag_run),
     )
     ticket = (
         {"mode": "jira", "ticket_id": key}

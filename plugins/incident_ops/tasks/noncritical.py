@@ -23,7 +23,8 @@ def create_ticket(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
         store,
         incident_id,
         summary=incident_header(alert, analysis),
-        description=f"{analysis.summary}\n\nDiagnosis: {analysis.diagnosis}\n\nRun: {run_url(dag_run)}",
+        description=f"{analysis.summary}\n\nDiagnosis: {analysis.diagnosis}",
+        run_link=run_url(dag_run),
     )
     ticket = (
         {"mode": "jira", "ticket_id": key}

@@ -140,6 +140,11 @@ class MqttAlertTrigger(BaseEventTrigger):
             except MessageError as exc:
                 self._dropped(raw, exc)
                 continue
+            except Exception as exc:  # a payload must never end the subscription, whatever it holds
+                self._dropped(
+                    raw, MessageError("invalid", f"the payload could not be read ({type(exc).__name__})")
+                )
+                continue
             if notification is None:
                 health.within_limits += 1
                 continue
