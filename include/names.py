@@ -62,6 +62,8 @@ RESPONDERS_VARIABLE: Final = "incident_responders"
 
 # Environment variables the product reads.
 SLACK_SIGNING_SECRET_ENV: Final = "SLACK_SIGNING_SECRET"
+# The Slack workspace (team id) allowed to send commands and clicks, when set (else the extra's team_id).
+SLACK_TEAM_ID_ENV: Final = "SLACK_TEAM_ID"
 WEBHOOK_TOKEN_ENV: Final = "INCIDENT_WEBHOOK_TOKEN"
 METRICS_TOKEN_ENV: Final = "INCIDENT_METRICS_TOKEN"
 DEADLINE_OVERRIDE_ENV: Final = "INCIDENT_APPROVAL_DEADLINE_SECONDS"

@@ -52,6 +52,7 @@ _SLACK_ID = re.compile(r"[A-Z0-9][A-Z0-9_]{0,31}")
 _MAX_RECORD_ID = 64
 _INCIDENT_ID = re.compile(r"inc-[0-9a-f]{12}")
 # Device ids and error codes as the alert model bounds them, without spaces (they are words here).
+_TRIGGER_ID = re.compile(r"[0-9A-Za-z.]{1,128}")
 _WORD = re.compile(r"[^\s]{1,128}")
 _MAX_COMMAND_TEXT = 2000
 
@@ -109,6 +110,7 @@ class IncidentAction:
     incident_id: str
     user_id: str
     response_url: str | None = None
+    team_id: str | None = None
 
     @property
     def identity(self) -> str:
@@ -129,6 +131,9 @@ class SlashCommand:
     user_id: str
     channel_id: str | None = None
     response_url: str | None = None
+    # Slack's id of this one invocation: a replay of the same request carries the same one.
+    trigger_id: str | None = None
+    team_id: str | None = None
 
     @property
     def identity(self) -> str:
@@ -224,6 +229,7 @@ def parse_block_action(body: bytes) -> BlockAction | IncidentAction | None:
             incident_id=incident_id,
             user_id=_user_id(user.get("id") if isinstance(user, dict) else None),
             response_url=response_url,
+            team_id=_team_id(payload),
         )
     if action is None:
         # Another element of the message (e.g. the "Open record" link button): nothing to decide.
@@ -232,15 +238,19 @@ def parse_block_action(body: bytes) -> BlockAction | IncidentAction | None:
     if not isinstance(record_id, str) or not record_id or len(record_id) > _MAX_RECORD_ID:
         raise InteractionPayloadError("the button carries no approval record id")
     user_id = _user_id(user.get("id") if isinstance(user, dict) else None)
-    team = payload.get("team")
-    team_id = team.get("id") if isinstance(team, dict) else None
     return BlockAction(
         decision=DECISION_ACTIONS[action["action_id"]],
         record_id=record_id,
         user_id=user_id,
-        team_id=team_id if isinstance(team_id, str) else None,
+        team_id=_team_id(payload),
         response_url=response_url,
     )
+
+
+def _team_id(payload: dict[str, Any]) -> str | None:
+    team = payload.get("team")
+    team_id = team.get("id") if isinstance(team, dict) else None
+    return team_id if isinstance(team_id, str) and _SLACK_ID.fullmatch(team_id) else None
 
 
 def _decision_action(actions: Any) -> dict[str, Any] | None:
@@ -275,12 +285,15 @@ def parse_slash_command(body: bytes) -> SlashCommand:
     if len(text) > _MAX_COMMAND_TEXT:
         raise InteractionPayloadError(f"the command text is longer than {_MAX_COMMAND_TEXT} characters")
     channel_id = field("channel_id")
+    trigger_id, team_id = field("trigger_id"), field("team_id")
     return SlashCommand(
         command=command,
         text=text,
         user_id=_user_id(field("user_id", required=True)),
         channel_id=channel_id if channel_id and _SLACK_ID.fullmatch(channel_id) else None,
         response_url=field("response_url") or None,
+        trigger_id=trigger_id if trigger_id and _TRIGGER_ID.fullmatch(trigger_id) else None,
+        team_id=team_id if team_id and _SLACK_ID.fullmatch(team_id) else None,
     )
 
 

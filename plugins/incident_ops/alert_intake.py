@@ -13,7 +13,8 @@ and hands it here. Per alert:
 * acknowledged (PagerDuty): noted on the incident's timeline.
 
 Everything here is synchronous (the incident store, Airflow's metadata DB): routes call it from
-their thread pool. Refusals are IntakeError with the HTTP status to answer, never a 500.
+their thread pool. Refusals are the domain errors of `include.errors` (`AlertRefused`,
+`IntakeUnavailable`); the routes map them to HTTP statuses, and a task lets its retry policy decide.
 """
 
 from __future__ import annotations
@@ -24,25 +25,13 @@ from functools import partial
 from typing import Any
 
 from include.alert_sources import ACKNOWLEDGED, FIRING, RESOLVED, Batch, Notification, run_id_for
+from include.errors import AlertRefused, IntakeUnavailable
+from include.models import Alert
 from include.names import DAG_ID
 from include.store import IncidentStore, incident_id_for
+from include.vocabulary import AlertStatus, Source
 
 log = logging.getLogger(__name__)
-
-
-class IntakeError(Exception):
-    """A refusal with the HTTP status to answer.
-
-    :param status_code: 4xx for the sender's mistakes, 503 for what a retry may get past.
-    :param detail: What is wrong, in words the sender's operator can act on.
-    :param field: The offending field of the body, if one.
-    """
-
-    def __init__(self, status_code: int, detail: str, *, field: str | None = None) -> None:
-        super().__init__(detail)
-        self.status_code = status_code
-        self.detail = detail
-        self.field = field
 
 
 class RunExists(Exception):
@@ -55,9 +44,7 @@ RunStarter = Callable[[str, Notification], bool]
 
 
 def process(batch: Batch, *, start: RunStarter | None = None) -> list[dict[str, Any]]:
-    """Handle every alert of a notification, in order; raise IntakeError to refuse the request."""
-    from sqlalchemy.exc import OperationalError
-
+    """Handle every alert of a notification, in order; raise IntakeRefused to refuse the request."""
     from incident_ops.hooks.incident_store import get_store
 
     handlers: dict[str, Callable[[IncidentStore, Notification], dict[str, Any]]] = {
@@ -65,12 +52,42 @@ def process(batch: Batch, *, start: RunStarter | None = None) -> list[dict[str, 
         RESOLVED: resolve,
         ACKNOWLEDGED: acknowledge,
     }
+    store = _reachable(get_store)
+    return _reachable(lambda: [handlers[n.status](store, n) for n in batch.notifications])
+
+
+def declare(alert: Alert, *, declarer: str, request_key: str) -> dict[str, Any]:
+    """Start the run of an incident a person declared (`/incident declare`), with them on its timeline.
+
+    The intake's rules hold as for any alert: an open incident of the same key is joined, not doubled,
+    and the same request again (a replay, Slack's retry) finds the run it started (`request_key`).
+    """
+    from incident_ops.hooks.incident_store import get_store
+    from include.vocabulary import Channel, TimelineKind
+
+    notification = Notification(
+        source=Source.SLACK, status=AlertStatus.FIRING, alert=alert, episode=f"declared:{request_key}"
+    )
+    store = _reachable(get_store)
+    result = _reachable(partial(fire, store, notification, start=partial(trigger_run, user=declarer)))
+    if not result["deduplicated"]:
+        # Opened here (ingest finds it and goes on) so that the declarer is on it from the start.
+        incident_id = store.open_incident(
+            dag_id=DAG_ID, run_id=result["dag_run_id"], incident_key=alert.incident_key, alert=alert.to_xcom()
+        )
+        store.add_event(incident_id, TimelineKind.DECLARED, {"by": declarer, "channel": Channel.SLACK})
+    return result
+
+
+def _reachable(call: Callable[[], Any]) -> Any:
+    """Run `call`; an incident store out of reach is IntakeUnavailable."""
+    from sqlalchemy.exc import OperationalError
+
     try:
-        store = get_store()
-        return [handlers[notification.status](store, notification) for notification in batch.notifications]
+        return call()
     except OperationalError:
         log.exception("The incident store is unavailable")
-        raise IntakeError(503, "the incident store is unavailable; try again later") from None
+        raise IntakeUnavailable("the incident store is unavailable; try again later") from None
 
 
 def _result(notification: Notification, run_id: str | None, **values: Any) -> dict[str, Any]:
@@ -121,8 +138,12 @@ def fire(
     return _result(notification, run_id, dag_paused=paused)
 
 
-def trigger_run(run_id: str, notification: Notification) -> bool:
-    """Create the DAG run through Airflow's own trigger path; return whether the DAG is paused."""
+def trigger_run(run_id: str, notification: Notification, *, user: str | None = None) -> bool:
+    """Create the DAG run through Airflow's own trigger path; return whether the DAG is paused.
+
+    `user` is who triggers it, as the run shows it (and as the approval policy's self-approval rule
+    reads it); a webhook's run is triggered by `webhook:<source>`.
+    """
     from airflow.api.common.trigger_dag import trigger_dag
     from airflow.exceptions import DagNotFound, DagRunAlreadyExists
     from airflow.models import DagModel
@@ -139,16 +160,16 @@ def trigger_run(run_id: str, notification: Notification) -> bool:
             )
         ).first()
     if dag is None or dag.is_stale:
-        raise IntakeError(503, not_parsed)
+        raise IntakeUnavailable(not_parsed)
     if dag.has_import_errors:
-        raise IntakeError(503, f"DAG {DAG_ID} has import errors and cannot be triggered; see the Airflow UI")
+        raise IntakeUnavailable(f"DAG {DAG_ID} has import errors and cannot be triggered; see the Airflow UI")
     try:
         # Like `POST /api/v2/dags/{id}/dagRuns`: a queued manual run, conf validated by the DAG's
         # Params, whether or not the DAG is paused (a paused DAG keeps it queued).
         trigger_dag(
             DAG_ID,
             triggered_by=DagRunTriggeredByType.REST_API,
-            triggering_user_name=f"webhook:{notification.source}",
+            triggering_user_name=user or f"webhook:{notification.source}",
             run_id=run_id,
             conf=notification.conf,
             logical_date=None,
@@ -158,11 +179,11 @@ def trigger_run(run_id: str, notification: Notification) -> bool:
     except OperationalError:
         # Not the incident store: Airflow's own database refused the run (busy or out of reach).
         log.exception("Airflow's metadata database refused the run %s", run_id)
-        raise IntakeError(503, "Airflow's metadata database is unavailable; try again later") from None
+        raise IntakeUnavailable("Airflow's metadata database is unavailable; try again later") from None
     except DagNotFound:
-        raise IntakeError(503, not_parsed) from None
+        raise IntakeUnavailable(not_parsed) from None
     except ValueError as exc:  # ParamValidationError is one: the DAG's Params refused the alert
-        raise IntakeError(422, f"the DAG refused the alert: {exc}") from None
+        raise AlertRefused(f"the DAG refused the alert: {exc}") from None
     return bool(dag.is_paused)
 
 

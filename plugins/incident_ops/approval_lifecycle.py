@@ -13,7 +13,6 @@ the same things in the same order (see docs/architecture.md, "The approval lifec
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -22,9 +21,7 @@ from include.store import Approval, IncidentStore
 from include.vocabulary import ApprovalState
 
 if TYPE_CHECKING:
-    from airflow.triggers.base import TaskSuccessEvent
-
-    from include.models import Alert, Analysis, ApprovalOutcome
+    from include.models import Alert, Analysis
     from include.runbooks import Action, Runbook
 
 log = logging.getLogger(__name__)
@@ -47,6 +44,7 @@ def request(
     from incident_ops import config
     from incident_ops.links import record_url
     from incident_ops.messaging import deliver
+    from incident_ops.resolution import resolved_before_fix
     from include.approval_binding import action_digest
     from include.slack_blocks import approval_blocks
 
@@ -69,8 +67,8 @@ def request(
         people=policy.person_index(),
         action_digest=action_digest(*fix_subject(alert, action.name)),
     )
-    # Resolved upstream before the record existed: the webhook had nothing to cancel then.
-    if not record.decided and store.resolved_upstream(dag_run.run_id):
+    # Resolved before the record existed: the intake or the responder had nothing to cancel then.
+    if not record.decided and resolved_before_fix(store, dag_id=dag_run.dag_id, run_id=dag_run.run_id):
         record = store.close_approval(record.id, state=ApprovalState.CANCELLED)
     delivery = deliver(
         store,
@@ -157,6 +155,8 @@ def expire(store: IncidentStore, approval_id: str) -> Approval:
 def announce(store: IncidentStore, record: Approval, *, wake_waiting_task: bool = True) -> None:
     """Pass a decision on: first to the task waiting for it (seconds matter), then to the Slack message."""
     if wake_waiting_task:
+        from incident_ops.triggers.approval_outcome import end_waiting_tasks
+
         end_waiting_tasks(record)
     _refresh_message(store, record)
 
@@ -186,87 +186,3 @@ def _refresh_message(store: IncidentStore, record: Approval) -> None:
         )
     except Exception:
         log.exception("Could not update the Slack message of approval %s", record.id)
-
-
-def end_waiting_tasks(record: Approval) -> list[str]:
-    """End the tasks deferred on `record` with its outcome, from the API server; return their task ids.
-
-    Rather than leaving the news to the trigger's next poll and the triggerer's event loop (about a
-    second), the request that records the decision hands the outcome straight to the waiting task
-    instance. The trigger stays the fallback: when nothing is deferred yet (the sensor then reads the
-    record itself), or the metadata database is out of reach, it ends the wait. Never raises.
-    """
-    if not record.decided:
-        return []
-    try:
-        return _end_waiting_tasks(record)
-    except Exception:
-        log.exception("Could not end the wait on approval %s at once; its trigger will", record.id)
-        return []
-
-
-def _end_waiting_tasks(record: Approval) -> list[str]:
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.models.trigger import Trigger, handle_event_submit
-    from airflow.utils.session import create_session
-    from airflow.utils.state import TaskInstanceState
-    from sqlalchemy import select
-
-    from incident_ops.hooks.incident_store import IncidentStoreHook
-    from incident_ops.triggers.approval import ApprovalTrigger
-
-    classpath = f"{ApprovalTrigger.__module__}.{ApprovalTrigger.__qualname__}"
-    ended = []
-    with create_session() as session:
-        # Locking the task instances (as Airflow's HITL route does) keeps a concurrent clear or
-        # the triggerer's own event from interleaving with this change.
-        waiting = session.execute(
-            select(TaskInstance, Trigger)
-            .join(Trigger, TaskInstance.trigger_id == Trigger.id)
-            .where(
-                TaskInstance.dag_id == record.dag_id,
-                TaskInstance.run_id == record.run_id,
-                TaskInstance.state == TaskInstanceState.DEFERRED,
-                Trigger.classpath == classpath,
-            )
-            .with_for_update(of=TaskInstance)
-        ).all()
-        for ti, trigger in waiting:
-            kwargs = trigger.kwargs
-            if kwargs.get("approval_id") != record.id or (
-                kwargs.get("store_conn_id") != IncidentStoreHook.default_conn_name
-            ):
-                continue
-            handle_event_submit(finished_wait_event(record), task_instance=ti, session=session)
-            ended.append(ti.task_id)
-    if ended:
-        log.info("Approval %s is %s: ended %s of run %s", record.id, record.state, ended, record.run_id)
-    return ended
-
-
-# -- the outcome of a finished wait ------------------------------------------------------------------
-
-
-def outcome_for(record: Approval) -> dict[str, Any]:
-    """Return what `wait_for_approval` hands to `approval_decision` for a record (its XCom)."""
-    from include.models import ApprovalOutcome
-
-    return ApprovalOutcome(approval_id=record.id, state=record.state, decided_by=record.deciders).to_xcom()
-
-
-def finished_wait_event(record: Approval) -> TaskSuccessEvent:
-    """Return the event that ends the waiting task with the record's outcome as its XCom."""
-    from airflow.triggers.base import TaskSuccessEvent
-
-    return TaskSuccessEvent(xcoms={"return_value": outcome_for(record)})
-
-
-def read_outcome(value: Any) -> ApprovalOutcome:
-    """Turn `wait_for_approval`'s XCom into the outcome: the one reader, however the wait ended."""
-    from include.models import ApprovalOutcome
-
-    # Ended by a TaskSuccessEvent (the trigger, or the API server), the XCom arrives JSON-encoded;
-    # returned by the sensor itself, it is the dict.
-    if isinstance(value, str):
-        value = json.loads(value)
-    return ApprovalOutcome.from_xcom(value)

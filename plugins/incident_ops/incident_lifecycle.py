@@ -17,7 +17,6 @@ from typing import Any
 
 from include.responders import ACKNOWLEDGE, CONFLICT, ESCALATE, RESOLVE, responder_refusal, state_refusal
 from include.store import IncidentStore
-from include.vocabulary import IncidentState
 
 log = logging.getLogger(__name__)
 
@@ -170,11 +169,6 @@ def _tell(store: IncidentStore, incident_id: str, name: str, send: Any) -> None:
     except Exception as exc:
         log.warning("Could not tell %s about %s: %s", name, incident_id, type(exc).__name__)
         store.add_event(incident_id, f"{name}_failed", {"error": type(exc).__name__})
-
-
-def resolved_by_hand(store: IncidentStore, incident_id: str) -> bool:
-    """Say whether the incident was resolved before the run finished (the run then skips the fix)."""
-    return store.get_incident(incident_id)["state"] is IncidentState.RESOLVED
 
 
 # -- the on-call page --------------------------------------------------------------------------------

@@ -29,7 +29,8 @@ def command(client, text: str, *, user: str = "U0ALICE", **fields):
         "user_name": user.lower(),
         "command": "/incident",
         "text": text,
-        "trigger_id": "1.2.3",
+        # Slack's id of this one invocation: new for every command typed, the same in a replay.
+        "trigger_id": f"{time.time_ns()}.{uuid.uuid4().int % 10**9}",
         **fields,
     }
     body, headers = signed(body=urlencode(form).encode())
@@ -72,8 +73,9 @@ def test_declare_starts_a_run_and_answers_with_the_incident(client, store):
     assert time.monotonic() - started < 3
     text = response.json()["text"]
     assert response.status_code == 200 and "declared" in text
-    [run] = [r for r in runs_of_dag() if r.run_id.startswith("slack__") and r.run_id in text]
-    assert run.conf == {
+    [run] = [r for r in runs_of_dag() if r.run_id.startswith("alert__slack__") and r.run_id in text]
+    # The conf the intake gives every source's run: the alert, flat, as the DAG's Params read it.
+    assert {k: run.conf[k] for k in ("device_id", "error", "source", "message")} == {
         "device_id": "PUMP-07B",
         "error": "PRESSURE_SPIKE_DETECTED",
         "source": "slack",
@@ -88,6 +90,50 @@ def test_declare_starts_a_run_and_answers_with_the_incident(client, store):
     assert incident["source"] == "slack"
     [declared] = [e for e in store.timeline(incident_id) if e["kind"] == "declared"]
     assert declared["detail"]["by"] == "slack:U0ALICE"
+
+
+def test_a_replayed_declare_finds_the_incident_it_declared(client, store):
+    # The same signed request again (a replay within the signature's window, or Slack's retry): one
+    # run, one incident, and the answer names it.
+    before = len(runs_of_dag())
+    first = command(client, "declare COMP-77 OVERHEATING", trigger_id="555.666.abc")
+    again = command(client, "declare COMP-77 OVERHEATING", trigger_id="555.666.abc")
+    assert "declared" in first.json()["text"] and "already open" in again.json()["text"]
+    assert len(runs_of_dag()) == before + 1
+    incident_ids = [w for w in first.json()["text"].split("`") if w.startswith("inc-")]
+    assert incident_ids and f"`{incident_ids[0]}`" in again.json()["text"]
+    [run] = [r for r in runs_of_dag() if r.conf.get("device_id") == "COMP-77"]
+    declared = [e for e in store.timeline(incident_ids[0]) if e["kind"] == "declared"]
+    assert len(declared) == 1 and run.run_id in first.json()["text"]
+
+
+def test_declaring_an_open_incident_again_joins_it(client, store):
+    # Another person (another invocation) declares what is already open: the intake's rule holds.
+    command(client, "declare MOTOR-88 SENSOR_FAULT")
+    before = len(runs_of_dag())
+    text = command(client, "declare MOTOR-88 SENSOR_FAULT", user="U0BOB").json()["text"]
+    assert "already open" in text and len(runs_of_dag()) == before
+
+
+def test_declare_goes_through_the_intakes_checks(client, store, monkeypatch):
+    # A DAG the processor has not parsed yet: the intake refuses, as it does for a webhook.
+    from incident_ops import alert_intake
+
+    monkeypatch.setattr(alert_intake, "DAG_ID", "not_parsed_yet")
+    before = len(runs_of_dag())
+    text = command(client, "declare PUMP-31 OVERHEATING").json()["text"]
+    assert text.startswith("Nothing was started:") and "not available yet" in text
+    assert len(runs_of_dag()) == before
+
+
+def test_a_command_from_another_workspace_is_refused(client, store, monkeypatch):
+    monkeypatch.setenv("SLACK_TEAM_ID", "T0OURTEAM")
+    before = len(runs_of_dag())
+    response = command(client, "declare PUMP-32 OVERHEATING")  # signed, but team T0FAKETEAM
+    assert response.status_code == 403 and "another Slack workspace" in response.json()["detail"]
+    assert len(runs_of_dag()) == before
+    ours = command(client, "declare PUMP-32 OVERHEATING", team_id="T0OURTEAM")
+    assert ours.status_code == 200 and "declared" in ours.json()["text"]
 
 
 def test_declare_by_someone_not_a_responder_starts_nothing(client, store):

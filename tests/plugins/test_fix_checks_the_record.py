@@ -14,7 +14,7 @@ from incident_ops.hooks.incident_store import get_store
 from include import names
 from include.models import Alert
 from include.store import ApprovalState
-from tests.plugins.test_paging import ALERT, DAG_ID, FakeTI
+from tests.plugins.test_incident_sync import ALERT, DAG_ID, FakeTI
 
 
 @pytest.fixture

@@ -19,10 +19,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from incident_ops.alert_intake import IntakeError, process
+from incident_ops.alert_intake import process
 from incident_ops.api.body import BodyTooLarge, declared_too_large, parse_json, read_limited
 from incident_ops.api.request_counts import counted_by_source
 from include.alert_sources import WEBHOOK_SOURCES, Batch, PayloadError, TooManyAlertsError, normalise
+from include.errors import AlertRefused, IntakeRefused, IntakeUnavailable
 from include.names import WEBHOOK_CONN_ID, WEBHOOK_TOKEN_ENV
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,24 @@ MAX_PAGERDUTY_BODY_BYTES = 512 * 1024
 MAX_JSON_DEPTH = 64
 # The routing_key of a PagerDuty event, found in the raw body so that it is checked before parsing.
 _ROUTING_KEY = re.compile(rb'"routing_key"\s*:\s*"([^"\\]{1,256})"')
+
+
+# The intake's refusals as HTTP: a sender's mistake is a 4xx it should not retry; what a retry may get
+# past is a 503, which Alertmanager and Grafana retry.
+STATUS_OF_REFUSAL: dict[type[IntakeRefused], int] = {
+    AlertRefused: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    IntakeUnavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
+}
+
+
+class Refused(Exception):
+    """The request is refused with this status, before the intake sees it."""
+
+    def __init__(self, status_code: int, detail: str, *, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+        self.detail = detail
+        self.field = field
 
 
 class IncidentResult(BaseModel):
@@ -186,9 +205,11 @@ async def receive_alerts(
         batch, results = await run_in_threadpool(
             handle, source, raw, options=options, routing_key=token if by_routing_key else None
         )
-    except IntakeError as exc:
+    except Refused as exc:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else {}
         return _error(exc.status_code, exc.detail, field=exc.field, **headers)
+    except IntakeRefused as exc:
+        return _error(STATUS_OF_REFUSAL[type(exc)], exc.detail, field=exc.field)
     return JSONResponse(
         status_code=status.HTTP_202_ACCEPTED,
         content=IntakeResponse(
@@ -209,20 +230,20 @@ def _routing_key_matches(raw: bytes, token: str) -> bool:
 def handle(
     source: str, raw: bytes, *, options: dict[str, bool], routing_key: str | None
 ) -> tuple[Batch, list[dict[str, Any]]]:
-    """Parse and normalise the body, then let the intake process it; IntakeError to refuse."""
+    """Parse and normalise the body, then let the intake process it; Refused to refuse it first."""
     try:
         body = parse_json(raw, max_depth=MAX_JSON_DEPTH)
     except ValueError as exc:
-        raise IntakeError(400, f"the body is not valid JSON: {exc}") from None
+        raise Refused(400, f"the body is not valid JSON: {exc}") from None
     # The parsed routing_key must be the one checked on the raw body (no second, hidden key).
     if routing_key is not None and not (
         isinstance(body, dict) and _matches(body.get("routing_key"), routing_key)
     ):
-        raise IntakeError(401, UNAUTHORIZED + " or as the event's routing_key")
+        raise Refused(401, UNAUTHORIZED + " or as the event's routing_key")
     try:
         batch = normalise(source, body, options=options)
     except TooManyAlertsError as exc:
-        raise IntakeError(413, str(exc), field=exc.where) from None
+        raise Refused(413, str(exc), field=exc.where) from None
     except PayloadError as exc:
-        raise IntakeError(422, str(exc), field=exc.where) from None
+        raise Refused(422, str(exc), field=exc.where) from None
     return batch, process(batch)

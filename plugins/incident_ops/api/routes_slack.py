@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from incident_ops.api.body import BodyTooLarge, declared_too_large, read_limited
-from include.names import SLACK_CONN_ID, SLACK_SIGNING_SECRET_ENV
+from include.names import SLACK_CONN_ID, SLACK_SIGNING_SECRET_ENV, SLACK_TEAM_ID_ENV
 from include.slack_blocks import mrkdwn_escape
 from include.slack_interactions import (
     BlockAction,
@@ -58,6 +58,8 @@ class SlackSettings:
     signing_secret: str | None
     reply_origins: frozenset[str]
     proxy: str | None = None
+    # The one Slack workspace allowed to reach us, when configured: requests from another are refused.
+    team_id: str | None = None
 
 
 def slack_settings() -> SlackSettings:
@@ -72,10 +74,12 @@ def slack_settings() -> SlackSettings:
     if base.scheme in ("http", "https") and base.netloc:
         origins.add(f"{base.scheme}://{base.netloc}")
     proxy = extra.get("proxy")
+    team_id = extra.get("team_id") or os.environ.get(SLACK_TEAM_ID_ENV)
     return SlackSettings(
         signing_secret=secret if isinstance(secret, str) and secret.strip() else None,
         reply_origins=frozenset(origins),
         proxy=proxy if isinstance(proxy, str) and proxy else None,
+        team_id=team_id if isinstance(team_id, str) and team_id.strip() else None,
     )
 
 
@@ -188,6 +192,9 @@ async def slack_interactions(request: Request, background: BackgroundTasks) -> R
         return _error(status.HTTP_400_BAD_REQUEST, f"malformed interaction payload: {exc}")
     if action is None:
         return Response(status_code=status.HTTP_200_OK)
+    if settings.team_id and action.team_id != settings.team_id:
+        log.warning("Refused a Slack click from workspace %s", action.team_id)
+        return _error(status.HTTP_403_FORBIDDEN, "the click comes from another Slack workspace")
 
     work: partial[str]
     if isinstance(action, IncidentAction):

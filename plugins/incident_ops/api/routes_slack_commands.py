@@ -2,15 +2,15 @@
 
 Slack posts slash commands form-encoded and signed like interactions; the same gate checks them
 (`routes_slack.verified_slack_body`). Every answer is ephemeral, to the person who typed the command,
-and comes within Slack's 3 seconds: `declare` only creates the run (through Airflow's own trigger
-path) and opens its incident, the run does the rest.
+and comes within Slack's 3 seconds: `declare` hands the alert to the intake, as every other source
+does (`alert_intake.declare`), and the run does the rest.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import uuid
-from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request, status
@@ -30,6 +30,7 @@ from include.slack_interactions import (
     parse_incident_command,
     parse_slash_command,
 )
+from include.vocabulary import Source
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["slack"])
@@ -51,6 +52,7 @@ def _answer(text: str) -> JSONResponse:
         200: {"description": "Answered; `text` is what the person who typed the command sees"},
         400: {"description": "Signed, but not a readable slash command"},
         401: {"description": "Missing, malformed, stale or wrong Slack signature"},
+        403: {"description": "From another Slack workspace than the configured `team_id`"},
         413: {"description": "Body larger than 64 KiB"},
         503: {"description": "No Slack signing secret is configured"},
     },
@@ -60,21 +62,24 @@ async def slack_commands(request: Request) -> Response:
     verified = await verified_slack_body(request)
     if isinstance(verified, Response):
         return verified
-    body, _ = verified
+    body, settings = verified
     try:
         command = parse_slash_command(body)
     except InteractionPayloadError as exc:
         return _error(status.HTTP_400_BAD_REQUEST, f"malformed slash command: {exc}")
+    if settings.team_id and command.team_id != settings.team_id:
+        log.warning("Refused /incident from workspace %s", command.team_id)
+        return _error(status.HTTP_403_FORBIDDEN, "the command comes from another Slack workspace")
     try:
         wanted = parse_incident_command(command.text)
     except CommandUsageError:
         return _answer(COMMAND_USAGE)
     if wanted.verb == "help":
         return _answer(COMMAND_USAGE)
-    return _answer(await run_in_threadpool(run_command, command, wanted))
+    return _answer(await run_in_threadpool(partial(run_command, command, wanted, body=body)))
 
 
-def run_command(command: SlashCommand, wanted: IncidentCommand) -> str:
+def run_command(command: SlashCommand, wanted: IncidentCommand, *, body: bytes) -> str:
     """Run `declare` or `list` for a responder; return the answer's text."""
     from incident_ops import config
     from include.responders import responder_refusal
@@ -90,21 +95,22 @@ def run_command(command: SlashCommand, wanted: IncidentCommand) -> str:
         log.warning("Refused /incident %s from %s: %s", wanted.verb, command.identity, refusal.reason)
         return f"You may not use `/incident {wanted.verb}`: {mrkdwn_escape(refusal.reason)}."
     try:
-        return declare(command, wanted) if wanted.verb == "declare" else list_open()
+        return declare(command, wanted, body=body) if wanted.verb == "declare" else list_open()
     except Exception:
         log.exception("/incident %s failed", wanted.verb)
         return f"`/incident {wanted.verb}` failed because of an error; please try again."
 
 
-def declare(command: SlashCommand, wanted: IncidentCommand) -> str:
-    """Start a run for the declared incident (source `slack`, the declarer on the timeline)."""
+def declare(command: SlashCommand, wanted: IncidentCommand, *, body: bytes) -> str:
+    """Hand the declared incident to the intake (source `slack`, the declarer on the timeline)."""
     from pydantic import ValidationError
 
-    from incident_ops.hooks.incident_store import get_store
+    from incident_ops.alert_intake import declare as declare_incident
     from incident_ops.links import run_url_for
+    from include.errors import IntakeRefused
     from include.models import Alert
 
-    conf: dict[str, Any] = {"device_id": wanted.device_id, "error": wanted.error, "source": "slack"}
+    conf: dict[str, Any] = {"device_id": wanted.device_id, "error": wanted.error, "source": Source.SLACK}
     if wanted.message:
         conf["message"] = wanted.message
     try:
@@ -112,34 +118,21 @@ def declare(command: SlashCommand, wanted: IncidentCommand) -> str:
     except ValidationError as exc:
         fields = ", ".join(str(e["loc"][0]) for e in exc.errors() if e.get("loc"))
         return f"Nothing was started: {mrkdwn_escape(fields)} out of bounds. {COMMAND_USAGE}"
-    now = datetime.now(UTC)
-    run_id = f"slack__{now:%Y%m%dT%H%M%S}_{uuid.uuid4().hex[:8]}"
-    _trigger(run_id, conf, declarer=command.identity)
-    store = get_store()
-    # Opened here (ingest finds it and goes on) so the declarer is on its timeline from the start.
-    incident_id = store.open_incident(
-        dag_id=DAG_ID, run_id=run_id, incident_key=alert.incident_key, alert=alert.to_xcom()
-    )
-    store.add_event(incident_id, "declared", {"by": command.identity, "channel": "slack"})
+    # Slack's trigger_id names this one invocation; a replay within the signature's window carries
+    # it again (or, without one, the very same signed body), so it finds the incident it declared.
+    request_key = command.trigger_id or hashlib.sha256(body).hexdigest()
+    try:
+        result = declare_incident(alert, declarer=command.identity, request_key=request_key)
+    except IntakeRefused as exc:
+        log.warning("/incident declare from %s refused: %s", command.identity, exc.detail)
+        return f"Nothing was started: {mrkdwn_escape(exc.detail)}."
+    incident_id, run_id = result["incident_id"], result["dag_run_id"]
+    what = f"{_clean(alert.error)} on {_clean(alert.device_id)}"
+    link = f"<{run_url_for(DAG_ID, run_id)}|Open the run in Airflow>"
+    if result["deduplicated"]:
+        return f"Incident `{incident_id}` is already open for {what}. {link}"
     log.info("%s declared incident %s (run %s)", command.identity, incident_id, run_id)
-    return (
-        f"Incident `{incident_id}` declared: {_clean(alert.error)} on {_clean(alert.device_id)}. "
-        f"<{run_url_for(DAG_ID, run_id)}|Open the run in Airflow>"
-    )
-
-
-def _trigger(run_id: str, conf: dict[str, Any], *, declarer: str) -> None:
-    from airflow.api.common.trigger_dag import trigger_dag
-    from airflow.utils.types import DagRunTriggeredByType
-
-    trigger_dag(
-        DAG_ID,
-        triggered_by=DagRunTriggeredByType.REST_API,
-        triggering_user_name=declarer,
-        run_id=run_id,
-        conf=conf,
-        logical_date=None,
-    )
+    return f"Incident `{incident_id}` declared: {what}. {link}"
 
 
 def list_open() -> str:

@@ -157,7 +157,7 @@ class ApprovalSensor(BaseSensorOperator):
         return self._outcome(expire(self._store(), self.approval_id))
 
     def _outcome(self, record: Approval) -> dict[str, Any]:
-        from incident_ops.approval_lifecycle import outcome_for
+        from incident_ops.triggers.approval_outcome import outcome_for
 
         self.log.info("Approval %s is %s", record.id, record.state)
         return outcome_for(record)

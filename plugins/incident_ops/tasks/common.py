@@ -48,7 +48,7 @@ def analysis(ti: Any) -> Analysis:
 
 def outcome(ti: Any, *, required: bool = True) -> ApprovalOutcome | None:
     """Return wait_for_approval's outcome (None when it was skipped and not `required`)."""
-    from incident_ops.approval_lifecycle import read_outcome
+    from incident_ops.triggers.approval_outcome import read_outcome
 
     value = ti.xcom_pull(task_ids=WAIT_FOR_APPROVAL)
     if value is None and not required:

@@ -11,6 +11,7 @@ from include.names import ESCALATE, EXECUTE_FIX, REQUEST_APPROVAL
 if TYPE_CHECKING:
     from include.approval_policy import Caution
     from include.models import Alert
+    from include.vocabulary import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +39,13 @@ def page_oncall(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
     return delivery
 
 
-def _resolved_by_hand(dag_run: Any) -> bool:
-    from incident_ops.incident_lifecycle import resolved_by_hand
+def _resolved(dag_run: Any) -> Outcome | None:
+    from incident_ops.resolution import resolved_before_fix
 
-    if resolved_by_hand(common.store(), common.incident_id(dag_run)):
-        log.info("The incident was resolved by hand; nothing more to do for it")
-        return True
-    return False
+    resolved = resolved_before_fix(common.store(), dag_id=dag_run.dag_id, run_id=dag_run.run_id)
+    if resolved is not None:
+        log.info("The incident is resolved (%s); no fix for it", resolved)
+    return resolved
 
 
 def _caution(ti: Any) -> Caution:
@@ -85,8 +86,8 @@ def request_approval(ti: Any, dag_run: Any, **_: Any) -> str:
         runbook=get_runbook(analysis.runbook),
         reasons=_caution(ti).reasons,
     )
-    # Resolved by hand before the record existed: nothing was pending to cancel then.
-    if _resolved_by_hand(dag_run):
+    # Resolved before the record existed: nothing was pending to cancel then.
+    if _resolved(dag_run):
         approval_lifecycle.cancel_pending(store, dag_run.run_id)
     return record.id
 
@@ -132,8 +133,9 @@ def execute_fix(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
     """Run the recommended action on the device, unless the incident was resolved by hand meanwhile."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    if _resolved_by_hand(dag_run):
-        raise AirflowSkipException("the incident was resolved by hand; the fix is not run")
+    resolved = _resolved(dag_run)
+    if resolved is not None:
+        raise AirflowSkipException(f"the incident is resolved ({resolved}); the fix is not run")
     alert, analysis = common.alert(ti), common.analysis(ti)
     _check_approval(ti, dag_run, alert, analysis.recommended_action)
     outcome = _run_action(dag_run, alert, analysis.recommended_action, purpose="fix")
@@ -160,7 +162,7 @@ def _check_approval(ti: Any, dag_run: Any, alert: Alert, action: str) -> None:
     from incident_ops.approval_lifecycle import fix_subject
     from incident_ops.incident_lifecycle import escalate_refused_fix
     from include.approval_binding import action_digest, fix_refusal
-    from include.vocabulary import IncidentState, TimelineKind
+    from include.vocabulary import TimelineKind
 
     store, incident_id = common.store(), common.incident_id(dag_run)
     records = store.list_approvals(run_id=dag_run.run_id)
@@ -172,7 +174,7 @@ def _check_approval(ti: Any, dag_run: Any, alert: Alert, action: str) -> None:
         incident_id=incident_id,
         action=action,
         digest=action_digest(*fix_subject(alert, action)),
-        incident_resolved=store.get_incident(incident_id)["state"] == IncidentState.RESOLVED,
+        incident_resolved=_resolved(dag_run) is not None,
     )
     if problem is None:
         return

@@ -26,8 +26,10 @@ def ingest(params: dict[str, Any], dag_run: Any, **_: Any) -> dict[str, Any]:
     """
     from airflow.sdk.exceptions import AirflowSkipException
 
+    from incident_ops.resolution import resolved_before_fix
     from include.alert_sources import CONF_KEYS, unknown_conf_keys, unknown_conf_keys_allowed
     from include.models import Alert
+    from include.vocabulary import TimelineKind
 
     values = {k: v for k, v in params.items() if v is not None}
     ignored = unknown_conf_keys(values) if unknown_conf_keys_allowed() else []
@@ -45,11 +47,12 @@ def ingest(params: dict[str, Any], dag_run: Any, **_: Any) -> dict[str, Any]:
     else:
         incident_id = store.open_incident(**opening, alert=alert.to_xcom())
     if ignored:
-        store.add_event(incident_id, "ignored_conf_keys", {"keys": ignored})
-    if store.resolved_upstream(dag_run.run_id):
-        store.resolve_incident(incident_id, outcome="resolved_upstream")
-        log.info("The sender resolved alert %s before this run started; nothing to do", alert.fingerprint)
-        raise AirflowSkipException("the alert was resolved before the run started")
+        store.add_event(incident_id, TimelineKind.IGNORED_CONF_KEYS, {"keys": ignored})
+    resolved = resolved_before_fix(store, dag_id=dag_run.dag_id, run_id=dag_run.run_id)
+    if resolved is not None:
+        store.resolve_incident(incident_id, outcome=resolved)
+        log.info("Alert %s was resolved (%s) before this run got to it; nothing to do", alert.error, resolved)
+        raise AirflowSkipException(f"the incident was resolved before the run got to it ({resolved})")
     log.info("Incident %s opened for %s on %s", incident_id, alert.error, alert.device_id)
     return alert.to_xcom()
 

@@ -27,7 +27,7 @@ class ApprovalTrigger(BaseTrigger):
 
     It only reads: it may run more than once (triggerer restarts, HA), and expiry is left to the
     sensor to record. A decision made through the plugin's routes usually ends the sensor before
-    this notices (`approval_lifecycle.end_waiting_tasks`); this is the path for every other case (a
+    this notices (`approval_outcome.end_waiting_tasks`); this is the path for every other case (a
     decision written while the metadata database was out of reach, or by another deployment's API
     server). A decision ends the sensor's task from the triggerer itself (the same TaskSuccessEvent
     the API server would submit); expiry, reminders and errors resume the sensor with a
@@ -76,8 +76,8 @@ class ApprovalTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Yield one event: the decided outcome, `reminder`, `expired`, or `error`."""
-        from incident_ops.approval_lifecycle import finished_wait_event
         from incident_ops.hooks.incident_store import IncidentStoreHook
+        from incident_ops.triggers.approval_outcome import finished_wait_event
         from incident_ops.triggers.approval_watch import watcher_for
         from include.store import NotFound
         from include.vocabulary import ApprovalState
