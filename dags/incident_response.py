@@ -25,6 +25,7 @@ from include.limits import (
     MAX_METRIC_NAME,
     MAX_METRICS,
 )
+from include.vocabulary import Severity, Source
 
 DOC_MD = """
 # Incident response
@@ -102,18 +103,18 @@ PARAMS = {
         section=ALERT,
     ),
     "source": Param(
-        "ui",
+        Source.UI,
         type="string",
-        enum=["alertmanager", "grafana", "pagerduty", "iot", "ui", "api", "slack", "generic"],
+        enum=list(Source),
         values_display={
-            "alertmanager": "Prometheus Alertmanager",
-            "grafana": "Grafana",
-            "pagerduty": "PagerDuty",
-            "iot": "IoT device",
-            "ui": "Airflow UI",
-            "api": "REST API",
-            "slack": "Slack (/incident declare)",
-            "generic": "Other",
+            Source.ALERTMANAGER: "Prometheus Alertmanager",
+            Source.GRAFANA: "Grafana",
+            Source.PAGERDUTY: "PagerDuty",
+            Source.IOT: "IoT device",
+            Source.UI: "Airflow UI",
+            Source.API: "REST API",
+            Source.SLACK: "Slack (/incident declare)",
+            Source.GENERIC: "Other",
         },
         title="Source",
         description="Where the alert came from.",
@@ -122,13 +123,8 @@ PARAMS = {
     "severity": Param(
         None,
         type=["null", "string"],
-        enum=[None, "critical", "warning", "info"],
-        values_display={
-            "null": "None (the analysis decides)",
-            "critical": "Critical",
-            "warning": "Warning",
-            "info": "Info",
-        },
+        enum=[None, *Severity],
+        values_display={"null": "None (the analysis decides)", **{s: s.title() for s in Severity}},
         title="Severity hint",
         description="The sender's severity; it can raise the analysed severity, never lower it.",
         section=ALERT,

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from include.errors import Refusal
 from include.models import Alert, Analysis
 from include.runbooks import Runbook
-from include.severity import highest
 from include.store.records import Approval
+from include.vocabulary import RefusalCode, Severity
 
 DEFAULT_CONFIDENCE_THRESHOLD = 0.6
 SLACK_PREFIX = "slack:"
@@ -18,7 +19,7 @@ SLACK_PREFIX = "slack:"
 APPROVER_ROLES = ("user", "op", "admin")
 # Refused attempts kept per person and record; later ones are refused without being stored.
 MAX_REFUSED_ATTEMPTS = 5
-FORBIDDEN, CONFLICT, TOO_MANY = "forbidden", "conflict", "too_many"
+FORBIDDEN, CONFLICT, TOO_MANY = RefusalCode.FORBIDDEN, RefusalCode.CONFLICT, RefusalCode.TOO_MANY
 
 
 class ApproverConfigError(ValueError):
@@ -33,7 +34,7 @@ class Caution:
     :param reasons: Why a human must approve the recommended action; empty when it may run at once.
     """
 
-    severity: str
+    severity: Severity
     reasons: list[str]
 
     @property
@@ -57,7 +58,7 @@ def caution(
     whatever approval the rules' own analysis needs is needed; an action the model chose instead of
     the rules' choice needs a human; and a confidence, the model's included, never lifts any of it.
     """
-    severity = highest(rules.severity, proposed.severity, alert.severity)
+    severity = Severity.highest(rules.severity, proposed.severity, alert.severity)
     reasons = []
     action = runbook.action(proposed.recommended_action)
     if action.risky:
@@ -151,21 +152,6 @@ class ApproverPolicy:
                     )
                 index[identity] = person
         return index
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """Why a vote does not count.
-
-    :param code: ``forbidden`` (this person may not vote), ``conflict`` (the record takes no more
-        votes from them) or ``too_many`` (too many refused attempts already kept).
-    :param reason: The words shown to the voter and kept in the audit trail.
-    :param expired: The deadline has passed: the record is to be closed as expired.
-    """
-
-    code: str
-    reason: str
-    expired: bool = False
 
 
 def refusal(

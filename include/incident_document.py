@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from include.vocabulary import TimelineKind
+
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
@@ -38,7 +40,7 @@ def incident_document(
 ) -> dict[str, Any]:
     """Return the incident's JSON document (the incident API's shape)."""
     start = started_at(incident)
-    escalation = next((e for e in timeline if e["kind"] == "escalated"), None)
+    escalation = next((e for e in timeline if e["kind"] == TimelineKind.ESCALATED), None)
     return {
         "incident_id": incident["id"],
         "dag_id": incident["dag_id"],

@@ -9,11 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+from include.vocabulary import Severity
+
 # Time to acknowledge / resolve, in seconds: a minute to a day.
 DURATION_BUCKETS: tuple[float, ...] = (60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400)
 # One AI step's latency, in seconds (the step's retries and repairs included).
 LATENCY_BUCKETS: tuple[float, ...] = (0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120)
-SEVERITIES: tuple[str, ...] = ("critical", "warning", "info")
+SEVERITIES: tuple[str, ...] = tuple(Severity)
 UNKNOWN = "unknown"
 
 

@@ -22,7 +22,8 @@ from include.alert_sources.base import Notification
 from include.alert_sources.generic import normalise_generic
 from include.limits import MAX_ID, MAX_METRIC_NAME, MAX_METRICS
 from include.models import Alert
-from include.telemetry import IOT_SOURCE, Thresholds, breach_notification
+from include.telemetry import Thresholds, breach_notification
+from include.vocabulary import AlertStatus, Source
 
 ALERTS, TELEMETRY = "alerts", "telemetry"
 Kind = Literal["alerts", "telemetry"]
@@ -89,8 +90,8 @@ def alert_notification(topic: DeviceTopic, body: dict[str, Any]) -> Notification
     """
     check_device(topic, body)
     if body.get("status") not in (None, "", FIRING, RESOLVED):
-        raise MessageError("alert", "not a valid alert (status: must be 'firing' or 'resolved')")
-    body = {**body, "source": IOT_SOURCE}
+        raise MessageError("alert", f"not a valid alert (status: must be '{FIRING}' or '{RESOLVED}')")
+    body = {**body, "source": Source.IOT}
     body.setdefault("device_id", topic.device_id)
     try:
         [notification] = normalise_generic(body, {}).notifications
@@ -98,7 +99,7 @@ def alert_notification(topic: DeviceTopic, body: dict[str, Any]) -> Notification
         # Pydantic's messages name the field and the rule, not the value, so they are safe to log.
         problem = _without_input(exc.problem)[:300]
         raise MessageError("alert", f"not a valid alert ({exc.where}: {problem})") from None
-    return replace(notification, source=IOT_SOURCE)
+    return replace(notification, source=Source.IOT)
 
 
 def readings(body: dict[str, Any]) -> dict[str, float]:
@@ -148,7 +149,9 @@ def notification_from_event(payload: Any) -> Notification:
     except ValueError:
         raise MessageError("event", "the asset event's alert is not valid") from None
     episode = payload.get("episode")
-    return Notification(IOT_SOURCE, payload["status"], alert, episode if isinstance(episode, str) else None)
+    return Notification(
+        Source.IOT, AlertStatus(payload["status"]), alert, episode if isinstance(episode, str) else None
+    )
 
 
 def _without_input(problem: str) -> str:

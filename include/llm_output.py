@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from include.models import Analysis
 from include.runbooks import Runbook
-from include.severity import severity_rank
+from include.vocabulary import Severity
 
 __all__ = [
     "ActionNotAllowedError",
@@ -291,9 +291,9 @@ def parse_diagnosis(reply: ChatReply, *, runbook: Runbook, summary: str) -> Anal
     return analysis
 
 
-def raise_severity(analysis: Analysis, floor: str | None, why: str) -> Analysis:
+def raise_severity(analysis: Analysis, floor: Severity | None, why: str) -> Analysis:
     """Return `analysis` with its severity raised to `floor` when it is lower, saying why in the diagnosis."""
-    if not floor or severity_rank(analysis.severity) >= severity_rank(floor):
+    if not floor or analysis.severity >= floor:
         return analysis
     note = f" Severity raised from {analysis.severity} to {floor}: {why}."
     diagnosis = analysis.diagnosis[: 4000 - len(note)] + note

@@ -6,7 +6,7 @@ import hashlib
 from datetime import datetime
 from typing import Annotated, Any, Self
 
-from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict, StringConstraints, field_validator
+from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict, StringConstraints
 
 from include.errors import InvalidDocument
 from include.limits import (
@@ -19,11 +19,10 @@ from include.limits import (
     MAX_METRIC_NAME,
     MAX_METRICS,
 )
-from include.vocabulary import Source
+from include.vocabulary import ApprovalState, Severity, Source
 
-Severity = Annotated[str, StringConstraints(pattern=r"^(critical|warning|info)$")]
-SEVERITIES = ("critical", "warning", "info")
-SOURCES = ("alertmanager", "grafana", "pagerduty", "iot", "ui", "api", "slack", "generic")
+SEVERITIES = tuple(Severity)
+SOURCES = tuple(Source)
 # Strict and finite, like the trigger form's schema: no true-as-1.0, no "95", no NaN.
 Reading = Annotated[float, Strict(), AllowInfNan(False)]
 MetricName = Annotated[str, StringConstraints(max_length=MAX_METRIC_NAME)]
@@ -54,7 +53,7 @@ class Alert(Document):
     device_id: str = Field(min_length=1, max_length=MAX_ID)
     error: str = Field(min_length=1, max_length=MAX_ID)
     message: str | None = Field(default=None, max_length=MAX_MESSAGE)
-    source: str = "api"
+    source: Source = Source.API
     severity: Severity | None = None
     metrics: dict[MetricName, Reading] = Field(default_factory=dict, max_length=MAX_METRICS)
     labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=MAX_LABELS)
@@ -62,13 +61,6 @@ class Alert(Document):
     started_at: datetime | None = None
     require_approval: bool = False
     dry_run: bool = False
-
-    @field_validator("source")
-    @classmethod
-    def _known_source(cls, value: str) -> str:
-        if value not in SOURCES:
-            raise ValueError(f"source must be one of {', '.join(SOURCES)}")
-        return value
 
     @property
     def incident_key(self) -> str:
@@ -113,5 +105,5 @@ class ApprovalOutcome(Document):
     """What `wait_for_approval` hands to `approval_decision`."""
 
     approval_id: str
-    state: str
+    state: ApprovalState
     decided_by: list[str] = Field(default_factory=list)

@@ -12,6 +12,7 @@ from typing import Any
 
 from include.incident_stats import human_duration
 from include.redaction import redact_value
+from include.vocabulary import ActionState, IncidentState, Outcome
 
 # Characters that Markdown (and the HTML it may be rendered to) would read as markup.
 _MARKUP = re.compile(r"([\\`*_\[\]{}<>#|!~])")
@@ -35,14 +36,14 @@ def _confirmed_by(approvals: list[dict[str, Any]]) -> list[str]:
 def follow_ups(document: dict[str, Any]) -> list[str]:
     """Return the open follow-ups the record calls for (unchecked boxes for the team to work through)."""
     items = []
-    if document["state"] != "resolved":
+    if document["state"] != IncidentState.RESOLVED:
         items.append("Resolve the incident: it is still " + document["state"] + ".")
     outcome = document.get("outcome") or ""
-    if outcome.startswith("escalated"):
+    if outcome.startswith(Outcome.ESCALATED):
         ticket = document.get("ticket_id")
         items.append("Carry out or close the escalated fix" + (f" (ticket {md(ticket)})." if ticket else "."))
     for action in document.get("actions") or []:
-        if action.get("state") == "failed":
+        if action.get("state") == ActionState.FAILED:
             items.append(f"Find out why `{md(action['action'])}` on {md(action['target'])} failed.")
         elif action.get("dry_run"):
             items.append(f"`{md(action['action'])}` ran as a dry run: check {md(action['target'])} on site.")
@@ -99,7 +100,7 @@ def postmortem_markdown(
         f"- Started: {md(doc.get('started_at'))}",
         f"- Resolved: {md(doc.get('resolved_at') or 'not yet')}",
         f"- Duration: {duration}",
-        f"- Outcome: {md(doc.get('outcome') or 'open')}",
+        f"- Outcome: {md(doc.get('outcome') or IncidentState.OPEN)}",
         "",
         "## Timeline",
         "",

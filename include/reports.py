@@ -12,6 +12,7 @@ from typing import Any
 from include.models import Alert, Analysis
 from include.redaction import redact_value
 from include.runbooks import Runbook
+from include.vocabulary import ApprovalState, IncidentState, Outcome, Severity
 
 
 def diagnostic_text(alert: Alert, analysis: Analysis, runbook: Runbook) -> str:
@@ -26,15 +27,25 @@ def diagnostic_text(alert: Alert, analysis: Analysis, runbook: Runbook) -> str:
     ).strip()
 
 
-def outcome_of(*, severity: str, fixed: bool, escalated: bool, approval_state: str | None) -> str:
+# What the run did for an incident it neither fixed nor escalated, by severity.
+HANDLED = {
+    Severity.CRITICAL: Outcome.CONTAINED,
+    Severity.WARNING: Outcome.TICKETED,
+    Severity.INFO: Outcome.LOGGED,
+}
+
+
+def outcome_of(
+    *, severity: Severity, fixed: bool, escalated: bool, approval_state: ApprovalState | None
+) -> Outcome:
     """Name how an incident ended, from the branches that ran."""
     if fixed:
-        return "fixed"
+        return Outcome.FIXED
     if escalated:
-        return f"escalated_{approval_state}" if approval_state else "escalated"
-    if approval_state == "cancelled":
-        return "cancelled"
-    return {"critical": "contained", "warning": "ticketed", "info": "logged"}[severity]
+        return Outcome.escalated_after(approval_state)
+    if approval_state == ApprovalState.CANCELLED:
+        return Outcome.CANCELLED
+    return HANDLED[severity]
 
 
 def _minutes(start: datetime | None, end: datetime | None) -> str:
@@ -56,7 +67,7 @@ def final_report_text(
     analysis = incident.get("analysis") or {}
     lines = [
         f"Incident {incident['id']}: {incident['error']} on {incident['device_id']}"
-        f" - {incident.get('outcome') or 'open'}",
+        f" - {incident.get('outcome') or IncidentState.OPEN}",
         f"Severity {incident.get('severity') or 'unknown'}; analyser {analysis.get('analyzer', 'n/a')}, "
         f"confidence {analysis.get('confidence', 0):.0%}",
         f"Diagnosis: {analysis.get('diagnosis', 'n/a')}",

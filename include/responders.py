@@ -6,26 +6,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from include.approval_policy import APPROVER_ROLES, SLACK_PREFIX, ApproverPolicy
+from include.errors import Refusal
+from include.vocabulary import IncidentAction, IncidentState, RefusalCode
 
-ACKNOWLEDGE, ESCALATE, RESOLVE = "acknowledge", "escalate", "resolve"
-LIFECYCLE_ACTIONS = (ACKNOWLEDGE, ESCALATE, RESOLVE)
-FORBIDDEN, CONFLICT = "forbidden", "conflict"
+ACKNOWLEDGE, ESCALATE, RESOLVE = IncidentAction.ACKNOWLEDGE, IncidentAction.ESCALATE, IncidentAction.RESOLVE
+LIFECYCLE_ACTIONS = tuple(IncidentAction)
+FORBIDDEN, CONFLICT = RefusalCode.FORBIDDEN, RefusalCode.CONFLICT
 
 
 class ResponderConfigError(ValueError):
     """The `incident_responders` Variable is malformed."""
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """Why an incident action is not taken.
-
-    :param code: ``forbidden`` (this person may not act) or ``conflict`` (the action changes nothing).
-    :param reason: Words shown to the person and, for ``forbidden``, kept on the timeline.
-    """
-
-    code: str
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -88,13 +78,13 @@ def responder_refusal(
     return None
 
 
-def state_refusal(action: str, *, state: str, escalated: bool) -> Refusal | None:
+def state_refusal(action: str, *, state: IncidentState, escalated: bool) -> Refusal | None:
     """Return why `action` would change nothing for an incident in `state`, or None when it would."""
     if action not in LIFECYCLE_ACTIONS:
         raise ValueError(f"unknown incident action {action!r}")
-    if state == "resolved":
+    if state == IncidentState.RESOLVED:
         return Refusal(CONFLICT, "the incident is already resolved")
-    if action == ACKNOWLEDGE and state == "acknowledged":
+    if action == ACKNOWLEDGE and state == IncidentState.ACKNOWLEDGED:
         return Refusal(CONFLICT, "the incident is already acknowledged")
     if action == ESCALATE and escalated:
         return Refusal(CONFLICT, "the incident is already escalated")

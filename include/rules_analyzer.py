@@ -39,7 +39,7 @@ class Evidence:
     """One thing that points to a runbook at a severity."""
 
     runbook: str
-    severity: str
+    severity: Severity
     text: str
     from_code: bool = False
     from_text: bool = False
@@ -48,7 +48,7 @@ class Evidence:
         """Order of precedence: severity; then the error code's runbook (what the device itself saw);
         then a reading over the bare code (it says how bad); then a metric over prose."""
         return (
-            Severity(self.severity).rank,
+            self.severity.rank,
             self.runbook == code_runbook,
             not self.from_code,
             not self.from_text,
@@ -84,10 +84,10 @@ def _breaches(reading: Reading, book: Runbook) -> Evidence | None:
         else ""
     )
     checks = (
-        ("critical", ">", book.critical_above.get(metric)),
-        ("critical", "<", book.critical_below.get(metric)),
-        ("warning", ">", book.warning_above.get(metric)),
-        ("warning", "<", book.warning_below.get(metric)),
+        (Severity.CRITICAL, ">", book.critical_above.get(metric)),
+        (Severity.CRITICAL, "<", book.critical_below.get(metric)),
+        (Severity.WARNING, ">", book.warning_above.get(metric)),
+        (Severity.WARNING, "<", book.warning_below.get(metric)),
     )
     for severity, sign, limit in checks:
         if limit is not None and (value > limit if sign == ">" else value < limit):
@@ -103,7 +103,7 @@ def gather(alert: Alert) -> tuple[list[Evidence], list[Reading]]:
     by_code = _code_runbook(alert.error, books)
     if by_code is not None:
         critical = alert.error.strip().upper() in by_code.critical_errors
-        severity = "critical" if critical else by_code.default_severity
+        severity = Severity.CRITICAL if critical else by_code.default_severity
         why = "is critical by itself" if critical else "matched the runbook"
         evidence.append(Evidence(by_code.name, severity, f"{alert.error} {why}", from_code=True))
     readings = alert_readings(alert.metrics, alert.labels, alert.message)
@@ -160,12 +160,12 @@ def analyze(alert: Alert, enrichment: Enrichment) -> Analysis:
             severity, confidence = runbook.default_severity, CONFIDENCE_ERROR_MATCH
             why = f"{runbook.title}: the alert's readings name the runbook; none is over a threshold."
     # A hint from the sender can raise the severity, never lower what the rules found.
-    if alert.severity and Severity(alert.severity) > severity:
+    if alert.severity and alert.severity > severity:
         severity = alert.severity
         why += f" Raised to {severity} by the sender's severity hint."
     action = (
         runbook.critical_action
-        if severity == "critical" and runbook.critical_action
+        if severity is Severity.CRITICAL and runbook.critical_action
         else runbook.default_action
     )
     where = f" at {enrichment.site}" if enrichment.site else ""

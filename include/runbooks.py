@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from include.errors import RunbookError
+from include.vocabulary import Severity
 
 RUNBOOK_DIR = Path(__file__).parent / "runbooks"
 FALLBACK = "unknown"
@@ -37,7 +38,7 @@ class Runbook:
     version: int
     errors: tuple[str, ...]
     metrics: tuple[str, ...]
-    default_severity: str
+    default_severity: Severity
     critical_above: dict[str, float]
     critical_errors: tuple[str, ...]
     grounding: str
@@ -92,7 +93,7 @@ def _parse(raw: Any, origin: str) -> Runbook:
             version=int(raw.get("version", 1)),
             errors=tuple(e.upper() for e in (raw.get("match") or {}).get("errors", [])),
             metrics=tuple((raw.get("match") or {}).get("metrics", [])),
-            default_severity=severity.get("default", "warning"),
+            default_severity=_severity(severity.get("default", Severity.WARNING)),
             critical_above={k: float(v) for k, v in (severity.get("critical_above") or {}).items()},
             critical_errors=tuple(e.upper() for e in severity.get("critical_errors", [])),
             grounding=raw.get("grounding", "").strip(),
@@ -186,3 +187,10 @@ def match_runbook(error: str, metrics: dict[str, float] | None = None) -> Runboo
         if metrics and any(m in metrics for m in book.metrics):
             return book
     return books[FALLBACK]
+
+
+def _severity(value: Any) -> Severity:
+    try:
+        return Severity(value)
+    except ValueError:
+        raise RunbookError(f"severity.default must be one of {', '.join(Severity)}, not {value!r}") from None

@@ -12,8 +12,20 @@ from typing import Any
 
 from include.models import Alert, Analysis
 from include.redaction import redact_value
+from include.vocabulary import ApprovalState, IncidentState, Severity
 
-SEVERITY_EMOJI = {"critical": ":rotating_light:", "warning": ":warning:", "info": ":information_source:"}
+# Slack's emoji for our severities and decided approvals.
+SEVERITY_EMOJI = {
+    Severity.CRITICAL: ":rotating_light:",
+    Severity.WARNING: ":warning:",
+    Severity.INFO: ":information_source:",
+}
+DECIDED_EMOJI: dict[str, str] = {
+    ApprovalState.APPROVED: ":white_check_mark:",
+    ApprovalState.REJECTED: ":x:",
+    ApprovalState.EXPIRED: ":hourglass:",
+    ApprovalState.CANCELLED: ":heavy_minus_sign:",
+}
 # Slack rejects section texts over 3000 characters.
 _MAX_TEXT = 2900
 # A Slack user id, as Slack writes them: the only identity we turn into a mention.
@@ -49,7 +61,7 @@ def page_blocks(
     *,
     run_url: str | None = None,
     incident_id: str | None = None,
-    state: str = "open",
+    state: IncidentState = IncidentState.OPEN,
     acknowledged_by: str | None = None,
     escalated_by: str | None = None,
     resolved_by: str | None = None,
@@ -77,9 +89,11 @@ def page_blocks(
         blocks.append(_context(status))
     if run_url:
         blocks.append(_context(f"<{run_url}|Open the DAG run in Airflow>"))
-    if incident_id and state != "resolved":
+    if incident_id and state != IncidentState.RESOLVED:
         buttons = [
-            _button("acknowledge", "Acknowledge", incident_id, style="primary") if state == "open" else None,
+            _button("acknowledge", "Acknowledge", incident_id, style="primary")
+            if state == IncidentState.OPEN
+            else None,
             _button("escalate", "Escalate", incident_id) if not escalated_by else None,
             _button("resolve", "Resolve", incident_id, style="danger"),
         ]
@@ -97,7 +111,7 @@ def _page_status(
         parts.append(f":eyes: Acknowledged by {_mention(acknowledged_by)}")
     if escalated_by:
         parts.append(f":mega: Escalated by {_mention(escalated_by)}")
-    if state == "resolved":
+    if state == IncidentState.RESOLVED:
         parts.append(f":white_check_mark: Resolved by {_mention(resolved_by) if resolved_by else 'the run'}")
     return " · ".join(parts)
 
@@ -118,7 +132,7 @@ def ticket_blocks(alert: Alert, analysis: Analysis, *, ticket_id: str) -> list[d
     """Render the notice that a ticket was opened for a warning."""
     return [
         _section(
-            f"{SEVERITY_EMOJI['warning']} *{mrkdwn_escape(incident_header(alert, analysis))}*\n"
+            f"{SEVERITY_EMOJI[Severity.WARNING]} *{mrkdwn_escape(incident_header(alert, analysis))}*\n"
             f"{_clean(analysis.summary)}"
         ),
         _context(
@@ -185,12 +199,7 @@ def decided_blocks(
 ) -> list[dict[str, Any]]:
     """Render the approval message once decided: the outcome instead of the buttons."""
     who = ", ".join(_mention(d) for d in deciders) or "nobody (deadline passed)"
-    icon = {
-        "approved": ":white_check_mark:",
-        "rejected": ":x:",
-        "expired": ":hourglass:",
-        "cancelled": ":heavy_minus_sign:",
-    }.get(state, "")
+    icon = DECIDED_EMOJI.get(state, "")
     return [
         _section(f"{icon} *`{mrkdwn_escape(action)}` on {_clean(device_id)}: {mrkdwn_escape(state)}*"),
         _context(f"By {who} at {mrkdwn_escape(when)} · <{record_url}|approval record>"),

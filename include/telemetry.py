@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from include.alert_sources.base import FIRING, Notification
+from include.alert_sources.base import Notification
 from include.models import Alert
 from include.runbooks import Runbook, load_runbooks
-from include.severity import severity_rank
-
-IOT_SOURCE = "iot"
+from include.vocabulary import AlertStatus, Severity, Source
 
 
 @dataclass(frozen=True)
@@ -36,7 +34,7 @@ class Breach:
     metric: str
     value: float
     threshold: float
-    severity: str
+    severity: Severity
     runbook: str
     error: str
 
@@ -77,8 +75,8 @@ class Thresholds:
             breach = _breach(limit, value)
             if breach is None:
                 continue
-            if worst is None or (severity_rank(breach.severity), breach.value - breach.threshold) > (
-                severity_rank(worst.severity),
+            if worst is None or (breach.severity.rank, breach.value - breach.threshold) > (
+                worst.severity.rank,
                 worst.value - worst.threshold,
             ):
                 worst = breach
@@ -86,7 +84,10 @@ class Thresholds:
 
 
 def _breach(limit: Limit, value: float) -> Breach | None:
-    for severity, threshold in (("critical", limit.critical_above), ("warning", limit.warning_above)):
+    for severity, threshold in (
+        (Severity.CRITICAL, limit.critical_above),
+        (Severity.WARNING, limit.warning_above),
+    ):
         if threshold is not None and value > threshold:
             return Breach(limit.metric, value, threshold, severity, limit.runbook, limit.error)
     return None
@@ -101,7 +102,7 @@ def breach_notification(device_id: str, breach: Breach, readings: dict[str, floa
             f"{breach.metric} {breach.value:g} is above the {breach.severity} threshold "
             f"{breach.threshold:g} (runbook {breach.runbook})"
         ),
-        source=IOT_SOURCE,
+        source=Source.IOT,
         severity=breach.severity,
         metrics=readings,
         labels={
@@ -111,4 +112,4 @@ def breach_notification(device_id: str, breach: Breach, readings: dict[str, floa
             "runbook": breach.runbook,
         },
     )
-    return Notification(IOT_SOURCE, FIRING, alert)
+    return Notification(Source.IOT, AlertStatus.FIRING, alert)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from include.incident_stats import human_duration
+from include.vocabulary import ActionState, TimelineKind
 
 LANES: tuple[str, ...] = ("Alert", "Responders", "AI steps", "Approval", "Actions", "Resolution")
 ALERT, RESPONDERS, AI, APPROVAL, ACTIONS, RESOLUTION = range(len(LANES))
@@ -109,25 +110,29 @@ def _event_point(event: dict[str, Any]) -> Point | None:
         label = f"{detail.get('step', 'AI')} ({answered}, {human_duration(seconds)})"
         return Point(at, AI, "ai", label, seconds)
     simple = {
-        "opened": (ALERT, "alert", "Incident opened"),
-        "duplicate": (ALERT, "alert", "Repeat of the alert"),
-        "alert_acknowledged": (ALERT, "alert", "Acknowledged at the sender"),
-        "alert_resolved": (ALERT, "alert", "Resolved at the sender"),
-        "acknowledged": (RESPONDERS, "ack", f"Acknowledged by {by}" if by else "Acknowledged"),
-        "diagnosed": (AI, "ai", f"Diagnosed: {detail.get('severity', '')}"),
-        "approval_policy": (
+        TimelineKind.OPENED: (ALERT, "alert", "Incident opened"),
+        TimelineKind.DUPLICATE: (ALERT, "alert", "Repeat of the alert"),
+        TimelineKind.ALERT_ACKNOWLEDGED: (ALERT, "alert", "Acknowledged at the sender"),
+        TimelineKind.ALERT_RESOLVED: (ALERT, "alert", "Resolved at the sender"),
+        TimelineKind.ACKNOWLEDGED: (RESPONDERS, "ack", f"Acknowledged by {by}" if by else "Acknowledged"),
+        TimelineKind.DIAGNOSED: (AI, "ai", f"Diagnosed: {detail.get('severity', '')}"),
+        TimelineKind.APPROVAL_POLICY: (
             APPROVAL,
             "approval",
             "Approval needed" if detail.get("reasons") else "No approval needed",
         ),
-        "vote": (APPROVAL, "vote", f"{detail.get('decision', 'vote')} by {detail.get('identity', '?')}"),
-        "vote_refused": (APPROVAL, "refused", f"Vote refused: {detail.get('identity', '?')}"),
-        "escalated": (ACTIONS, "escalation", "Escalated"),
-        "ticket_opened": (ACTIONS, "action", "Ticket opened"),
-        "containment_none": (ACTIONS, "action", "No containment"),
-        "logged": (ACTIONS, "action", "Logged"),
-        "task_failed": (ACTIONS, "failure", "Task failed"),
-        "resolved": (RESOLUTION, "resolved", f"Resolved: {detail.get('outcome', '')}"),
+        TimelineKind.VOTE: (
+            APPROVAL,
+            "vote",
+            f"{detail.get('decision', 'vote')} by {detail.get('identity', '?')}",
+        ),
+        TimelineKind.VOTE_REFUSED: (APPROVAL, "refused", f"Vote refused: {detail.get('identity', '?')}"),
+        TimelineKind.ESCALATED: (ACTIONS, "escalation", "Escalated"),
+        TimelineKind.TICKET_OPENED: (ACTIONS, "action", "Ticket opened"),
+        TimelineKind.CONTAINMENT_NONE: (ACTIONS, "action", "No containment"),
+        TimelineKind.LOGGED: (ACTIONS, "action", "Logged"),
+        TimelineKind.TASK_FAILED: (ACTIONS, "failure", "Task failed"),
+        TimelineKind.RESOLVED: (RESOLUTION, "resolution", f"Resolved: {detail.get('outcome', '')}"),
     }
     if kind in simple:
         lane, css, label = simple[kind]
@@ -141,7 +146,7 @@ def _event_point(event: dict[str, Any]) -> Point | None:
         return Point(
             at,
             ACTIONS,
-            "action" if state == "done" else "failure",
+            "action" if state == ActionState.DONE else "failure",
             f"{detail.get('action', 'action')} {state}",
         )
     return None

@@ -90,6 +90,15 @@ class ApprovalState(StrEnum):
         return self is not ApprovalState.PENDING
 
 
+class WaitState(StrEnum):
+    """Why the approval trigger resumed its sensor instead of ending the task."""
+
+    # The deadline passed: the sensor records the expiry itself.
+    EXPIRED = "expired"
+    REMINDER = "reminder"
+    ERROR = "error"
+
+
 class Decision(StrEnum):
     """What a vote on an approval record says."""
 
@@ -119,7 +128,7 @@ class ActionState(StrEnum):
     DONE = "done"
     FAILED = "failed"
     # Containment the runbook does not have: nothing was sent.
-    NONE = "none"
+    SKIPPED = "skipped"
 
 
 class Outcome(StrEnum):

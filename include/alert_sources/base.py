@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from include.models import Alert
+from include.vocabulary import AlertStatus, Source
 
-WEBHOOK_SOURCES = ("alertmanager", "grafana", "pagerduty", "generic")
-FIRING, RESOLVED, ACKNOWLEDGED = "firing", "resolved", "acknowledged"
+WEBHOOK_SOURCES = (Source.ALERTMANAGER, Source.GRAFANA, Source.PAGERDUTY, Source.GENERIC)
+FIRING, RESOLVED, ACKNOWLEDGED = AlertStatus.FIRING, AlertStatus.RESOLVED, AlertStatus.ACKNOWLEDGED
 
 
 class PayloadError(ValueError):
@@ -52,8 +53,8 @@ class Notification:
         or None when the sender does not say (PagerDuty): then a resolve ends the episode.
     """
 
-    source: str
-    status: str
+    source: Source
+    status: AlertStatus
     alert: Alert
     episode: str | None = None
 

@@ -24,19 +24,19 @@ from include.limits import (
     MAX_METRICS,
 )
 from include.models import Alert
+from include.vocabulary import AlertStatus, Severity
 
 # Where the device (or service) is named, most specific first; the same order for the error code.
 DEVICE_LABELS = ("device_id", "device", "instance", "service", "job")
 ERROR_LABELS = ("error_code", "alertname")
 SEVERITY_LABELS = ("severity", "priority")
+# Senders' severity words (their wire values) to ours.
 SEVERITY_MAP = {
-    "critical": "critical",
-    "page": "critical",
-    "error": "critical",
-    "warning": "warning",
-    "warn": "warning",
-    "info": "info",
-    "none": "info",
+    **{severity.value: severity for severity in Severity},
+    "page": Severity.CRITICAL,
+    "error": Severity.CRITICAL,
+    "warn": Severity.WARNING,
+    "none": Severity.INFO,
 }
 ELLIPSIS = "…"
 
@@ -62,13 +62,13 @@ def build_alert(values: dict[str, Any], where: str, *, lenient: bool = True) -> 
         raise PayloadError(where, problems) from None
 
 
-def status_of(value: Any, where: str, *, default: str) -> str:
+def status_of(value: Any, where: str, *, default: AlertStatus) -> AlertStatus:
     """Return a firing or resolved status, `default` when the sender gave none."""
     if value is None or value == "":
         return default
     if value not in (FIRING, RESOLVED):
-        raise PayloadError(where, f"must be 'firing' or 'resolved', not {value!r}")
-    return str(value)
+        raise PayloadError(where, f"must be '{FIRING}' or '{RESOLVED}', not {value!r}")
+    return AlertStatus(value)
 
 
 def parse_time(value: Any, where: str) -> datetime | None:

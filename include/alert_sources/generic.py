@@ -14,6 +14,7 @@ from include.alert_sources.conf import (
 )
 from include.alert_sources.fields import build_alert, status_of
 from include.models import Alert
+from include.vocabulary import Source
 
 
 def normalise_generic(body: dict[str, Any], options: dict[str, bool]) -> Batch:
@@ -27,9 +28,11 @@ def normalise_generic(body: dict[str, Any], options: dict[str, bool]) -> Batch:
             raise PayloadError("body", describe_unknown_keys(unknown))
         ignored = unknown
         body = {k: v for k, v in body.items() if k in CONF_KEYS}
-    body.setdefault("source", "generic")
+    body.setdefault("source", Source.GENERIC)
     alert = build_alert({**body, **options}, "body", lenient=False)
-    return Batch([Notification("generic", status, alert, episode=_episode(alert))], ignored_fields=ignored)
+    return Batch(
+        [Notification(Source.GENERIC, status, alert, episode=_episode(alert))], ignored_fields=ignored
+    )
 
 
 def _episode(alert: Alert) -> str | None:

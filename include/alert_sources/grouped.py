@@ -23,6 +23,7 @@ from include.alert_sources.fields import (
     string_map,
 )
 from include.limits import MAX_ALERTS_PER_NOTIFICATION, MAX_FINGERPRINT
+from include.vocabulary import AlertStatus, Source
 
 
 def normalise_group(source: str, body: dict[str, Any], options: dict[str, bool]) -> Batch:
@@ -53,7 +54,7 @@ def _group_alert(
     source: str,
     item: dict[str, Any],
     where: str,
-    group_status: str,
+    group_status: AlertStatus,
     common_labels: dict[str, str],
     common_annotations: dict[str, str],
     options: dict[str, bool],
@@ -69,7 +70,7 @@ def _group_alert(
     # Alertmanager's fingerprint is a hash of the label set; do the same when a sender leaves it out.
     fingerprint = clip(fingerprint, MAX_FINGERPRINT) or labels_fingerprint(labels)
     visible = {k: v for k, v in labels.items() if not k.startswith("__")}
-    metrics = metrics_of(item.get("values"), f"{where}.values") if source == "grafana" else {}
+    metrics = metrics_of(item.get("values"), f"{where}.values") if source == Source.GRAFANA else {}
     notes = {**common_annotations, **annotations}
     alert = build_alert(
         {
@@ -88,4 +89,4 @@ def _group_alert(
         },
         where,
     )
-    return Notification(source, status, alert, episode=started.isoformat() if started else None)
+    return Notification(Source(source), status, alert, episode=started.isoformat() if started else None)

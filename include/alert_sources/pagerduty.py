@@ -18,9 +18,11 @@ from include.alert_sources.fields import (
     scalars,
     text_of,
 )
+from include.vocabulary import Severity, Source
 
 PD_ACTIONS = {"trigger": FIRING, "acknowledge": ACKNOWLEDGED, "resolve": RESOLVED}
-PD_SEVERITIES = ("critical", "error", "warning", "info")
+# PagerDuty's wire values of payload.severity (mapped to ours by SEVERITY_MAP).
+PD_SEVERITIES = (Severity.CRITICAL.value, "error", Severity.WARNING.value, Severity.INFO.value)
 
 
 def normalise_pagerduty(body: dict[str, Any], options: dict[str, bool]) -> Notification:
@@ -51,7 +53,7 @@ def normalise_pagerduty(body: dict[str, Any], options: dict[str, bool]) -> Notif
             },
             "payload",
         )
-        return Notification("pagerduty", PD_ACTIONS[action], alert)
+        return Notification(Source.PAGERDUTY, PD_ACTIONS[action], alert)
     if not isinstance(payload, dict):
         raise PayloadError(
             "payload", f"is required to trigger an alert and must be an object, not {json_type(payload)}"
@@ -91,4 +93,4 @@ def normalise_pagerduty(body: dict[str, Any], options: dict[str, bool]) -> Notif
         "payload",
     )
     # The event's timestamp is when it was sent, not when the problem began: a resolve ends the episode.
-    return Notification("pagerduty", FIRING, alert, episode=None)
+    return Notification(Source.PAGERDUTY, FIRING, alert, episode=None)

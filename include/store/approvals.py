@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from include.errors import Refused
 from include.store.incidents import IncidentRecords
 from include.store.records import (
     CLOSING_STATES,
@@ -16,14 +17,13 @@ from include.store.records import (
     Approval,
     NotFound,
     Vote,
-    VoteRefused,
     approval_id_for,
     aware,
     utcnow,
 )
 from include.store.schema import approvals, votes
 from include.store.totals import APPROVALS
-from include.vocabulary import ApprovalState
+from include.vocabulary import ApprovalState, Decision, TimelineKind
 
 # Records read per query by approval_states.
 STATE_BATCH = 1000
@@ -77,7 +77,10 @@ class ApprovalRecords(IncidentRecords):
             )
             if inserted:
                 self._event(
-                    conn, incident_id, "approval_requested", {"approval_id": approval_id, "action": action}
+                    conn,
+                    incident_id,
+                    TimelineKind.APPROVAL_REQUESTED,
+                    {"approval_id": approval_id, "action": action},
                 )
         return self.get_approval(approval_id)
 
@@ -181,12 +184,12 @@ class ApprovalRecords(IncidentRecords):
 
         Whether the vote counts is `approval_policy.vote_refusal`'s answer, read under the record's
         lock. A refused vote is kept in the audit trail (up to a cap per person) and raised as
-        VoteRefused; the record is unchanged, except that a vote past the deadline expires it.
+        Refused; the record is unchanged, except that a vote past the deadline expires it.
         """
         from include.approval_policy import TOO_MANY, vote_refusal
 
         if decision not in DECISIONS:
-            raise ValueError("decision must be 'approve' or 'reject'")
+            raise ValueError(f"decision must be one of {', '.join(DECISIONS)}")
         now = now or utcnow()
         with self._tx() as conn:
             record = self._lock_approval(conn, approval_id)
@@ -208,9 +211,11 @@ class ApprovalRecords(IncidentRecords):
                 )
                 detail = {"approval_id": approval_id, "identity": identity, "channel": channel}
                 if refused is None:
-                    self._event(conn, record.incident_id, "vote", {**detail, "decision": decision})
+                    self._event(conn, record.incident_id, TimelineKind.VOTE, {**detail, "decision": decision})
                 else:
-                    self._event(conn, record.incident_id, "vote_refused", {**detail, "why": refused.reason})
+                    self._event(
+                        conn, record.incident_id, TimelineKind.VOTE_REFUSED, {**detail, "why": refused.reason}
+                    )
             if refused is None:
                 # A person answering the approval request has responded to the incident: it counts
                 # as its acknowledgement (for MTTA) when nobody acknowledged it before.
@@ -218,12 +223,12 @@ class ApprovalRecords(IncidentRecords):
                     conn, record.incident_id, by=record.person_of(identity), now=now, via="vote"
                 )
                 approvers = {record.person_of(v.identity) for v in record.votes if v.accepted}
-                if decision == "reject":
+                if decision == Decision.REJECT:
                     self._decide(conn, record, ApprovalState.REJECTED, now)
                 elif len(approvers | {record.person_of(identity)}) >= record.quorum:
                     self._decide(conn, record, ApprovalState.APPROVED, now)
         if refused is not None:
-            raise VoteRefused(refused.reason, code=refused.code)
+            raise Refused(refused)
         return self.get_approval(approval_id)
 
     def _decide(self, conn: Connection, record: Approval, state: ApprovalState, now: datetime) -> None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, overload
+from typing import Any, overload
 
-from include.vocabulary import ApprovalState
+from include.vocabulary import ApprovalState, Decision
 
-Decision = Literal["approve", "reject"]
-DECISIONS: tuple[Decision, ...] = ("approve", "reject")
+DECISIONS = tuple(Decision)
 
 
 PENDING = ApprovalState.PENDING
@@ -25,20 +24,6 @@ class StoreError(Exception):
 
 class NotFound(StoreError):
     """No record with that id."""
-
-
-class VoteRefused(StoreError):
-    """A vote was not counted; the refusal itself is kept for the audit trail (unless `kept` is False).
-
-    :param reason: Why, in words an operator can act on.
-    :param code: ``forbidden`` (not an allowed approver), ``conflict`` (already decided, expired, or a
-        second vote by the same person) or ``too_many`` (too many refused attempts, no longer kept).
-    """
-
-    def __init__(self, reason: str, *, code: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.code = code
 
 
 def utcnow() -> datetime:

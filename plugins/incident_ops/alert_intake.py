@@ -29,7 +29,7 @@ from include.errors import AlertRefused, IntakeUnavailable
 from include.models import Alert
 from include.names import DAG_ID
 from include.store import IncidentStore, incident_id_for
-from include.vocabulary import AlertStatus, Source
+from include.vocabulary import AlertStatus, Source, TimelineKind
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,9 @@ def resolve(store: IncidentStore, notification: Notification) -> dict[str, Any]:
         first = store.resolve_alert_run(run_id, source=notification.source)
     else:
         first = True  # an open incident started outside the webhook: nothing to mark but its timeline
-        store.add_event(incident_id_for(DAG_ID, run_id), "alert_resolved", {"source": notification.source})
+        store.add_event(
+            incident_id_for(DAG_ID, run_id), TimelineKind.ALERT_RESOLVED, {"source": notification.source}
+        )
     cancelled = cancel_pending(store, run_id)
     log.info(
         "Alert %s resolved by %s: run %s, cancelled %s",
@@ -242,5 +244,5 @@ def acknowledge(store: IncidentStore, notification: Notification) -> dict[str, A
         except NotFound:
             pass  # the run has not opened it yet; the acknowledgement changes nothing for the workflow
         else:
-            store.add_event(incident_id, "alert_acknowledged", {"source": notification.source})
+            store.add_event(incident_id, TimelineKind.ALERT_ACKNOWLEDGED, {"source": notification.source})
     return _result(notification, run_id)

@@ -26,6 +26,7 @@ from include.llm_output import (
 )
 from include.models import Alert, Analysis, Enrichment
 from include.names import LLM_CONN_ID
+from include.vocabulary import Severity
 
 if TYPE_CHECKING:
     from incident_ops.hooks.llm import LlmHook
@@ -208,7 +209,7 @@ def model_was_asked(record: CallRecord | dict[str, Any]) -> bool:
     return reason != NOT_CONFIGURED
 
 
-def severity_floor(alert: Alert, rules: Analysis) -> tuple[str, str]:
+def severity_floor(alert: Alert, rules: Analysis) -> tuple[Severity, str]:
     """Return the lowest severity the model may give, and why (the caution policy decides it)."""
     from include.approval_policy import caution
     from include.runbooks import get_runbook

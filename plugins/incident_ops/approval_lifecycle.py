@@ -118,7 +118,7 @@ def decide(
 ) -> Approval:
     """Count a person's vote (any channel) and announce the record once it is decided.
 
-    Raises `NotFound` for an unknown record and `VoteRefused` (kept in the audit trail) for a vote
+    Raises `NotFound` for an unknown record and `Refused` (kept in the audit trail) for a vote
     that does not count; `approval_policy.vote_refusal` says which.
     """
     record = store.cast_vote(

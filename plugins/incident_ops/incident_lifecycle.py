@@ -2,7 +2,7 @@
 
 Each action goes through :func:`act`, in this order: the incident must exist (`NotFound`), the person
 must be a responder (a refusal is kept on the timeline), the action must change something (else
-`ActionRefused` with code ``conflict``); then the store records it first, and only then are the
+`Refused` with code ``conflict``); then the store records it first, and only then are the
 on-call page, PagerDuty and Jira told (their failures are logged, never undo the action).
 
 Resolving by hand does what a resolved alert does: the run's pending approval records are cancelled,
@@ -15,31 +15,20 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from include.errors import Refusal, Refused
 from include.responders import ACKNOWLEDGE, CONFLICT, ESCALATE, RESOLVE, responder_refusal, state_refusal
 from include.store import IncidentStore
+from include.vocabulary import IncidentAction, IncidentState, OutboxState, Outcome, Severity, TimelineKind
 
 log = logging.getLogger(__name__)
 
-RESOLVED_BY_HAND = "resolved_by_hand"
-
-
-class ActionRefused(Exception):
-    """An incident action that is not taken.
-
-    :param code: ``forbidden`` (not a responder; kept on the timeline) or ``conflict`` (changes nothing).
-    :param reason: Words for the person who asked.
-    """
-
-    def __init__(self, reason: str, *, code: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.code = code
+RESOLVED_BY_HAND = Outcome.RESOLVED_BY_HAND
 
 
 def escalated_by(store: IncidentStore, incident_id: str) -> str | None:
     """Return who escalated the incident ("the run" for an escalated approval), or None."""
     for event in store.timeline(incident_id):
-        if event["kind"] == "escalated":
+        if event["kind"] == TimelineKind.ESCALATED:
             return (event["detail"] or {}).get("by") or "the run"
     return None
 
@@ -55,7 +44,7 @@ def act(
 ) -> dict[str, Any]:
     """Take `action` (acknowledge, escalate, resolve) for `identity`; return the incident's document.
 
-    Raises `NotFound` for an unknown incident and `ActionRefused` for a refused or idle action.
+    Raises `NotFound` for an unknown incident and `Refused` for a refused or idle action.
     """
     from incident_ops import config
 
@@ -64,16 +53,16 @@ def act(
     if refusal is not None:
         store.add_event(
             incident_id,
-            "action_refused",
+            TimelineKind.ACTION_REFUSED,
             {"action": action, "by": identity, "channel": channel, "reason": refusal.reason},
         )
-        raise ActionRefused(refusal.reason, code=refusal.code)
+        raise Refused(refusal)
     idle = state_refusal(
-        action, state=str(incident["state"]), escalated=escalated_by(store, incident_id) is not None
+        action, state=IncidentState(incident["state"]), escalated=escalated_by(store, incident_id) is not None
     )
     if idle is not None:
-        raise ActionRefused(idle.reason, code=idle.code)
-    {ACKNOWLEDGE: _acknowledge, ESCALATE: _escalate, RESOLVE: _resolve}[action](
+        raise Refused(idle)
+    {ACKNOWLEDGE: _acknowledge, ESCALATE: _escalate, RESOLVE: _resolve}[IncidentAction(action)](
         store, incident, identity=identity, channel=channel
     )
     refresh_page(store, incident_id)
@@ -91,13 +80,13 @@ def _acknowledge(store: IncidentStore, incident: dict[str, Any], *, identity: st
     from incident_ops import incident_sync
 
     if not store.acknowledge_incident(incident["id"], by=identity):
-        raise ActionRefused("the incident is no longer open", code=CONFLICT)
+        raise Refused(Refusal(CONFLICT, "the incident is no longer open"))
     _tell(
         store,
         incident["id"],
         "pagerduty",
         lambda: incident_sync.pagerduty_event(
-            store, incident["id"], incident_sync.ACKNOWLEDGE, reason="acknowledged"
+            store, incident["id"], incident_sync.ACKNOWLEDGE, reason=IncidentState.ACKNOWLEDGED
         ),
     )
 
@@ -109,7 +98,7 @@ def _escalate(store: IncidentStore, incident: dict[str, Any], *, identity: str, 
     from include.slack_blocks import escalation_blocks
 
     incident_id = incident["id"]
-    store.add_event(incident_id, "escalated", {"by": identity, "channel": channel})
+    store.add_event(incident_id, TimelineKind.ESCALATED, {"by": identity, "channel": channel})
     # The fallback text is escaped when sent; the blocks carry the mention of who escalated.
     text = (
         f"Escalated by {identity}: {incident['error']} on {incident['device_id']} "
@@ -131,7 +120,7 @@ def _escalate(store: IncidentStore, incident: dict[str, Any], *, identity: str, 
         incident_id,
         "pagerduty",
         lambda: incident_sync.pagerduty_event(
-            store, incident_id, incident_sync.TRIGGER, severity="critical", reason="escalated"
+            store, incident_id, incident_sync.TRIGGER, severity=Severity.CRITICAL, reason=Outcome.ESCALATED
         ),
     )
     analysis = incident.get("analysis") or {}
@@ -156,7 +145,7 @@ def _resolve(store: IncidentStore, incident: dict[str, Any], *, identity: str, c
     from incident_ops import approval_lifecycle, incident_sync
 
     if not store.resolve_incident(incident["id"], outcome=RESOLVED_BY_HAND, by=identity):
-        raise ActionRefused("the incident is already resolved", code=CONFLICT)
+        raise Refused(Refusal(CONFLICT, "the incident is already resolved"))
     cancelled = approval_lifecycle.cancel_pending(store, incident["run_id"])
     log.info("Incident %s resolved by %s; cancelled %s", incident["id"], identity, cancelled or "nothing")
     incident_sync.incident_resolved(store, incident["id"])
@@ -186,7 +175,7 @@ def page_blocks_for(store: IncidentStore, incident_id: str) -> list[dict[str, An
         Analysis.model_validate(incident["analysis"]),
         run_url=run_url_for(incident["dag_id"], incident["run_id"]),
         incident_id=incident_id,
-        state=str(incident["state"]),
+        state=IncidentState(incident["state"]),
         acknowledged_by=incident.get("acknowledged_by"),
         escalated_by=escalated_by(store, incident_id),
         resolved_by=incident.get("resolved_by"),
@@ -201,7 +190,12 @@ def refresh_page(store: IncidentStore, incident_id: str) -> bool:
 
     incident = store.get_incident(incident_id)
     page = next((m for m in store.messages(incident_id) if m["key"] == f"{incident['run_id']}:page"), None)
-    if page is None or page["state"] != "sent" or not page["slack_ts"] or not incident.get("analysis"):
+    if (
+        page is None
+        or page["state"] != OutboxState.SENT
+        or not page["slack_ts"]
+        or not incident.get("analysis")
+    ):
         return False
     try:
         header = incident_header(

@@ -14,6 +14,7 @@ from typing import Any
 
 from include.redaction import redact_value
 from include.store import IncidentStore
+from include.vocabulary import IncidentState, Severity, TimelineKind
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +46,11 @@ def pagerduty_event(
     from incident_ops.hooks.pagerduty import SEVERITIES, IncidentPagerdutyHook
     from incident_ops.links import run_url_for
 
-    if once and _sent(store, incident_id, "pagerduty_event", action=action, reason=reason):
+    if once and _sent(store, incident_id, TimelineKind.PAGERDUTY_EVENT, action=action, reason=reason):
         log.info("PagerDuty %s (%s) for %s was sent already", action, reason, incident_id)
         return False
     incident = store.get_incident(incident_id)
-    severity = SEVERITIES.get(severity or incident.get("severity") or "", "critical")
+    severity = SEVERITIES[Severity(severity or incident.get("severity") or Severity.CRITICAL)]
     summary = (incident.get("analysis") or {}).get("summary") or ""
     link = run_url_for(incident["dag_id"], incident["run_id"])
     IncidentPagerdutyHook().send_event(
@@ -62,7 +63,7 @@ def pagerduty_event(
         links=[{"href": link, "text": "Airflow run"}],
     )
     store.add_event(
-        incident_id, "pagerduty_event", {"action": action, "reason": reason, "severity": severity}
+        incident_id, TimelineKind.PAGERDUTY_EVENT, {"action": action, "reason": reason, "severity": severity}
     )
     return True
 
@@ -82,7 +83,7 @@ def jira_issue(
         return None
     from incident_ops.hooks.jira import IncidentJiraHook
 
-    opened = _sent(store, incident_id, "jira_issue_opened")
+    opened = _sent(store, incident_id, TimelineKind.JIRA_ISSUE_OPENED)
     if opened:
         return str(opened["key"])
     hook = IncidentJiraHook()
@@ -94,7 +95,7 @@ def jira_issue(
         label=incident_id, summary=redact_value(summary), description=text
     )
     store.update_incident(incident_id, ticket_id=key)
-    store.add_event(incident_id, "jira_issue_opened", {"key": key})
+    store.add_event(incident_id, TimelineKind.JIRA_ISSUE_OPENED, {"key": key})
     return key
 
 
@@ -102,17 +103,17 @@ def jira_comment(store: IncidentStore, incident_id: str, text: str, *, reason: s
     """Comment on the incident's Jira issue, once per `reason`; False without an issue or Jira."""
     from incident_ops.integrations import jira_on
 
-    opened = _sent(store, incident_id, "jira_issue_opened")
+    opened = _sent(store, incident_id, TimelineKind.JIRA_ISSUE_OPENED)
     if not opened or not jira_on():
         return False
     from incident_ops.hooks.jira import IncidentJiraHook
 
-    if _sent(store, incident_id, "jira_commented", reason=reason):
+    if _sent(store, incident_id, TimelineKind.JIRA_COMMENTED, reason=reason):
         return False
     from include.jira_markup import jira_escape
 
     IncidentJiraHook().add_comment(str(opened["key"]), jira_escape(redact_value(text)))
-    store.add_event(incident_id, "jira_commented", {"key": opened["key"], "reason": reason})
+    store.add_event(incident_id, TimelineKind.JIRA_COMMENTED, {"key": opened["key"], "reason": reason})
     return True
 
 
@@ -120,10 +121,10 @@ def incident_resolved(store: IncidentStore, incident_id: str) -> None:
     """Tell PagerDuty and Jira that the incident is resolved; a failure is logged and on the timeline."""
     incident = store.get_incident(incident_id)
     by = incident.get("resolved_by") or "the run"
-    text = f"Resolved by {by}: {incident.get('outcome') or 'resolved'}."
+    text = f"Resolved by {by}: {incident.get('outcome') or IncidentState.RESOLVED}."
     for name, send in (
-        ("pagerduty", lambda: pagerduty_event(store, incident_id, RESOLVE, reason="resolved")),
-        ("jira", lambda: jira_comment(store, incident_id, text, reason="resolved")),
+        ("pagerduty", lambda: pagerduty_event(store, incident_id, RESOLVE, reason=IncidentState.RESOLVED)),
+        ("jira", lambda: jira_comment(store, incident_id, text, reason=IncidentState.RESOLVED)),
     ):
         try:
             send()

@@ -17,6 +17,7 @@ from incident_ops.hooks.errors import SlackDeliveryError, SlackRateLimitedError
 from incident_ops.integrations import slack_on
 from include.names import SLACK_CONN_ID
 from include.store import IncidentStore
+from include.vocabulary import OutboxState, TimelineKind
 
 if TYPE_CHECKING:
     from incident_ops.hooks.slack import IncidentSlackHook, SlackMessageRef
@@ -63,7 +64,7 @@ def deliver(
     """
     text = safe_text(text)
     row = store.enqueue_message(key=key, incident_id=incident_id, channel=channel, text=text, blocks=blocks)
-    if row["state"] == "sent":
+    if row["state"] == OutboxState.SENT:
         log.info("Message %s was already posted (ts %s)", key, row["slack_ts"])
         return Delivery(key=key, sent=True, channel=row["channel"], ts=row["slack_ts"])
     if not slack_on(slack_conn_id):
@@ -118,7 +119,7 @@ def _post_once(
     if thread_ts is None or ref.ts == thread_ts:
         store.set_thread(incident_id, channel=ref.channel, ts=ref.ts)
         thread_ts = None if ref.ts == thread_ts else thread_ts
-    store.mark_message(key, state="sent", slack_ts=ref.ts, thread_ts=thread_ts)
+    store.mark_message(key, state=OutboxState.SENT, slack_ts=ref.ts, thread_ts=thread_ts)
     return ref
 
 
@@ -139,7 +140,7 @@ def _record_failure(store: IncidentStore, incident_id: str, key: str, error: Sla
         store.mark_message(key, state="posting", note=f"retrying after {error.error_code}")
         return
     store.mark_message(key, state="undelivered", note=error.error_code)
-    store.add_event(incident_id, "message_undelivered", {"key": key, "error": error.error_code})
+    store.add_event(incident_id, TimelineKind.MESSAGE_UNDELIVERED, {"key": key, "error": error.error_code})
     log.error("Message %s could not be delivered (%s); it stays in the outbox", key, error.error_code)
 
 

@@ -82,7 +82,7 @@ def test_the_incident_page_draws_the_timeline_and_shows_the_record(as_user, stor
     chart = html[
         html.index('<svg id="timeline-chart"') : html.index("</svg>", html.index('id="timeline-chart"'))
     ]
-    for kind in ("alert", "ack", "ai", "approval", "vote", "action", "resolved"):
+    for kind in ("alert", "ack", "ai", "approval", "vote", "action", "resolution"):
         assert f'class="mark mark-{kind}"' in chart, kind
     assert 'class="span"' in chart and "diagnose (model, 2 s)" in chart
     assert "Acknowledged by alice" in chart and "Resolved: fixed" in chart

@@ -105,7 +105,7 @@ def test_without_pagerduty_nothing_is_sent_and_the_page_still_posts(store):
     ti = FakeTI()
     run, incident_id = _incident(store, ti)
     delivery = tasks.page_oncall(ti=ti, dag_run=run)
-    assert delivery["sent"] is False  # no Slack either: kept in the outbox
+    assert delivery["posted"] is False  # no Slack either: kept in the outbox
     assert not [e for e in store.timeline(incident_id) if e["kind"].startswith("pagerduty")]
 
 

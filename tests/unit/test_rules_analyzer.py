@@ -11,7 +11,7 @@ from include.inventory import lookup
 from include.models import Alert, Analysis, Enrichment
 from include.rules_analyzer import analyze
 from include.runbooks import get_runbook, load_runbooks, match_runbook
-from include.severity import severity_rank
+from include.vocabulary import Severity
 
 UNKNOWN_DEVICE = Enrichment(device_id="X-1", known=False)
 
@@ -223,7 +223,7 @@ def test_output_always_validates_and_stays_in_the_runbook_allow_list(
         for m, limit in b.critical_above.items()
     ):
         floor = "critical"
-    assert severity_rank(result.severity) >= severity_rank(floor)
+    assert result.severity >= Severity(floor)
     assert result.analyzer == "rules"
     assert 0.0 <= result.confidence <= 1.0
     if hint == "critical":

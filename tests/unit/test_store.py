@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from include.errors import Refused
 from include.store import (
     DECIDED_STATES,
     IncidentStore,
-    VoteRefused,
     approval_id_for,
 )
 from tests.unit.store_helpers import DAG_ID
@@ -61,7 +61,7 @@ def test_quorum_two_needs_two_distinct_approvers(store: IncidentStore, run_id: s
     record = _approval(store, run_id, quorum=2)
     after_one = store.cast_vote(record.id, identity="alice", channel="web", decision="approve", role="user")
     assert after_one.state == "pending"
-    with pytest.raises(VoteRefused) as info:
+    with pytest.raises(Refused) as info:
         store.cast_vote(record.id, identity="alice", channel="api", decision="approve", role="user")
     assert info.value.code == "conflict"
     assert "alice has already voted" in info.value.reason
@@ -76,7 +76,7 @@ def test_quorum_two_needs_two_distinct_approvers(store: IncidentStore, run_id: s
 def test_vote_after_decision_is_refused_and_audited(store: IncidentStore, run_id: str) -> None:
     record = _approval(store, run_id)
     decided = store.cast_vote(record.id, identity="alice", channel="web", decision="approve", role="user")
-    with pytest.raises(VoteRefused) as info:
+    with pytest.raises(Refused) as info:
         store.cast_vote(record.id, identity="bob", channel="slack", decision="reject", comment="too late?")
     assert info.value.code == "conflict"
     assert "already approved" in info.value.reason
@@ -98,7 +98,7 @@ def test_vote_after_decision_is_refused_and_audited(store: IncidentStore, run_id
 def test_vote_after_expiry_expires_the_record(store: IncidentStore, run_id: str, late_by: timedelta) -> None:
     record = _approval(store, run_id, deadline=timedelta(minutes=5))
     when = record.expires_at + late_by
-    with pytest.raises(VoteRefused) as info:
+    with pytest.raises(Refused) as info:
         store.cast_vote(record.id, identity="alice", channel="web", decision="approve", now=when, role="user")
     assert info.value.code == "conflict"
     assert "expired" in info.value.reason
@@ -121,7 +121,7 @@ def test_vote_just_before_expiry_counts(store: IncidentStore, run_id: str) -> No
 
 def test_a_vote_the_policy_forbids_is_refused_and_audited(store: IncidentStore, run_id: str) -> None:
     record = _approval(store, run_id, approvers=["bob"])
-    with pytest.raises(VoteRefused) as info:
+    with pytest.raises(Refused) as info:
         store.cast_vote(record.id, identity="mallory", channel="web", decision="approve", role="user")
     assert info.value.code == "forbidden"
     assert info.value.reason == "mallory is not an allowed approver for this action"
@@ -144,7 +144,7 @@ def test_a_vote_the_policy_forbids_is_refused_and_audited(store: IncidentStore, 
 
 def test_forbidden_reject_does_not_decide(store: IncidentStore, run_id: str) -> None:
     record = _approval(store, run_id)
-    with pytest.raises(VoteRefused):
+    with pytest.raises(Refused):
         store.cast_vote(record.id, identity="viewer", channel="web", decision="reject", role="viewer")
     assert store.approval_state(record.id) == "pending"
 
@@ -161,7 +161,7 @@ def test_close_approval_decides_a_pending_record(store: IncidentStore, run_id: s
     record = _approval(store, run_id)
     closed = store.close_approval(record.id, state=state)
     assert closed.state == state and closed.decided_at is not None
-    with pytest.raises(VoteRefused):
+    with pytest.raises(Refused):
         store.cast_vote(record.id, identity="alice", channel="web", decision="approve", role="user")
     assert store.approval_state(record.id) == state
 
@@ -195,7 +195,7 @@ def test_decided_records_never_change(store: IncidentStore, run_id: str) -> None
         {"identity": "erin", "decision": "reject", "role": "viewer"},
     ]
     for attempt in attempts:
-        with pytest.raises(VoteRefused):
+        with pytest.raises(Refused):
             store.cast_vote(record.id, channel="web", **attempt)
     store.close_approval(record.id, state="expired")
     after = store.get_approval(record.id).to_json()
@@ -311,7 +311,7 @@ PEOPLE = {"alice": "alice", "slack:U0ALICE": "alice", "bob": "bob"}
 def test_one_person_through_two_channels_counts_once(store: IncidentStore, run_id: str) -> None:
     record = _approval(store, run_id, quorum=2, approvers=["alice", "slack:U0ALICE", "bob"], people=PEOPLE)
     store.cast_vote(record.id, identity="slack:U0ALICE", channel="slack", decision="approve")
-    with pytest.raises(VoteRefused) as info:
+    with pytest.raises(Refused) as info:
         store.cast_vote(record.id, identity="alice", channel="web", decision="approve")
     assert info.value.code == "conflict" and info.value.reason == "alice has already voted"
     after = store.get_approval(record.id)
@@ -326,7 +326,7 @@ def test_refused_attempts_are_kept_up_to_a_cap_per_person(store: IncidentStore, 
     record = _approval(store, run_id, approvers=["bob"])
     codes = []
     for _ in range(MAX_REFUSED_ATTEMPTS + 3):
-        with pytest.raises(VoteRefused) as info:
+        with pytest.raises(Refused) as info:
             store.cast_vote(
                 record.id, identity="mallory", channel="web", decision="approve", comment="x" * 2000
             )

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from include.errors import Refused
 from include.store import (
     IncidentStore,
-    VoteRefused,
 )
 from tests.unit.store_helpers import ALERT, DAG_ID, REPO, race
 from tests.unit.store_helpers import approval as _approval
@@ -31,7 +31,7 @@ def test_concurrent_distinct_approvers_decide_once(store: IncidentStore, run_id:
             record.id, identity=f"voter-{i}", channel="web", decision="approve", role="user"
         ),
     )
-    assert all(isinstance(e, VoteRefused) for e in errors), errors
+    assert all(isinstance(e, Refused) for e in errors), errors
     assert all(e.code == "conflict" for e in errors)
     final = store.get_approval(record.id)
     assert final.state == "approved"
@@ -52,7 +52,7 @@ def test_concurrent_votes_by_one_person_never_reach_quorum(store: IncidentStore,
         ),
     )
     # Past the cap of kept refusals, a repeat is refused without being kept.
-    assert all(isinstance(e, VoteRefused) and e.code in ("conflict", "too_many") for e in errors), errors
+    assert all(isinstance(e, Refused) and e.code in ("conflict", "too_many") for e in errors), errors
     final = store.get_approval(record.id)
     assert final.state == "pending"
     assert final.deciders == ["alice"]
@@ -71,7 +71,7 @@ def test_concurrent_approve_and_reject_decide_exactly_once(store: IncidentStore,
             role="user",
         ),
     )
-    assert all(isinstance(e, VoteRefused) for e in errors), errors
+    assert all(isinstance(e, Refused) for e in errors), errors
     final = store.get_approval(record.id)
     assert len(results) == 1 and len(final.deciders) == 1
     winner = next(v for v in final.votes if v.accepted)
@@ -95,7 +95,7 @@ def test_concurrent_close_and_vote_agree(store: IncidentStore, run_id: str) -> N
         ).state
 
     results, errors = race(6, work)
-    assert all(isinstance(e, VoteRefused) for e in errors), errors
+    assert all(isinstance(e, Refused) for e in errors), errors
     final = store.get_approval(record.id)
     assert final.state in ("approved", "cancelled")
     # Every close call reports the one final decision, whoever won.
@@ -187,7 +187,8 @@ def test_idempotent_writes_survive_a_concurrent_twin(
 
 VOTER_SCRIPT = """
 import sys
-from include.store import IncidentStore, VoteRefused, make_engine
+from include.errors import Refused
+from include.store import IncidentStore, make_engine
 url, approval_id, identity = sys.argv[1:4]
 store = IncidentStore(make_engine(url))
 print("ready", flush=True)
@@ -195,7 +196,7 @@ sys.stdin.readline()  # the start signal: every voter is imported and waiting
 try:
     vote = store.cast_vote(approval_id, identity=identity, channel="api", decision="approve", role="user")
     print(vote.state)
-except VoteRefused as exc:
+except Refused as exc:
     print("refused:" + exc.code)
 """
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from include.errors import Refused
 from include.store import (
     IncidentStore,
     NotFound,
-    VoteRefused,
     incident_id_for,
     make_engine,
 )
@@ -200,7 +200,7 @@ def test_the_first_counted_vote_acknowledges_the_incident(store: IncidentStore, 
 
     record = _approval(store, run_id, quorum=2, approvers=["alice", "bob"])
     acknowledged_before = store.time_to_acknowledge().count  # the PostgreSQL store is shared
-    with pytest.raises(VoteRefused):
+    with pytest.raises(Refused):
         store.cast_vote(record.id, identity="mallory", channel="web", decision="approve", role="user")
     assert store.get_incident(record.incident_id)["state"] == "open"  # a refused vote answers nothing
 

@@ -12,7 +12,7 @@ import binascii
 import hmac
 import logging
 import re
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Path, Query, Request, status
 from fastapi.responses import JSONResponse
@@ -25,6 +25,7 @@ from incident_ops.api.request_counts import counted_by_source
 from include.alert_sources import WEBHOOK_SOURCES, Batch, PayloadError, TooManyAlertsError, normalise
 from include.errors import AlertRefused, IntakeRefused, IntakeUnavailable
 from include.names import WEBHOOK_CONN_ID, WEBHOOK_TOKEN_ENV
+from include.vocabulary import AlertStatus
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
@@ -59,7 +60,7 @@ class Refused(Exception):
 class IncidentResult(BaseModel):
     """What happened to one alert of the notification."""
 
-    status: Literal["firing", "resolved", "acknowledged"]
+    status: AlertStatus
     incident_id: str | None = Field(description="The incident (also before the run has opened it)")
     dag_run_id: str | None = Field(description="The incident_response run handling it")
     deduplicated: bool = Field(description="True when an earlier notification already did this")

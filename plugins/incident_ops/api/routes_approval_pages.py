@@ -16,6 +16,7 @@ from incident_ops.api.security import Caller, OptionalCallerDep, login_url, read
 from incident_ops.hooks.incident_store import get_store
 from incident_ops.links import run_url_for
 from include.store import NotFound
+from include.vocabulary import ApprovalState
 
 router = APIRouter(include_in_schema=False)
 RECENT_LIMIT = 50
@@ -59,7 +60,7 @@ def approvals_page(request: Request, caller: OptionalCallerDep) -> HTMLResponse:
         return _login_page(request)
     store, prefix = get_store(), _prefix(request)
     incidents: dict[str, Any] = {}
-    pending = store.list_approvals(state="pending", limit=200)
+    pending = store.list_approvals(state=ApprovalState.PENDING, limit=200)
     recent = [r for r in store.list_approvals(limit=RECENT_LIMIT + len(pending)) if r.decided][:RECENT_LIMIT]
     readable = readable_dag_ids(caller, {r.dag_id for r in pending + recent})
 

@@ -25,16 +25,17 @@ from incident_ops.api.security import (
     require_dag_read,
 )
 from incident_ops.hooks.incident_store import get_store
-from include.store import NotFound, VoteRefused
-from include.vocabulary import ApprovalState
+from include.errors import Refused
+from include.store import NotFound
+from include.vocabulary import ApprovalState, RefusalCode
 
 router = APIRouter(prefix="/api/approvals", tags=["approvals"])
 
 RecordId = Path(min_length=1, max_length=64, description="The approval record id, e.g. apr-0123456789ab")
 REFUSAL_STATUS = {
-    "forbidden": status.HTTP_403_FORBIDDEN,
-    "conflict": status.HTTP_409_CONFLICT,
-    "too_many": status.HTTP_429_TOO_MANY_REQUESTS,
+    RefusalCode.FORBIDDEN: status.HTTP_403_FORBIDDEN,
+    RefusalCode.CONFLICT: status.HTTP_409_CONFLICT,
+    RefusalCode.TOO_MANY: status.HTTP_429_TOO_MANY_REQUESTS,
 }
 
 
@@ -99,7 +100,7 @@ def decide(caller: CallerDep, body: DecisionBody, request: Request, approval_id:
         )
     except NotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no approval record {approval_id}") from None
-    except VoteRefused as refused:
+    except Refused as refused:
         return JSONResponse(
             status_code=REFUSAL_STATUS.get(refused.code, status.HTTP_409_CONFLICT),
             content={"detail": refused.reason, "code": refused.code},

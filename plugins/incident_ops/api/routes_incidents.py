@@ -11,6 +11,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.responses import JSONResponse
 
+from incident_ops.api.routes_approvals import REFUSAL_STATUS
 from incident_ops.api.schemas import ErrorResponse
 from incident_ops.api.security import (
     WEB_CHANNEL,
@@ -20,6 +21,7 @@ from incident_ops.api.security import (
     require_dag_read,
 )
 from incident_ops.hooks.incident_store import get_store
+from include.errors import Refused
 from include.store import NotFound
 from include.vocabulary import IncidentState
 
@@ -94,8 +96,8 @@ def act(
         )
     except NotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no incident {incident_id}") from None
-    except incident_lifecycle.ActionRefused as refused:
-        code = status.HTTP_403_FORBIDDEN if refused.code == "forbidden" else status.HTTP_409_CONFLICT
+    except Refused as refused:
+        code = REFUSAL_STATUS[refused.code]
         return JSONResponse(status_code=code, content={"detail": refused.reason, "code": refused.code})
     except ValueError as exc:  # a malformed incident_responders / incident_approvers Variable
         raise HTTPException(

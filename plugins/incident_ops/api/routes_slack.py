@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from incident_ops.api.body import BodyTooLarge, declared_too_large, read_limited
+from include.errors import Refused
 from include.names import SLACK_CONN_ID, SLACK_SIGNING_SECRET_ENV, SLACK_TEAM_ID_ENV
 from include.slack_blocks import mrkdwn_escape
 from include.slack_interactions import (
@@ -35,7 +36,7 @@ from include.slack_interactions import (
     parse_block_action,
     verify_slack_signature,
 )
-from include.store import NotFound, VoteRefused
+from include.store import NotFound
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["slack"])
@@ -101,7 +102,7 @@ def decide(action: BlockAction) -> str:
             f"This approval request ({mrkdwn_escape(action.record_id)}) does not exist (any more); "
             "nothing was recorded."
         )
-    except VoteRefused as refused:
+    except Refused as refused:
         return f"Your vote was not counted: {mrkdwn_escape(refused.reason)}."
     except Exception:
         log.exception("Could not record the Slack vote on approval %s", action.record_id)
@@ -127,7 +128,7 @@ def act_on_incident(action: IncidentAction) -> str:
         )
     except NotFound:
         return f"Incident {incident_id} does not exist; nothing was done."
-    except incident_lifecycle.ActionRefused as refused:
+    except Refused as refused:
         if refused.code == "conflict":
             return f"Nothing changed: {mrkdwn_escape(refused.reason)}."
         return f"You may not {action.action} incident {incident_id}: {mrkdwn_escape(refused.reason)}."

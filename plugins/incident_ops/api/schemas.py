@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from include.store import Decision
-from include.vocabulary import ApprovalState
+from include.vocabulary import ApprovalState, Decision
 
 MAX_COMMENT_CHARS = 2000
 

@@ -18,13 +18,15 @@ from airflow.providers.pagerduty.hooks.pagerduty_events import PagerdutyEventsHo
 from incident_ops.hooks.errors import ServiceRejectedError, ServiceUnavailableError
 from include.http_retry import is_transient_status
 from include.names import PAGERDUTY_CONN_ID
+from include.vocabulary import Severity
 
 log = logging.getLogger(__name__)
 
 TIMEOUT_SECONDS = 10
 EVENTS_API = "https://events.pagerduty.com"
-# PagerDuty's own severities; our "critical / warning / info" map onto them, escalation raises to critical.
-SEVERITIES = {"critical": "critical", "warning": "warning", "info": "info"}
+# PagerDuty's own severities (its wire values): ours map onto the same words; escalation raises to
+# critical.
+SEVERITIES: dict[Severity, str] = {severity: severity.value for severity in Severity}
 
 
 class IncidentPagerdutyHook(PagerdutyEventsHook):

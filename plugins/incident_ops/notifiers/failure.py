@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 from include.names import SLACK_CONN_ID
+from include.vocabulary import TimelineKind
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class IncidentFailureNotifier(BaseNotifier):
         try:
             store = get_store()
             incident_id = incident_id_for(dag_run.dag_id, dag_run.run_id)
-            store.add_event(incident_id, "task_failed", detail)
+            store.add_event(incident_id, TimelineKind.TASK_FAILED, detail)
             text = (
                 f":boom: Task `{ti.task_id}` failed after {ti.try_number} tries "
                 f"({detail['error'] or 'unknown error'}); the incident needs a human."

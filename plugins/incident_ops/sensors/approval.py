@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from include.names import STORE_CONN_ID
+from include.vocabulary import WaitState
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -108,12 +109,12 @@ class ApprovalSensor(BaseSensorOperator):
             # dag.test() resumes the task with a TaskSuccessEvent's state instead of ending it.
             return self._outcome(self._store().get_approval(self.approval_id))
         state = event.get("state") if isinstance(event, dict) else None
-        if state == "error":
+        if state == WaitState.ERROR:
             reason = event.get("reason") if isinstance(event, dict) else None
             raise ApprovalError(f"approval record {self.approval_id} cannot be read: {reason}")
-        if state == "expired":
+        if state == WaitState.EXPIRED:
             return self._expire()
-        if state != "reminder":
+        if state != WaitState.REMINDER:
             raise ApprovalError(f"unexpected event from the approval trigger: {event!r}")
         record = self._store().get_approval(self.approval_id)
         if not record.decided:

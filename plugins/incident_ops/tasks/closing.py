@@ -6,6 +6,7 @@ from typing import Any
 
 from incident_ops.tasks import common
 from include.names import ESCALATE, EXECUTE_FIX
+from include.vocabulary import TimelineKind
 
 
 def resolve_incident(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
@@ -43,7 +44,7 @@ def final_report(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
     )
     report, record = write_report_with_record(plain)
     if model_was_asked(record):
-        store.add_event(incident_id, "llm_call", record)
+        store.add_event(incident_id, TimelineKind.LLM_CALL, record)
     delivery = common.deliver(
         dag_run,
         key="final_report",
@@ -53,7 +54,7 @@ def final_report(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
     )
     return {
         "incident_id": incident_id,
-        "report_sent": delivery["sent"],
+        "report_posted": delivery["posted"],
         "lines": len(report.splitlines()),
         "written_by": record["analyzer"],
     }

@@ -69,4 +69,4 @@ def deliver(dag_run: Any, *, key: str, purpose: str, text: str, blocks: list[dic
         text=text,
         blocks=blocks,
     )
-    return {"key": delivery.key, "sent": delivery.sent, "channel": delivery.channel, "ts": delivery.ts}
+    return {"key": delivery.key, "posted": delivery.sent, "channel": delivery.channel, "ts": delivery.ts}

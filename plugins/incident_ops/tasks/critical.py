@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 from incident_ops.tasks import common
 from include.names import ESCALATE, EXECUTE_FIX, REQUEST_APPROVAL
+from include.vocabulary import ActionState, ApprovalState, Outcome, Severity, TimelineKind
 
 if TYPE_CHECKING:
     from include.approval_policy import Caution
     from include.models import Alert
-    from include.vocabulary import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def _caution(ti: Any) -> Caution:
 def approval_needed(ti: Any, dag_run: Any, **_: Any) -> str:
     """Route to a human approval whenever the caution policy gives a reason; else run the fix."""
     reasons = _caution(ti).reasons
-    common.store().add_event(common.incident_id(dag_run), "approval_policy", {"reasons": reasons})
+    common.store().add_event(common.incident_id(dag_run), TimelineKind.APPROVAL_POLICY, {"reasons": reasons})
     if reasons:
         log.info("Approval needed: %s", "; ".join(reasons))
         return REQUEST_APPROVAL
@@ -94,7 +94,6 @@ def request_approval(ti: Any, dag_run: Any, **_: Any) -> str:
 
 def approval_decision(ti: Any, **_: Any) -> str | list[str]:
     """Route on the decision: approved runs the fix, rejected or expired escalates, cancelled skips both."""
-    from include.vocabulary import ApprovalState
 
     outcome = common.outcome(ti)
     assert outcome is not None  # required=True
@@ -123,10 +122,10 @@ def _run_action(dag_run: Any, alert: Alert, action: str, *, purpose: str) -> dic
             action=action, device_id=alert.device_id, idempotency_key=key, dry_run=alert.dry_run
         )
     except Exception as exc:
-        store.finish_action(key, state="failed", result={"error": type(exc).__name__})
+        store.finish_action(key, state=ActionState.FAILED, result={"error": type(exc).__name__})
         raise
-    store.finish_action(key, state="done", result={"purpose": purpose, **result})
-    return {"action": action, "state": "done", "result": result, "repeated": False}
+    store.finish_action(key, state=ActionState.DONE, result={"purpose": purpose, **result})
+    return {"action": action, "state": ActionState.DONE, "result": result, "repeated": False}
 
 
 def execute_fix(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
@@ -162,7 +161,6 @@ def _check_approval(ti: Any, dag_run: Any, alert: Alert, action: str) -> None:
     from incident_ops.approval_lifecycle import fix_subject
     from incident_ops.incident_lifecycle import escalate_refused_fix
     from include.approval_binding import action_digest, fix_refusal
-    from include.vocabulary import TimelineKind
 
     store, incident_id = common.store(), common.incident_id(dag_run)
     records = store.list_approvals(run_id=dag_run.run_id)
@@ -195,9 +193,9 @@ def automated_containment(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
     containment = get_runbook(analysis.runbook).containment
     if containment is None:
         common.store().add_event(
-            common.incident_id(dag_run), "containment_none", {"runbook": analysis.runbook}
+            common.incident_id(dag_run), TimelineKind.CONTAINMENT_NONE, {"runbook": analysis.runbook}
         )
-        return {"action": None, "state": "none"}
+        return {"action": None, "state": ActionState.SKIPPED}
     return _run_action(dag_run, alert, containment, purpose="containment")
 
 
@@ -231,9 +229,11 @@ def escalate(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
         else open_ticket(incident_id=incident_id, title=title, body=body, severity=analysis.severity)
     )
     store.update_incident(incident_id, ticket_id=ticket["ticket_id"])
-    store.add_event(incident_id, "escalated", {"approval": outcome.state, "ticket_id": ticket["ticket_id"]})
+    store.add_event(
+        incident_id, TimelineKind.ESCALATED, {"approval": outcome.state, "ticket_id": ticket["ticket_id"]}
+    )
     incident_sync.pagerduty_event(
-        store, incident_id, incident_sync.TRIGGER, severity="critical", reason="escalated"
+        store, incident_id, incident_sync.TRIGGER, severity=Severity.CRITICAL, reason=Outcome.ESCALATED
     )
     text = (
         f"Escalation: approval {outcome.state}, `{analysis.recommended_action}` not run on "

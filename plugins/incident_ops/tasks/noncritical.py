@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from incident_ops.tasks import common
+from include.vocabulary import Outcome, TimelineKind
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def create_ticket(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
         )
     )
     store.update_incident(incident_id, ticket_id=ticket["ticket_id"])
-    store.add_event(incident_id, "ticket_opened", ticket)
+    store.add_event(incident_id, TimelineKind.TICKET_OPENED, ticket)
     common.deliver(
         dag_run,
         key="ticket",
@@ -68,6 +69,6 @@ def diagnostic_report(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
 def log_only(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
     """Record an informational alert; nobody is paged."""
     analysis = common.analysis(ti)
-    common.store().add_event(common.incident_id(dag_run), "logged", {"summary": analysis.summary})
+    common.store().add_event(common.incident_id(dag_run), TimelineKind.LOGGED, {"summary": analysis.summary})
     log.info("Informational: %s", analysis.summary)
-    return {"logged": True}
+    return {Outcome.LOGGED.value: True}

@@ -7,13 +7,14 @@ from typing import Any
 
 from incident_ops.tasks import common
 from include.names import CONTAINMENT, CREATE_TICKET, LOG_ONLY, PAGE_ONCALL, SUMMARIZE
+from include.vocabulary import Severity, TimelineKind
 
 log = logging.getLogger(__name__)
 
 SEVERITY_ROUTES = {
-    "critical": [PAGE_ONCALL, CONTAINMENT],
-    "warning": [CREATE_TICKET],
-    "info": [LOG_ONLY],
+    Severity.CRITICAL: [PAGE_ONCALL, CONTAINMENT],
+    Severity.WARNING: [CREATE_TICKET],
+    Severity.INFO: [LOG_ONLY],
 }
 
 
@@ -78,7 +79,7 @@ def enrich(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
         enrichment = inventory.lookup(alert.device_id)
     common.store().add_event(
         common.incident_id(dag_run),
-        "enriched",
+        TimelineKind.ENRICHED,
         {"known": enrichment.known, "site": enrichment.site, "source": enrichment.source},
     )
     return enrichment.to_xcom()
@@ -90,7 +91,7 @@ def ai_summarize(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
 
     document, record = summarize_with_record(common.alert(ti), common.enrichment(ti))
     if model_was_asked(record):  # how it answered, never the prompt or the answer
-        common.store().add_event(common.incident_id(dag_run), "llm_call", record.to_dict())
+        common.store().add_event(common.incident_id(dag_run), TimelineKind.LLM_CALL, record.to_dict())
     return document
 
 
@@ -104,10 +105,10 @@ def ai_diagnose(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
     store.update_incident(incident_id, severity=analysis.severity, analysis=analysis.to_xcom())
     if model_was_asked(record):
         # Which analyser answered, the model, latency, tokens and any fallback reason.
-        store.add_event(incident_id, "llm_call", record)
+        store.add_event(incident_id, TimelineKind.LLM_CALL, record)
     store.add_event(
         incident_id,
-        "diagnosed",
+        TimelineKind.DIAGNOSED,
         {
             "analyzer": analysis.analyzer,
             "severity": analysis.severity,

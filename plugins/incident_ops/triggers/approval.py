@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from include.names import STORE_CONN_ID
-
-WaitState = Literal["expired", "reminder", "error"]
+from include.vocabulary import ApprovalState, WaitState
 
 
 class WaitEvent(TypedDict):
@@ -80,7 +79,6 @@ class ApprovalTrigger(BaseTrigger):
         from incident_ops.triggers.approval_outcome import finished_wait_event
         from incident_ops.triggers.approval_watch import watcher_for
         from include.store import NotFound
-        from include.vocabulary import ApprovalState
 
         deadline = datetime.fromisoformat(self.expires_at)
         remind_at = datetime.fromisoformat(self.remind_at) if self.remind_at else None
@@ -95,10 +93,10 @@ class ApprovalTrigger(BaseTrigger):
                     self.approval_id, timeout=(wake_at - now).total_seconds(), interval=self.poll_interval
                 )
             except NotFound:
-                yield self._event("error", reason="not_found")
+                yield self._event(WaitState.ERROR, reason="not_found")
                 return
             if state is ApprovalState.EXPIRED:
-                yield self._event("expired")  # the sensor records and announces expiry itself
+                yield self._event(WaitState.EXPIRED)  # the sensor records and announces expiry itself
                 return
             if state is not None:
                 record = await asyncio.to_thread(store.get_approval, self.approval_id)
@@ -106,8 +104,8 @@ class ApprovalTrigger(BaseTrigger):
                 return
             now = datetime.now(UTC)
             if now >= deadline:
-                yield self._event("expired")
+                yield self._event(WaitState.EXPIRED)
                 return
             if remind_at and now >= remind_at:
-                yield self._event("reminder")
+                yield self._event(WaitState.REMINDER)
                 return
