@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from include.models import Enrichment
+from include.topology import Topology
 
 INVENTORY_FILE = Path(__file__).parent / "device_inventory.json"
 
@@ -34,3 +35,8 @@ def enrichment_from_record(device_id: str, record: dict[str, Any], *, source: st
         if k in Enrichment.model_fields and k not in ("device_id", "known", "source") and v is not None
     }
     return Enrichment(device_id=device_id, known=True, source=source, **fields)
+
+
+def load_topology(path: Path = INVENTORY_FILE) -> Topology:
+    """Return which device sits behind which gateway, from the inventory file's `gateway` fields."""
+    return Topology.from_records(_load(path))

@@ -81,6 +81,8 @@ class Enrichment(Document):
     device_id: str
     known: bool
     site: str | None = None
+    # The id of the device through which this one connects (the topology the grouping rules use).
+    gateway: str | None = None
     kind: str | None = None
     model: str | None = None
     firmware: str | None = None

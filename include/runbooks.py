@@ -13,6 +13,19 @@ from include.vocabulary import Severity
 RUNBOOK_DIR = Path(__file__).parent / "runbooks"
 FALLBACK = "unknown"
 RISKS = ("low", "high")
+# The inventory fields a runbook's `grouping.by` may name (include.models.Enrichment's, less the ids).
+GROUPING_FIELDS = ("site", "gateway", "kind", "model", "firmware", "criticality", "owner_team")
+DEFAULT_GROUPING_WINDOW_MINUTES = 10
+# A day: a longer window would join alerts nobody would call one outage.
+MAX_GROUPING_WINDOW_MINUTES = 24 * 60
+
+
+@dataclass(frozen=True)
+class GroupingSpec:
+    """A runbook's grouping rule: alerts of this runbook with equal `by` values join within the window."""
+
+    by: tuple[str, ...]
+    window_minutes: int = DEFAULT_GROUPING_WINDOW_MINUTES
 
 
 @dataclass(frozen=True)
@@ -57,6 +70,8 @@ class Runbook:
     warning_below: dict[str, float] = field(default_factory=dict)
     critical_below: dict[str, float] = field(default_factory=dict)
     nominal: dict[str, float] = field(default_factory=dict)
+    # Alerts of this runbook that join one incident (a site's power loss), if the runbook says.
+    grouping: GroupingSpec | None = None
 
     def action(self, name: str) -> Action:
         """Return the allowed action `name`, or raise if the runbook does not allow it."""
@@ -77,7 +92,7 @@ class Runbook:
 def _parse(raw: Any, origin: str) -> Runbook:
     if not isinstance(raw, dict):
         raise RunbookError(f"{origin}: malformed runbook (the file must be a mapping)")
-    for section in ("actions", "severity", "approval", "match", "telemetry"):
+    for section in ("actions", "severity", "approval", "match", "telemetry", "grouping"):
         if raw.get(section) is not None and not isinstance(raw[section], dict):
             raise RunbookError(f"{origin}: malformed runbook ({section} must be a mapping)")
     try:
@@ -108,6 +123,7 @@ def _parse(raw: Any, origin: str) -> Runbook:
             warning_below=_floats(severity.get("warning_below")),
             critical_below=_floats(severity.get("critical_below")),
             nominal=_floats(severity.get("nominal")),
+            grouping=_grouping(raw.get("grouping"), origin),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise RunbookError(f"{origin}: malformed runbook ({exc})") from exc
@@ -123,6 +139,35 @@ def _parse(raw: Any, origin: str) -> Runbook:
 
 def _floats(raw: Any) -> dict[str, float]:
     return {str(k): float(v) for k, v in (raw or {}).items()}
+
+
+def _grouping(raw: dict[str, Any] | None, origin: str) -> GroupingSpec | None:
+    if raw is None:
+        return None
+    unknown = sorted(set(raw) - {"by", "window_minutes"})
+    if unknown:
+        raise RunbookError(f"{origin}: grouping.{unknown[0]} is not a grouping setting (by, window_minutes)")
+    by = raw.get("by")
+    if isinstance(by, str):
+        by = [by]
+    if not isinstance(by, list) or not by:
+        raise RunbookError(f"{origin}: grouping.by must list inventory fields ({', '.join(GROUPING_FIELDS)})")
+    for name in by:
+        if name not in GROUPING_FIELDS:
+            raise RunbookError(
+                f"{origin}: grouping.by names {name!r}, not an inventory field ({', '.join(GROUPING_FIELDS)})"
+            )
+    if len(set(by)) != len(by):
+        raise RunbookError(f"{origin}: grouping.by names a field twice")
+    window = raw.get("window_minutes", DEFAULT_GROUPING_WINDOW_MINUTES)
+    # bool is an int in Python: `window_minutes: yes` is a typo, not one minute.
+    if isinstance(window, bool) or not isinstance(window, int):
+        raise RunbookError(f"{origin}: grouping.window_minutes must be a whole number of minutes")
+    if not 1 <= window <= MAX_GROUPING_WINDOW_MINUTES:
+        raise RunbookError(
+            f"{origin}: grouping.window_minutes must be between 1 and {MAX_GROUPING_WINDOW_MINUTES}"
+        )
+    return GroupingSpec(by=tuple(by), window_minutes=window)
 
 
 def _telemetry_error(raw: dict[str, Any], origin: str) -> str | None:

@@ -202,6 +202,12 @@ class TimelineKind(StrEnum):
     TASK_FAILED = "task_failed"
     # execute_fix found no approved record matching what it would run, and acted on nothing.
     FIX_REFUSED = "fix_refused"
+    # An alert joined an open incident (with the rule, the key and the window that matched).
+    ALERT_GROUPED = "alert_grouped"
+    # The rules named the incident's cause (a gateway that alerted after its devices, or a silent one).
+    CAUSE_NAMED = "cause_named"
+    # An alert fired again soon after its incident was resolved: the same incident is open again.
+    REOPENED = "reopened"
 
     @staticmethod
     def approval(state: ApprovalState) -> str:
@@ -217,6 +223,37 @@ class TimelineKind(StrEnum):
     def failed(integration: str) -> str:
         """Return the kind of the entry that records an outside system we could not tell."""
         return f"{integration}_failed"
+
+
+class GroupingOutcome(StrEnum):
+    """What an alert did when it arrived: opened an incident, joined one, or repeated one it is in."""
+
+    OPENED = "opened"
+    GROUPED = "grouped"
+    DEDUPLICATED = "deduplicated"
+
+
+class GroupingRule(StrEnum):
+    """Which rule made an alert join an open incident (see include/grouping.py)."""
+
+    # The same alert again: its fingerprint (incident key) is already held.
+    FINGERPRINT = "fingerprint"
+    # Through its gateway: the gateway is the incident's device or suspected cause, or the alert is
+    # that gateway's own, after its devices.
+    GATEWAY = "gateway"
+    # Behind the same gateway as alerts already grouped within the window.
+    SHARED_GATEWAY = "shared_gateway"
+    # A runbook's `grouping:` section: the same runbook and equal inventory values within the window.
+    RUNBOOK = "runbook"
+
+
+class CauseKind(StrEnum):
+    """How the rules named an incident's cause."""
+
+    # The gateway alerted after devices behind it: the incident moves to the gateway.
+    GATEWAY_ALERTED = "gateway_alerted"
+    # Enough devices behind one gateway went offline while the gateway said nothing.
+    SILENT_GATEWAY = "silent_gateway"
 
 
 class Source(StrEnum):

@@ -17,6 +17,7 @@ def test_known_device_is_enriched() -> None:
         device_id="PUMP-07B",
         known=True,
         site="Plant North",
+        gateway="GW-NORTH-1",
         kind="pump",
         model="Grundfos CR 45",
         firmware="4.2.1",

@@ -10,6 +10,7 @@ from include.runbooks import (
     FALLBACK,
     RISKS,
     RUNBOOK_DIR,
+    GroupingSpec,
     Runbook,
     RunbookError,
     get_runbook,
@@ -268,3 +269,42 @@ def test_below_thresholds_are_checked() -> None:
     raw["severity"] = {"critical_below": {"voltage_v": 19}, "nominal": {"voltage_v": 0}}
     with pytest.raises(RunbookError, match="nominal"):
         _parse(raw, "p.yaml")
+
+
+# -- grouping rules -------------------------------------------------------------------------------
+
+
+def test_power_groups_a_sites_outage() -> None:
+    grouping = get_runbook("power").grouping
+    assert grouping == GroupingSpec(by=("site",), window_minutes=10)
+    assert get_runbook("overheating").grouping is None
+
+
+def test_grouping_window_defaults_to_ten_minutes(tmp_path: Path) -> None:
+    _valid_dir(tmp_path)
+    _write(tmp_path, "pumps.yaml", GOOD.format(name="pumps", errors="") + "grouping: {by: [site, kind]}\n")
+    assert load_runbooks(tmp_path)["pumps"].grouping == GroupingSpec(by=("site", "kind"), window_minutes=10)
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ("grouping: [site]", "grouping must be a mapping"),
+        ("grouping: {}", "grouping.by must list inventory fields"),
+        ("grouping: {by: []}", "grouping.by must list inventory fields"),
+        ("grouping: {by: [rack]}", "grouping.by names 'rack', not an inventory field"),
+        ("grouping: {by: [site, site]}", "grouping.by names a field twice"),
+        ("grouping: {by: [site], window_minutes: 0}", "grouping.window_minutes must be between 1"),
+        ("grouping: {by: [site], window_minutes: 99999}", "grouping.window_minutes must be between 1"),
+        ("grouping: {by: [site], window_minutes: ten}", "grouping.window_minutes must be a whole number"),
+        ("grouping: {by: [site], window_minutes: yes}", "grouping.window_minutes must be a whole number"),
+        ("grouping: {by: [site], window_minutes: 2.5}", "grouping.window_minutes must be a whole number"),
+        ("grouping: {by: [site], window: 5}", "grouping.window is not a grouping setting"),
+    ],
+)
+def test_a_bad_grouping_section_names_the_file_and_field(tmp_path: Path, section: str, message: str) -> None:
+    _valid_dir(tmp_path)
+    _write(tmp_path, "broken.yaml", GOOD.format(name="broken", errors="") + section + "\n")
+    with pytest.raises(RunbookError, match="broken.yaml") as info:
+        load_runbooks(tmp_path)
+    assert message in str(info.value)
