@@ -15,14 +15,14 @@ are bounded by ``include.limits``: free text is clipped to fit, a notification w
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 from include.alert_sources.base import (
     ACKNOWLEDGED,
     FIRING,
     RESOLVED,
-    WEBHOOK_SOURCES,
     Batch,
     Notification,
     PayloadError,
@@ -61,6 +61,7 @@ from include.limits import (
     MAX_METRIC_NAME,
     MAX_METRICS,
 )
+from include.vocabulary import Source
 
 __all__ = [
     "ACKNOWLEDGED",
@@ -100,6 +101,21 @@ __all__ = [
 ]
 
 
+def _pagerduty(body: dict[str, Any], options: dict[str, bool]) -> Batch:
+    return Batch([normalise_pagerduty(body, options)])
+
+
+# The webhook senders and how each one's body becomes notifications: a new sender is its module, its
+# `Source` member (which also offers it in the trigger form) and one entry here.
+NORMALISERS: dict[Source, Callable[[dict[str, Any], dict[str, bool]], Batch]] = {
+    Source.ALERTMANAGER: partial(normalise_group, Source.ALERTMANAGER),
+    Source.GRAFANA: partial(normalise_group, Source.GRAFANA),
+    Source.PAGERDUTY: _pagerduty,
+    Source.GENERIC: normalise_generic,
+}
+WEBHOOK_SOURCES = tuple(NORMALISERS)
+
+
 def normalise(source: str, body: Any, *, options: Mapping[str, bool] | None = None) -> Batch:
     """Map a decoded JSON body from `source` to notifications; raise PayloadError when it is malformed.
 
@@ -109,9 +125,4 @@ def normalise(source: str, body: Any, *, options: Mapping[str, bool] | None = No
         raise PayloadError("source", f"unknown source {source!r}; use one of {', '.join(WEBHOOK_SOURCES)}")
     if not isinstance(body, dict):
         raise PayloadError("body", f"must be a JSON object, not {json_type(body)}")
-    options = dict(options or {})
-    if source in ("alertmanager", "grafana"):
-        return normalise_group(source, body, options)
-    if source == "pagerduty":
-        return Batch([normalise_pagerduty(body, options)])
-    return normalise_generic(body, options)
+    return NORMALISERS[Source(source)](body, dict(options or {}))

@@ -8,7 +8,6 @@ from typing import Any
 from include.models import Alert
 from include.vocabulary import AlertStatus, Source
 
-WEBHOOK_SOURCES = (Source.ALERTMANAGER, Source.GRAFANA, Source.PAGERDUTY, Source.GENERIC)
 FIRING, RESOLVED, ACKNOWLEDGED = AlertStatus.FIRING, AlertStatus.RESOLVED, AlertStatus.ACKNOWLEDGED
 
 
