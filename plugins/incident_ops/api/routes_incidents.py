@@ -1,7 +1,8 @@
 """JSON API: list and read incidents, and acknowledge, escalate or resolve one with an Airflow login.
 
 The same rules as the on-call page's buttons (`incident_lifecycle.act`): 403 for someone who is not
-a responder (kept on the timeline), 409 for an action that changes nothing.
+a responder (kept on the timeline), 409 for an action that changes nothing. Every document leaves
+redacted, as the pages show it (the store keeps the alert as sent, for the audit).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from incident_ops.api.security import (
 )
 from incident_ops.hooks.incident_store import get_store
 from include.errors import Refused
+from include.redaction import redact_value
 from include.store import NotFound
 from include.vocabulary import IncidentState
 
@@ -45,7 +47,7 @@ def list_incidents(
     store = get_store()
     documents = [store.incident_document(i) for i in store.incident_ids(state=state or None, limit=limit)]
     readable = readable_dag_ids(caller, {d["dag_id"] for d in documents})
-    items = [d for d in documents if d["dag_id"] in readable]
+    items = [redact_value(d) for d in documents if d["dag_id"] in readable]
     return {"incidents": items, "total_entries": len(items)}
 
 
@@ -61,7 +63,7 @@ def _document(caller: Any, incident_id: str) -> dict[str, Any]:
 @router.get("/{incident_id}", responses=ERRORS)
 def get_incident(caller: CallerDep, incident_id: str = IncidentId) -> dict[str, Any]:
     """Return one incident: state, who and when, MTTA and MTTR, approvals, actions and timeline."""
-    return _document(caller, incident_id)
+    return redact_value(_document(caller, incident_id))
 
 
 @router.post(
@@ -86,7 +88,7 @@ def act(
     # Only users who may read the DAG's runs may act at all: anyone else is not even recorded.
     _document(caller, incident_id)
     try:
-        return incident_lifecycle.act(
+        document = incident_lifecycle.act(
             get_store(),
             incident_id,
             action,
@@ -103,3 +105,4 @@ def act(
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"invalid configuration: {exc}"
         ) from None
+    return redact_value(document)

@@ -67,8 +67,10 @@ def diagnostic_report(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
 
 
 def log_only(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
-    """Record an informational alert; nobody is paged."""
+    """Record an informational alert; nobody is paged. The store keeps the summary, the log redacted."""
+    from include.redaction import redact_value
+
     analysis = common.analysis(ti)
     common.store().add_event(common.incident_id(dag_run), TimelineKind.LOGGED, {"summary": analysis.summary})
-    log.info("Informational: %s", analysis.summary)
+    log.info("Informational: %s", redact_value(analysis.summary))
     return {Outcome.LOGGED.value: True}
