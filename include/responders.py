@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from include.approval_policy import APPROVER_ROLES, SLACK_PREFIX, ApproverPolicy
+from include.approval_policy import APPROVER_ROLES, MAX_REFUSED_ATTEMPTS, SLACK_PREFIX, ApproverPolicy
 from include.errors import Refusal
 from include.vocabulary import IncidentAction, IncidentState, RefusalCode
 
 ACKNOWLEDGE, ESCALATE, RESOLVE = IncidentAction.ACKNOWLEDGE, IncidentAction.ESCALATE, IncidentAction.RESOLVE
 LIFECYCLE_ACTIONS = tuple(IncidentAction)
-FORBIDDEN, CONFLICT = RefusalCode.FORBIDDEN, RefusalCode.CONFLICT
+FORBIDDEN, CONFLICT, TOO_MANY = RefusalCode.FORBIDDEN, RefusalCode.CONFLICT, RefusalCode.TOO_MANY
+# Refused acknowledge, escalate and resolve attempts kept per person and incident, as votes per record.
+MAX_REFUSED_ACTIONS = MAX_REFUSED_ATTEMPTS
 
 
 class ResponderConfigError(ValueError):
@@ -89,3 +92,16 @@ def state_refusal(action: str, *, state: IncidentState, escalated: bool) -> Refu
     if action == ESCALATE and escalated:
         return Refusal(CONFLICT, "the incident is already escalated")
     return None
+
+
+def refused_attempts(policy: ResponderPolicy, refused: Iterable[Mapping[str, Any]], identity: str) -> int:
+    """Return how many of the kept refused-action entries (`refused`) are of the person behind `identity`."""
+    person = policy.person_of(identity)
+    return sum(
+        1 for entry in refused if policy.person_of(str((entry.get("detail") or {}).get("by"))) == person
+    )
+
+
+def past_the_cap(refusal: Refusal) -> Refusal:
+    """Return the refusal once the person's refused attempts on the incident reach the cap (not kept)."""
+    return Refusal(TOO_MANY, f"{refusal.reason} (and too many refused attempts; this one is not kept)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -194,6 +195,34 @@ class IncidentRecords(MetricTotals):
             if kind == LLM_CALL:
                 seconds = model_call_seconds(detail)
                 self._observe(conn, MODEL_CALLS, model_call_labels(detail), LATENCY_BUCKETS, seconds)
+
+    def add_event_unless(
+        self,
+        incident_id: str,
+        kind: str,
+        detail: dict[str, Any],
+        *,
+        full: Callable[[list[dict[str, Any]]], bool],
+    ) -> bool:
+        """Append an entry unless `full`, given the incident's entries of `kind`, says there are enough.
+
+        Read and written under the incident's lock, so concurrent callers never pass the cap together;
+        True when the entry was kept.
+        """
+        with self._tx() as conn:
+            # Writing first takes the row lock on PostgreSQL and the write lock on SQLite.
+            touched = conn.execute(
+                incidents.update().where(incidents.c.id == incident_id).values(state=incidents.c.state)
+            ).rowcount
+            if not touched:
+                raise NotFound(incident_id)
+            query = sa.select(events.c.detail).where(
+                events.c.incident_id == incident_id, events.c.kind == kind
+            )
+            if full([{"kind": kind, "detail": row.detail} for row in conn.execute(query)]):
+                return False
+            self._event(conn, incident_id, kind, detail)
+        return True
 
     def timeline(self, incident_id: str) -> list[dict[str, Any]]:
         """Return the incident's timeline, oldest first."""

@@ -16,7 +16,17 @@ import logging
 from typing import Any
 
 from include.errors import Refusal, Refused
-from include.responders import ACKNOWLEDGE, CONFLICT, ESCALATE, RESOLVE, responder_refusal, state_refusal
+from include.responders import (
+    ACKNOWLEDGE,
+    CONFLICT,
+    ESCALATE,
+    MAX_REFUSED_ACTIONS,
+    RESOLVE,
+    past_the_cap,
+    refused_attempts,
+    responder_refusal,
+    state_refusal,
+)
 from include.store import IncidentStore
 from include.vocabulary import IncidentAction, IncidentState, OutboxState, Outcome, Severity, TimelineKind
 
@@ -49,13 +59,18 @@ def act(
     from incident_ops import config
 
     incident = store.get_incident(incident_id)
-    refusal = responder_refusal(config.responder_policy(), identity=identity, channel=channel, role=role)
+    policy = config.responder_policy()
+    refusal = responder_refusal(policy, identity=identity, channel=channel, role=role)
     if refusal is not None:
-        store.add_event(
+        # Kept on the timeline up to a cap per person and incident, as refused votes per record.
+        kept = store.add_event_unless(
             incident_id,
             TimelineKind.ACTION_REFUSED,
             {"action": action, "by": identity, "channel": channel, "reason": refusal.reason},
+            full=lambda earlier: refused_attempts(policy, earlier, identity) >= MAX_REFUSED_ACTIONS,
         )
+        if not kept:
+            refusal = past_the_cap(refusal)
         raise Refused(refusal)
     idle = state_refusal(
         action, state=IncidentState(incident["state"]), escalated=escalated_by(store, incident_id) is not None

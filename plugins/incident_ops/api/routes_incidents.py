@@ -29,6 +29,7 @@ from include.vocabulary import IncidentState
 
 router = APIRouter(prefix="/api/incidents", tags=["incidents"])
 
+
 IncidentId = Path(pattern=r"^inc-[0-9a-f]{12}$", description="The incident id, e.g. inc-0123456789ab")
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "No valid Airflow login"},
@@ -71,6 +72,7 @@ def get_incident(caller: CallerDep, incident_id: str = IncidentId) -> dict[str, 
     responses={
         **ERRORS,
         409: {"model": ErrorResponse, "description": "The action changes nothing"},
+        429: {"model": ErrorResponse, "description": "Too many refused attempts (no longer recorded)"},
         503: {"model": ErrorResponse, "description": "The responders or approvers Variable is malformed"},
     },
 )
