@@ -6,16 +6,16 @@ tickets and pages. It walks structured values before they are encoded: a value u
 for secret formats (tokens, keys, credentials in URLs and headers, ``key=value`` pairs). The incident
 store keeps the original alert; only what leaves is redacted.
 
-Why hand-written patterns rather than Yelp's ``detect-secrets`` (1.5.0, tried on samples of the corpus):
-it is a scanner for source files, not a redactor. ``scan_line`` reports secret values, not their spans, under
-process-wide settings. Its detectors miss formats alerts carry: URL passwords with an empty user or a
-``/`` (``redis://:pw@host``), ``github_pat_`` and ``xapp-`` tokens, Google ``AIza`` keys, ``DB_PASS=``
-and ``pass:`` pairs; only its entropy detectors fire on them, and those fire as readily on ordinary
-words and on the hex fingerprint every Alertmanager alert carries. And its patterns are not linear-time
-on hostile text: its JWT pattern takes 6.5 s on ``"eyJ-" * 40000`` (160 kB), the shape of the quadratic
-pattern this module replaced. Alert text comes from outside, so every pattern here is written to run in
-linear time, and a unit test per pattern checks that on 1 MB of adversarial input; the formats are in
-one table below, each a few lines, with the corpus test as their specification.
+Why hand-written patterns rather than Yelp's ``detect-secrets`` (1.5.0, still its latest; Bridgecrew's
+fork bc-detect-secrets 1.5.52 is the same): it is a scanner for source files, not a redactor.
+``scan_line`` reports values, not spans, under process-wide settings. Its detectors miss formats alerts
+carry (``redis://:pw@host``, ``github_pat_``, ``xapp-``, ``AIza``, ``DB_PASS=``, ``pass:``) and every
+shape a security review later found passing here (of ``app:Sup3r@Secret!@db`` it reports ``Sup3r``, the
+same partial leak; nothing of a ``\\u``-escaped key); only its entropy detectors fire on them, as readily
+as on every ordinary word and on Alertmanager's hex fingerprint. Its JWT pattern takes 11 s on
+``"eyJ-" * 40000`` (160 kB): not linear. So no dependency: every pattern here runs in linear time (a
+unit test per pattern on 1 MB of adversarial input); the formats are one table below, with the corpus
+tests as their specification.
 
 How the patterns stay linear: each one starts at a literal or behind a look-behind that refuses a start
 inside a run of the same characters (so a long run is scanned from its start only), repeats only
@@ -51,6 +51,23 @@ def _has_digit(value: str) -> bool:
     return any(c.isdigit() for c in value)
 
 
+def _looks_like_password(value: str) -> bool:
+    """Say whether what follows `-p` is a password, not a port (`-p8080:80`) or flags (`-pxvf`)."""
+    letters = sum(c.isalpha() for c in value)
+    mixed = any(c.isupper() for c in value) or any(not c.isalpha() for c in value)
+    return letters > 0 and (mixed or len(value) >= 8)
+
+
+def _looks_like_aws_secret(value: str) -> bool:
+    """Say whether 40 base64 characters look random: both cases and a digit, few "/" (not a path)."""
+    return (
+        any(c.islower() for c in value)
+        and any(c.isupper() for c in value)
+        and any(c.isdigit() for c in value)
+        and value.count("/") <= 4
+    )
+
+
 def _is_basic_credential(value: str) -> bool:
     """Say whether base64 `value` decodes to ``user:password`` (so "Basic troubleshooting" stays)."""
     try:
@@ -74,6 +91,13 @@ _TOKEN = "A-Za-z0-9_-"  # base64url and the usual token alphabets
 _NOT_IN_TOKEN = rf"(?<![{_TOKEN}])"
 _SEP = r"(?:\s|\\[nr])"  # a newline, also written as "\n" inside a label or a JSON dump
 _PEM_HEADER = r"(?:[A-Z0-9]{1,16} ){0,3}PRIVATE KEY-----"
+_URL_PART = r"(?:[^\s@\"'<>/]|/(?!/)){1,256}+"  # a run of a URL password between its "@"s
+# The names a secret goes by in `key=value` pairs and command-line flags.
+_SECRET_WORDS = r"""(?:(?<![a-z])(?:pass|pwd|auth|sig)
+               |password|passwd|passphrase|secret|token|signature|cookie|credentials?
+               |api[_-]?key|(?:access|secret|private|account|shared[_-]?access)[_-]?key|session[_-]?id)"""
+# A word of a value written without quotes.
+_WORD = r"""[^\s,;&"'}\]\\]"""
 
 # Ordered: whole tokens first (a bearer JWT is one secret, not a JWT plus a word), then headers and
 # key=value pairs (their keys stay readable), then personal data (in Redactor.redact, when asked).
@@ -88,11 +112,15 @@ _SECRETS: dict[str, _Pattern] = {
             rf"(?:{_SEP}*+-----END {_PEM_HEADER})?"
         ),
     ),
-    # scheme://user:password@host, also redis://:password@host and passwords containing "/". A password
-    # never holds "//", so an attempt ends at the next "://": a run of them is scanned once.
+    # scheme://user:password@host, also redis://:password@host and passwords containing "/" or "@" (the
+    # host is what follows the authority's last "@"). A password never holds "//", so an attempt ends
+    # at the next "://": a run of them is scanned once; each "@" of the password is tried once.
     "credentials": _Pattern(
         "credentials",
-        re.compile(r"://[^\s/@:\"'<>]{0,256}+:(?P<secret>(?:[^\s@\"'<>/]|/(?!/)){1,256}+)(?=@)"),
+        re.compile(
+            rf"://[^\s/@:\"'<>]{{0,256}}+:(?P<secret>{_URL_PART}(?:@{_URL_PART})*?)"
+            rf"(?=@[^\s@/?#\"'<>),;}}]{{1,256}}+(?:[\s/?#\"'<>),;}}]|$))"
+        ),
         group="secret",
     ),
     "slack_webhook": _Pattern(
@@ -147,13 +175,57 @@ _SECRETS: dict[str, _Pattern] = {
             r"(?![A-Za-z0-9])"
         ),
     ),
-    # GitLab, npm, PyPI and SendGrid tokens: fixed prefixes.
+    # Tokens known by a fixed prefix: GitLab, npm, PyPI, SendGrid, Hugging Face, Grafana, DigitalOcean,
+    # Shopify, Postman, New Relic, Sentry, Atlassian and Databricks.
     "api_token": _Pattern(
         "api_token",
         re.compile(
-            rf"{_NOT_IN_TOKEN}(?:glpat-[{_TOKEN}]{{20,}}+|npm_[A-Za-z0-9]{{36,}}+|pypi-AgE[{_TOKEN}]{{50,}}+"
-            rf"|SG\.[{_TOKEN}]{{22}}\.[{_TOKEN}]{{43}})"
+            rf"{_NOT_IN_TOKEN}(?:gl(?:pat|dt|rt|ptt|ft|soat|imt|agent)-[{_TOKEN}]{{20,}}+"
+            rf"|npm_[A-Za-z0-9]{{36,}}+|pypi-AgE[{_TOKEN}]{{50,}}+|SG\.[{_TOKEN}]{{22}}\.[{_TOKEN}]{{43}}"
+            r"|(?:hf|api_org)_[A-Za-z0-9]{30,}+|gl(?:sa|c)_[A-Za-z0-9_+/=]{32,}+|do[opr]_v1_[a-f0-9]{64}"
+            r"|shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}|PMAK-[a-f0-9]{24}-[a-f0-9]{34}|NRAK-[A-Z0-9]{27}"
+            r"|sntr[ysu]s?_[A-Za-z0-9+/=_]{40,}+|ATATT[A-Za-z0-9_=-]{50,}+|dapi[a-f0-9]{32})"
         ),
+    ),
+    # An AWS secret access key on its own: 40 characters of base64 with upper and lower case and digits
+    # (a hex digest, lower case only, stays). Only a run of exactly 40 counts; it is scanned from its start.
+    "aws_secret_key": _Pattern(
+        "aws_secret_key",
+        re.compile(r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"),
+        is_secret=_looks_like_aws_secret,
+    ),
+    # `password = correct horse battery staple`: a value after "= " or ": " runs over its words, to the
+    # end of the line, a `,;&`, or the next `key:` / `key=`. Only for passwords (tokens have no spaces);
+    # `password=x on PUMP-07B`, written without the space, stays one word (the "secret" pattern).
+    "passphrase": _Pattern(
+        "secret",
+        re.compile(
+            rf"""(?ix)
+            (?:(?<![a-z])(?:pass|pwd)|password|passwd|passphrase|secret)
+            (?:\\?["'])?[ \t]{{0,8}}[:=][ \t]{{1,8}}+
+            (?P<secret>{_WORD}{{1,512}}+
+              (?:[ \t]{{1,8}}+(?![\w.-]{{1,64}}+[ \t]{{0,8}}[:=]){_WORD}{{1,128}}+){{1,8}}+)
+            """
+        ),
+        group="secret",
+    ),
+    # Command lines: `--password hunter2`, `--db-token=x`, `-pHunter2pw` (MySQL's password flag). A flag
+    # that only ends in the word (`--password-file`) or a value that is a flag (`--no-password -v`) stays.
+    "flag": _Pattern(
+        "secret",
+        re.compile(
+            rf"""(?ix)
+            (?<![\w-])--?(?:[a-z0-9]{{1,32}}[-_]){{0,4}}{_SECRET_WORDS}[ \t]{{1,8}}+
+            (?P<secret>(?!-)(?:"[^"\n]{{1,512}}+"|'[^'\n]{{1,512}}+'|{_WORD}{{1,512}}+))
+            """
+        ),
+        group="secret",
+    ),
+    "short_password_flag": _Pattern(
+        "secret",
+        re.compile(r"(?<![\w-])-p(?P<secret>[^\s\-\"'][^\s\"']{2,511}+)"),
+        group="secret",
+        is_secret=_looks_like_password,
     ),
     # `password=hunter2`, `DB_PASS=x`, `pass: x`, `"api_key": "abc"`, `AccountKey=...;`, also inside an
     # encoded JSON string (`\"token\": \"abc\"`): the key stays, the value goes. The keyword must end
@@ -162,12 +234,10 @@ _SECRETS: dict[str, _Pattern] = {
     "secret": _Pattern(
         "secret",
         re.compile(
-            r"""(?ix)
-            (?:(?<![a-z])(?:pass|pwd|auth|sig)
-               |password|passwd|passphrase|secret|token|signature|cookie|credentials?
-               |api[_-]?key|(?:access|secret|private|account|shared[_-]?access)[_-]?key|session[_-]?id)
-            (?:\\?["'])?\s{0,8}[:=]\s{0,8}
-            (?P<secret>"[^"\n]{1,512}+"|'[^'\n]{1,512}+'|\\"[^"\\\n]{1,512}+\\"|["']?[^\s,;&"'}\]\\]{1,512}+)
+            rf"""(?ix)
+            {_SECRET_WORDS}
+            (?:\\?["'])?\s{{0,8}}[:=]\s{{0,8}}
+            (?P<secret>"[^"\n]{{1,512}}+"|'[^'\n]{{1,512}}+'|\\"[^"\\\n]{{1,512}}+\\"|["']?{_WORD}{{1,512}}+)
             """
         ),
         group="secret",
@@ -187,9 +257,17 @@ _IPV6 = re.compile(
     rf"|::{_H}(?::{_H}){{0,6}})(?:/\d{{1,3}})?(?![\w:])"
 )
 
+# A letter, digit, "_" or "-" written as a JSON or JavaScript escape (also inside an encoded string,
+# `\\u0070`), a Python escape or a URL's percent-encoding.
+_ESCAPE = re.compile(
+    r"\\{1,8}+u00(?P<u>[0-9A-Fa-f]{2})|\\{1,8}+x(?P<x>[0-9A-Fa-f]{2})|%(?P<pct>[0-9A-Fa-f]{2})"
+)
+_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
 # Every pattern applied to alert text, by name (the linear-time tests run each one).
 PATTERNS: dict[str, re.Pattern[str]] = {
     **{name: pattern.regex for name, pattern in _SECRETS.items()},
+    "escape": _ESCAPE,
     "email": _EMAIL,
     "ipv4": _IPV4,
     "ipv6": _IPV6,
@@ -270,10 +348,15 @@ class Redactor:
                 return _placeholder("secret")
             return self._text(value, counts)
         if isinstance(value, Mapping):
-            return {
-                key: self._walk(item, counts, secret=secret or (isinstance(key, str) and is_secret_key(key)))
-                for key, item in value.items()
-            }
+            walked: dict[Any, Any] = {}
+            for key, item in value.items():
+                by_name = isinstance(key, str) and (is_secret_key(key) or is_secret_key(_unescaped(key)))
+                # A key is text too: a secret used as a label name goes like any other.
+                name = self._text(key, counts) if isinstance(key, str) else key
+                while name in walked:  # two keys redacted alike stay two entries
+                    name = f"{name}'"
+                walked[name] = self._walk(item, counts, secret=secret or by_name)
+            return walked
         if isinstance(value, (list, tuple)):
             return type(value)(self._walk(item, counts, secret=secret) for item in value)
         if secret and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -282,6 +365,20 @@ class Redactor:
         return value
 
     def _text(self, text: str, counts: Counter[str]) -> str:
+        found: Counter[str] = Counter()
+        redacted = self._scan(text, found)
+        plain = _unescaped(text)
+        if plain != text:
+            # `"pass\u0077ord": "x"`, `pass%77ord=x`: letters written as escapes hide a key's name. The
+            # text is read with them decoded, and kept as it was unless that finds more.
+            found_plain: Counter[str] = Counter()
+            redacted_plain = self._scan(plain, found_plain)
+            if found_plain.total() > found.total():
+                redacted, found = redacted_plain, found_plain
+        counts.update(found)
+        return redacted
+
+    def _scan(self, text: str, counts: Counter[str]) -> str:
         for pattern in _SECRETS.values():
 
             def replace(match: re.Match[str], p: Any = pattern) -> str:
@@ -294,6 +391,18 @@ class Redactor:
             text = _sub("ip", _IPV4, text, counts)
             text = _sub("ip", _IPV6, text, counts)
         return text
+
+
+def _unescaped(text: str) -> str:
+    """Return `text` with escaped letters, digits, "_" and "-" written plainly (other escapes stay)."""
+    if "\\" not in text and "%" not in text:
+        return text
+
+    def plain(match: re.Match[str]) -> str:
+        char = chr(int(match.group("u") or match.group("x") or match.group("pct"), 16))
+        return char if char in _NAME_CHARS else match.group(0)
+
+    return _ESCAPE.sub(plain, text)
 
 
 def _replace(pattern: _Pattern, match: re.Match[str], counts: Counter[str]) -> str:
@@ -334,6 +443,7 @@ def redact_value(value: T, *, redact_emails: bool = True, redact_ips: bool = Fal
 
     Use it on whatever leaves the product: a dict's values under secret keys (``password``, ``token``,
     ``api_key``, ...) are replaced whole, every string is scanned for secret formats, and e-mail
-    addresses (and IP addresses, when asked) are replaced too. Keys and the structure are kept.
+    addresses (and IP addresses, when asked) are replaced too. The structure is kept, and keys unless a
+    secret is used as one.
     """
     return Redactor(redact_ips=redact_ips, redact_emails=redact_emails).redact_value(value)

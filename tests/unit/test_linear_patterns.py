@@ -37,7 +37,15 @@ ADVERSARIAL: dict[str, list[Callable[[int], str]]] = {
         repeat("-----BEGIN PRIVATE KEY-----\nAAAA"),
         after("-----BEGIN RSA PRIVATE KEY-----", "\nAAAAAAAAAAAAAAA"),
     ],
-    "credentials": [repeat("://a:"), repeat("://"), after("://a:", "b"), repeat("://a:b/")],
+    "credentials": [
+        repeat("://a:"),
+        repeat("://"),
+        after("://a:", "b"),
+        repeat("://a:b/"),
+        after("://a:", "b@"),
+        after("://a:", "b@c!"),
+        repeat("://a:b@c@"),
+    ],
     "slack_webhook": [repeat("hooks.slack.com/services/"), repeat("hooks.slack.com/services/abc")],
     "bearer": [repeat("bearer "), after("bearer ", "a")],
     "basic": [repeat("basic "), after("basic ", "A"), repeat("basic AAAAAAAA ")],
@@ -54,6 +62,22 @@ ADVERSARIAL: dict[str, list[Callable[[int], str]]] = {
     "google_api_key": [repeat("AIza"), repeat("AIza" + "a" * 34 + "-")],
     "aws_access_key": [repeat("AKIA"), repeat("AKIA" + "A" * 15 + " ")],
     "api_token": [repeat("glpat-"), repeat("SG." + "a" * 22 + "."), repeat("npm_")],
+    "passphrase": [
+        repeat("password = a "),
+        after("password = ", "a "),
+        repeat("password: a b c d e f g h i j k: "),
+        repeat("pass: " + "a" * 600 + " "),
+        after("secret = a ", "b" * 200 + " "),
+    ],
+    "flag": [
+        repeat("--password "),
+        repeat("--a-b-c-d-e-token "),
+        after("--password ", "a"),
+        repeat("-pass-pass "),
+    ],
+    "short_password_flag": [repeat("-p"), after("-p", "a"), repeat("-pA-pB ")],
+    "aws_secret_key": [repeat("A"), repeat("aB3/" * 10 + " "), repeat("aB3+" * 9 + "aB3")],
+    "escape": [repeat("\\"), repeat("\\u00"), repeat("%"), repeat("\\\\\\\\\\x4")],
     "secret": [
         repeat("password="),
         repeat('password="' + "a" * 600),
@@ -110,7 +134,10 @@ def test_each_pattern_is_linear_on_adversarial_input(name, index):
 
 
 def test_the_whole_redaction_is_linear_on_mixed_hostile_text():
-    unit = "eyJ-://a:password=AKIA bearer basic -----BEGIN PRIVATE KEY-----\n a@a. 1.1.1.1. ffff: "
+    unit = (
+        "eyJ-://a:password=AKIA bearer basic -----BEGIN PRIVATE KEY-----\n a@a. 1.1.1.1. ffff: "
+        "--token -pX1 pass\\u0077ord = a b \\x41%41 aB3/aB3/ "
+    )
     redactor = Redactor(redact_ips=True)
     assert_linear(lambda text: redactor.redact(text), repeat(unit))
     assert_linear(lambda text: redactor.redact_value({"labels": {"note": text}}), repeat(unit))
