@@ -6,6 +6,7 @@ is built here from the record, so a model can never change the timeline, the dec
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime
 from typing import Any
@@ -171,3 +172,8 @@ def postmortem_markdown(
     lines += [f"- [ ] {item}" for item in follow_ups(doc)] or ["None recorded."]
     lines += ["", "## Links", "", f"- DAG run: <{run_url}>", ""]
     return "\n".join(lines)
+
+
+def draft_digest(plain_report: str, *, prompt_id: str) -> str:
+    """Return the digest of what a postmortem narrative is written from: the plain report and prompt."""
+    return hashlib.sha256(f"{prompt_id}\n{plain_report}".encode()).hexdigest()

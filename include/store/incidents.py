@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 
 from include.incident_stats import DURATION_BUCKETS, LATENCY_BUCKETS, severity_label
 from include.store.records import NotFound, aware, incident_id_for, utcnow
-from include.store.schema import actions, events, incidents, outbox
+from include.store.schema import actions, events, incidents, outbox, postmortems
 from include.store.totals import (
     INCIDENTS,
     MODEL_CALLS,
@@ -223,6 +223,31 @@ class IncidentRecords(MetricTotals):
                 return False
             self._event(conn, incident_id, kind, detail)
         return True
+
+    def postmortem_narrative(self, incident_id: str, digest: str) -> tuple[str, str] | None:
+        """Return the kept narrative and its author for the incident's record as `digest` names it."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(postmortems.c.narrative, postmortems.c.written_by).where(
+                    postmortems.c.incident_id == incident_id, postmortems.c.digest == digest
+                )
+            ).first()
+        return None if row is None else (row.narrative, row.written_by)
+
+    def keep_postmortem_narrative(
+        self, incident_id: str, digest: str, narrative: str, written_by: str
+    ) -> None:
+        """Keep a narrative the model wrote (the first one kept for a digest stays)."""
+        with self._tx() as conn:
+            self._insert_once(
+                conn,
+                postmortems,
+                incident_id=incident_id,
+                digest=digest,
+                narrative=narrative,
+                written_by=written_by,
+                created_at=utcnow(),
+            )
 
     def timeline(self, incident_id: str) -> list[dict[str, Any]]:
         """Return the incident's timeline, oldest first."""

@@ -164,3 +164,15 @@ metric_totals = sa.Table(
     sa.Column("count", sa.BigInteger, nullable=False),
     sa.Column("total", sa.Float, nullable=False),  # the sum of the bucket's observations
 )
+
+# Postmortem narratives the model wrote, one per incident and digest of what it was written from (the
+# plain report and the prompt): a download reuses it while the incident's record is unchanged.
+postmortems = sa.Table(
+    "ir_postmortems",
+    metadata,
+    sa.Column("incident_id", sa.String(64), primary_key=True),
+    sa.Column("digest", sa.String(64), primary_key=True),
+    sa.Column("narrative", sa.Text, nullable=False),
+    sa.Column("written_by", sa.String(256), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
