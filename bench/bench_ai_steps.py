@@ -159,7 +159,7 @@ def bench_tasks(runs: int) -> None:
 
     def one_run() -> None:
         run = _DagRun(f"bench__{next(counter)}")
-        store.open_incident(
+        store.incidents.open(
             dag_id=run.dag_id, run_id=run.run_id, incident_key=alert.incident_key, alert=alert.to_xcom()
         )
         ti = _TaskInstance({names.INGEST: alert.to_xcom(), names.ENRICH: enrichment.to_xcom()})

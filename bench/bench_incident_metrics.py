@@ -133,17 +133,17 @@ def fill(store: IncidentStore, count: int, *, seed: int = 7) -> str:
     flush()
     for status, times in (("202", 500), ("401", 20), ("422", 5)):
         for _ in range(times):
-            store.count_webhook_request("alertmanager", status)
-    busy = store.open_incident(
+            store.stats.count_webhook_request("alertmanager", status)
+    busy = store.incidents.open(
         dag_id=DAG_ID, run_id="bench__busy", incident_key="busy", alert={"device_id": "PUMP-1", "error": "E"}
     )
     for i in range(40):
-        store.add_event(
+        store.incidents.add_event(
             busy,
             "llm_call" if i % 4 == 0 else "vote",
             {"step": "diagnose", "latency_ms": 900, "identity": "alice", "decision": "approve"},
         )
-    store.resolve_incident(busy, outcome="fixed")
+    store.incidents.resolve(busy, outcome="fixed")
     return busy
 
 
@@ -199,7 +199,7 @@ def measure(url: str, incidents: int, repeat: int) -> dict[str, object]:
     # totals from them, as opening such a store does, then let the database plan with fresh statistics
     # (as PostgreSQL's autovacuum does after a bulk write).
     started = time.perf_counter()
-    store.recount_totals()
+    store.stats.recount_totals()
     recount_s = time.perf_counter() - started
     print(f"  running totals counted from the rows in {recount_s:.1f} s")
     with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:

@@ -112,7 +112,7 @@ def waiting_30(stack: CeleryAirflow, store: IncidentStore, tag: str) -> dict[str
         "triggerer_cpu_percent": round(10 * (cpu1 - cpu0), 1),
         "triggerer_rss_mib": round(rss, 1),
     }
-    records = {r.run_id: r.id for r in store.list_approvals(limit=500) if r.run_id in runs}
+    records = {r.run_id: r.id for r in store.approvals.find(limit=500) if r.run_id in runs}
     approved_at = datetime.now().astimezone()
     for record_id in records.values():
         scenario.decide(stack, record_id, "approve")

@@ -81,9 +81,9 @@ def trial(stack: LocalAirflow, slack: FakeSlackServer) -> dict[str, float]:
         lambda: stack.task_states(DAG_ID, run_id).get("wait_for_approval") == "deferred", TIMEOUT, "deferral"
     )
     store = IncidentStore.from_url(f"sqlite:///{stack.home / 'incident_store.db'}")
-    incident = store.get_incident(incident_id)
+    incident = store.incidents.get(incident_id)
     # The page starts the incident's thread.
-    channel, ts = incident["slack_channel"], incident["slack_ts"]
+    channel, ts = incident.slack_channel, incident.slack_ts
     figures: dict[str, float] = {}
     resolved_at = 0.0
     for action in ACTIONS:

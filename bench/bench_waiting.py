@@ -51,13 +51,13 @@ def create_records(store: IncidentStore, dag_id: str, count: int) -> list[tuple[
     pairs = []
     for _ in range(count):
         run_id = f"bench-wait-{uuid.uuid4().hex[:10]}"
-        incident_id = store.open_incident(
+        incident_id = store.incidents.open(
             dag_id=dag_id,
             run_id=run_id,
             incident_key=run_id,
             alert={"device_id": "PUMP-07B", "error": "PRESSURE_SPIKE_DETECTED"},
         )
-        record = store.create_approval(
+        record = store.approvals.create(
             incident_id=incident_id,
             dag_id=dag_id,
             run_id=run_id,

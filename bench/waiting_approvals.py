@@ -74,13 +74,13 @@ def create_records(store: Any, count: int) -> list[str]:
     ids = []
     for n in range(count):
         run_id = f"bench-wait-{uuid.uuid4().hex[:8]}-{n}"
-        incident_id = store.open_incident(
+        incident_id = store.incidents.open(
             dag_id=DAG_ID,
             run_id=run_id,
             incident_key=uuid.uuid4().hex[:16],
             alert={"device_id": "PUMP-07B", "error": "PRESSURE_SPIKE_DETECTED", "source": "api"},
         )
-        record = store.create_approval(
+        record = store.approvals.create(
             incident_id=incident_id,
             dag_id=DAG_ID,
             run_id=run_id,
@@ -98,7 +98,7 @@ def create_records(store: Any, count: int) -> list[str]:
 async def per_trigger_wait(store: Any, approval_id: str) -> str:
     """Wait as each trigger did before the shared poll: its own read every 0.25 s."""
     while True:
-        state = await asyncio.to_thread(store.approval_state, approval_id)
+        state = await asyncio.to_thread(store.approvals.state, approval_id)
         if state.decided:
             return str(state)
         await asyncio.sleep(POLL_INTERVAL)
@@ -116,7 +116,7 @@ async def shared_wait(approval_id: str, expires_at: str) -> str:
 
 async def measure(store: Any, ids: list[str], mode: str, wait: float) -> dict[str, Any]:
     """Wait on every record, sample the cost of waiting, approve them all, time until all fired."""
-    expires = {i: store.get_approval(i).expires_at.isoformat() for i in ids}
+    expires = {i: store.approvals.get(i).expires_at.isoformat() for i in ids}
     tasks = [
         asyncio.create_task(
             per_trigger_wait(store, i) if mode == "per-trigger" else shared_wait(i, expires[i])
@@ -137,7 +137,9 @@ async def measure(store: Any, ids: list[str], mode: str, wait: float) -> dict[st
 
     def approve_all() -> None:
         for approval_id in ids:
-            store.cast_vote(approval_id, identity="admin", channel="web", decision="approve", role="admin")
+            store.approvals.cast_vote(
+                approval_id, identity="admin", channel="web", decision="approve", role="admin"
+            )
 
     await asyncio.to_thread(approve_all)
     written = time.monotonic() - approved_at

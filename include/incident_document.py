@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from include.vocabulary import TimelineKind
+
+if TYPE_CHECKING:
+    from include.store.incident_records import Incident, TimelineEntry
 
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def started_at(incident: dict[str, Any]) -> datetime:
+def started_at(incident: Incident) -> datetime:
     """Return when the incident began: the alert's start when the sender said, else its arrival."""
-    raw = (incident.get("alert") or {}).get("started_at")
+    raw = incident.alert.get("started_at")
     if isinstance(raw, str):
         try:
             parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
@@ -22,8 +25,21 @@ def started_at(incident: dict[str, Any]) -> datetime:
             parsed = None
         if parsed is not None and parsed.tzinfo is not None:
             return parsed
-    arrived: datetime = incident["created_at"]
-    return arrived
+    return incident.created_at
+
+
+# The incident's own fields that open its document, in this order (the API's JSON keeps its key order).
+_OWN_HEAD = (
+    "incident_id",
+    "dag_id",
+    "dag_run_id",
+    "device_id",
+    "error",
+    "source",
+    "severity",
+    "state",
+    "outcome",
+)
 
 
 def seconds_between(start: datetime, end: datetime | None) -> float | None:
@@ -32,38 +48,31 @@ def seconds_between(start: datetime, end: datetime | None) -> float | None:
 
 
 def incident_document(
-    incident: dict[str, Any],
+    incident: Incident,
     *,
-    timeline: list[dict[str, Any]],
+    timeline: list[TimelineEntry],
     approvals: list[dict[str, Any]],
     actions: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """Return the incident's JSON document (the incident API's shape)."""
     start = started_at(incident)
-    escalation = next((e for e in timeline if e["kind"] == TimelineKind.ESCALATED), None)
+    escalation = next((e for e in timeline if e.kind == TimelineKind.ESCALATED), None)
+    own = incident.to_json()
     return {
-        "incident_id": incident["id"],
-        "dag_id": incident["dag_id"],
-        "dag_run_id": incident["run_id"],
-        "device_id": incident["device_id"],
-        "error": incident["error"],
-        "source": incident["source"],
-        "severity": incident.get("severity"),
-        "state": str(incident["state"]),
-        "outcome": incident.get("outcome"),
+        **{key: own[key] for key in _OWN_HEAD},
         "started_at": _iso(start),
-        "opened_at": _iso(incident["created_at"]),
-        "acknowledged_at": _iso(incident.get("acknowledged_at")),
-        "acknowledged_by": incident.get("acknowledged_by"),
-        "escalated_at": _iso(escalation["at"]) if escalation else None,
+        "opened_at": own["opened_at"],
+        "acknowledged_at": own["acknowledged_at"],
+        "acknowledged_by": own["acknowledged_by"],
+        "escalated_at": _iso(escalation.at) if escalation else None,
         # Who pressed Escalate; an escalated approval (the run itself) has nobody.
-        "escalated_by": (escalation["detail"] or {}).get("by") if escalation else None,
-        "resolved_at": _iso(incident.get("resolved_at")),
-        "resolved_by": incident.get("resolved_by"),
-        "time_to_acknowledge_seconds": seconds_between(start, incident.get("acknowledged_at")),
-        "time_to_resolve_seconds": seconds_between(start, incident.get("resolved_at")),
-        "ticket_id": incident.get("ticket_id"),
-        "analysis": incident.get("analysis"),
+        "escalated_by": escalation.by if escalation else None,
+        "resolved_at": own["resolved_at"],
+        "resolved_by": own["resolved_by"],
+        "time_to_acknowledge_seconds": seconds_between(start, incident.acknowledged_at),
+        "time_to_resolve_seconds": seconds_between(start, incident.resolved_at),
+        "ticket_id": own["ticket_id"],
+        "analysis": own["analysis"],
         "approvals": approvals,
         "actions": [
             {
@@ -76,13 +85,5 @@ def incident_document(
             }
             for a in actions
         ],
-        "timeline": [
-            {
-                "at": _iso(e["at"]),
-                "kind": e["kind"],
-                "actor": (e.get("detail") or {}).get("by"),
-                "detail": e["detail"],
-            }
-            for e in timeline
-        ],
+        "timeline": [{"at": _iso(e.at), "kind": e.kind, "actor": e.by, "detail": e.detail} for e in timeline],
     }

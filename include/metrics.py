@@ -47,7 +47,7 @@ class StoreCollector(Collector):
             "Incidents opened (counted once diagnosed), by severity and alert source",
             labels=["severity", "source"],
         )
-        for (severity, source), count in sorted(store.incident_totals().items()):
+        for (severity, source), count in sorted(store.stats.incident_totals().items()):
             incidents.add_metric(_labels(severity, source), count)
         yield incidents
 
@@ -55,12 +55,12 @@ class StoreCollector(Collector):
             f"{PREFIX}_open_incidents", "Incidents not resolved yet, by severity", labels=["severity"]
         )
         # Every severity is present, also at zero, so that alerts and graphs see the drop to none.
-        counts = {severity: 0 for severity in SEVERITIES} | store.open_incident_counts()
+        counts = {severity: 0 for severity in SEVERITIES} | store.stats.open_incident_counts()
         for severity, count in sorted(counts.items()):
             open_incidents.add_metric(_labels(severity), count)
         yield open_incidents
 
-        pending, overdue = store.pending_approval_counts()
+        pending, overdue = store.stats.pending_approval_counts()
         yield GaugeMetricFamily(
             f"{PREFIX}_pending_approvals", "Approval requests waiting for a decision", pending
         )
@@ -73,21 +73,21 @@ class StoreCollector(Collector):
         approvals = CounterMetricFamily(
             f"{PREFIX}_approvals", "Approval requests decided, by outcome", labels=["outcome"]
         )
-        for outcome, count in sorted(store.approval_outcomes().items()):
+        for outcome, count in sorted(store.stats.approval_outcomes().items()):
             approvals.add_metric(_labels(outcome), count)
         yield approvals
 
         yield _histogram(
             "time_to_acknowledge",
             "Seconds from an incident's arrival to its acknowledgement",
-            store.time_to_acknowledge(),
+            store.stats.time_to_acknowledge(),
             [],
             [],
         )
         yield _histogram(
             "time_to_resolve",
             "Seconds from an incident's arrival to its resolution",
-            store.time_to_resolve(),
+            store.stats.time_to_resolve(),
             [],
             [],
         )
@@ -104,7 +104,7 @@ class StoreCollector(Collector):
             unit="seconds",
         )
         by_step: dict[str, list[Histogram]] = {}
-        for (step, outcome), histogram in sorted(store.model_calls().items()):
+        for (step, outcome), histogram in sorted(store.stats.model_calls().items()):
             calls.add_metric(_labels(step, outcome), histogram.count)
             by_step.setdefault(step, []).append(histogram)
         for step, histograms in by_step.items():
@@ -118,7 +118,7 @@ class StoreCollector(Collector):
             "Alert webhook requests answered, by source and HTTP status",
             labels=["source", "status"],
         )
-        for (source, status), count in sorted(store.webhook_request_counts().items()):
+        for (source, status), count in sorted(store.stats.webhook_request_counts().items()):
             webhooks.add_metric(_labels(source, status), count)
         yield webhooks
 

@@ -7,12 +7,15 @@ original, and the names of approvers are ours, so they stay.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from include.models import Alert, Analysis
 from include.redaction import redact_value
 from include.runbooks import Runbook
 from include.vocabulary import ApprovalState, IncidentState, Outcome, Severity
+
+if TYPE_CHECKING:
+    from include.store.incident_records import Incident, TimelineEntry
 
 
 def diagnostic_text(alert: Alert, analysis: Analysis, runbook: Runbook) -> str:
@@ -57,18 +60,29 @@ def _minutes(start: datetime | None, end: datetime | None) -> str:
 
 def final_report_text(
     *,
-    incident: dict[str, Any],
-    timeline: list[dict[str, Any]],
+    incident: Incident,
+    timeline: list[TimelineEntry],
     actions: list[dict[str, Any]],
     approvals: list[dict[str, Any]],
 ) -> str:
     """Return the final report: what happened, who decided, what ran, and how long it took."""
-    incident, actions = redact_value(incident), redact_value(actions)
-    analysis = incident.get("analysis") or {}
+    shown: dict[str, Any] = redact_value(
+        {
+            "id": incident.id,
+            "error": incident.error,
+            "device_id": incident.device_id,
+            "outcome": incident.outcome,
+            "severity": str(incident.severity) if incident.severity else None,
+            "ticket_id": incident.ticket_id,
+            "analysis": incident.analysis or {},
+        }
+    )
+    actions = redact_value(actions)
+    analysis: dict[str, Any] = shown["analysis"]
     lines = [
-        f"Incident {incident['id']}: {incident['error']} on {incident['device_id']}"
-        f" - {incident.get('outcome') or IncidentState.OPEN}",
-        f"Severity {incident.get('severity') or 'unknown'}; analyser {analysis.get('analyzer', 'n/a')}, "
+        f"Incident {shown['id']}: {shown['error']} on {shown['device_id']}"
+        f" - {shown['outcome'] or IncidentState.OPEN}",
+        f"Severity {shown['severity'] or 'unknown'}; analyser {analysis.get('analyzer', 'n/a')}, "
         f"confidence {analysis.get('confidence', 0):.0%}",
         f"Diagnosis: {analysis.get('diagnosis', 'n/a')}",
     ]
@@ -86,12 +100,12 @@ def final_report_text(
             f"Action {action['action']} on {action['target']}: {action['state']}"
             + (f" ({mode})" if mode else "")
         )
-    if incident.get("ticket_id"):
-        lines.append(f"Ticket: {incident['ticket_id']}")
+    if shown["ticket_id"]:
+        lines.append(f"Ticket: {shown['ticket_id']}")
     lines.append("Timeline:")
-    lines.extend(f"  {e['at']:%H:%M:%S} {e['kind']}" for e in timeline)
+    lines.extend(f"  {e.at:%H:%M:%S} {e.kind}" for e in timeline)
     lines.append(
-        f"Time to acknowledge: {_minutes(incident['created_at'], incident.get('acknowledged_at'))}; "
-        f"time to resolve: {_minutes(incident['created_at'], incident.get('resolved_at'))}"
+        f"Time to acknowledge: {_minutes(incident.created_at, incident.acknowledged_at)}; "
+        f"time to resolve: {_minutes(incident.created_at, incident.resolved_at)}"
     )
     return "\n".join(lines)

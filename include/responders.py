@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from include.approval_policy import APPROVER_ROLES, MAX_REFUSED_ATTEMPTS, SLACK_PREFIX, ApproverPolicy
 from include.errors import Refusal
 from include.vocabulary import IncidentAction, IncidentState, RefusalCode
+
+if TYPE_CHECKING:
+    from include.store.incident_records import TimelineEntry
 
 ACKNOWLEDGE, ESCALATE, RESOLVE = IncidentAction.ACKNOWLEDGE, IncidentAction.ESCALATE, IncidentAction.RESOLVE
 LIFECYCLE_ACTIONS = tuple(IncidentAction)
@@ -94,12 +97,10 @@ def state_refusal(action: str, *, state: IncidentState, escalated: bool) -> Refu
     return None
 
 
-def refused_attempts(policy: ResponderPolicy, refused: Iterable[Mapping[str, Any]], identity: str) -> int:
+def refused_attempts(policy: ResponderPolicy, refused: Iterable[TimelineEntry], identity: str) -> int:
     """Return how many of the kept refused-action entries (`refused`) are of the person behind `identity`."""
     person = policy.person_of(identity)
-    return sum(
-        1 for entry in refused if policy.person_of(str((entry.get("detail") or {}).get("by"))) == person
-    )
+    return sum(1 for entry in refused if policy.person_of(str(entry.by)) == person)
 
 
 def past_the_cap(refusal: Refusal) -> Refusal:

@@ -26,15 +26,15 @@ def approval_record(
 ):
     """Open a run's incident (with `analysis`, when given) and create its approval record, as the run does."""
     run_id = run_id or f"manual__{uuid.uuid4().hex[:10]}"
-    incident_id = store.open_incident(
+    incident_id = store.incidents.open(
         dag_id=DAG_ID,
         run_id=run_id,
         incident_key=incident_key or uuid.uuid4().hex[:16],
         alert={**PUMP_ALERT, **(alert or {})},
     )
     if analysis is not None:
-        store.update_incident(incident_id, severity=analysis.get("severity"), analysis=analysis)
-    return store.create_approval(
+        store.incidents.update(incident_id, severity=analysis.get("severity"), analysis=analysis)
+    return store.approvals.create(
         incident_id=incident_id,
         dag_id=DAG_ID,
         run_id=run_id,
@@ -57,3 +57,35 @@ def alert_run_count(store: Any, *, dag_id: str = DAG_ID) -> int:
     query = sa.select(sa.func.count()).select_from(alert_runs).where(alert_runs.c.dag_id == dag_id)
     with store.engine.connect() as conn:
         return int(conn.execute(query).scalar_one())
+
+
+def incident_record(**fields: Any):
+    """Return an Incident record as the store hands it out, for code that only reads one."""
+    from datetime import UTC, datetime
+
+    from include.store import Incident, IncidentState
+
+    values: dict[str, Any] = {
+        "id": "inc-1",
+        "incident_key": "key-1",
+        "dag_id": DAG_ID,
+        "run_id": "manual__1",
+        "device_id": PUMP_ALERT["device_id"],
+        "error": PUMP_ALERT["error"],
+        "source": "api",
+        "state": IncidentState.OPEN,
+        "severity": None,
+        "alert": dict(PUMP_ALERT),
+        "analysis": None,
+        "outcome": None,
+        "slack_channel": None,
+        "slack_ts": None,
+        "ticket_id": None,
+        "created_at": datetime(2024, 5, 1, 10, 0, tzinfo=UTC),
+        "acknowledged_at": None,
+        "acknowledged_by": None,
+        "resolved_at": None,
+        "resolved_by": None,
+    }
+    values.update(fields)
+    return Incident(**values)

@@ -6,16 +6,24 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from include.store.incidents import IncidentRecords
-from include.store.records import aware, incident_id_for, utcnow
+from include.store.base import Database, add_entry, insert_once
+from include.store.incident_records import AlertRun
+from include.store.incidents import IncidentRepository
+from include.store.records import incident_id_for, utcnow
 from include.store.schema import alert_runs, incident_key_locks, incidents
-from include.vocabulary import ACTIVE_INCIDENT_STATES
+from include.vocabulary import ACTIVE_INCIDENT_STATES, AlertStatus, TimelineKind
 
 
-class AlertIntake(IncidentRecords):
-    """Alert intake from the webhooks: which DAG run handles which alert, and its deduplication."""
+class IntakeRepository:
+    """Alert intake: which DAG run handles which alert episode, its deduplication and resolves.
 
-    # -- alert intake and deduplication ----------------------------------------------------------
+    Opening an incident unless it duplicates an open one is one transaction, under the incident key's
+    lock row; it writes the incident through `incidents.open_in` in that transaction.
+    """
+
+    def __init__(self, db: Database, incidents: IncidentRepository) -> None:
+        self.db = db
+        self.incidents = incidents
 
     def open_incident_unless_duplicate(
         self, *, dag_id: str, run_id: str, incident_key: str, alert: dict[str, Any]
@@ -28,8 +36,8 @@ class AlertIntake(IncidentRecords):
         """
         incident_id = incident_id_for(dag_id, run_id)
         now = utcnow()
-        with self._tx() as conn:
-            self._insert_once(conn, incident_key_locks, incident_key=incident_key, touched_at=now)
+        with self.db.tx() as conn:
+            insert_once(conn, incident_key_locks, incident_key=incident_key, touched_at=now)
             conn.execute(
                 incident_key_locks.update()
                 .where(incident_key_locks.c.incident_key == incident_key)
@@ -49,9 +57,9 @@ class AlertIntake(IncidentRecords):
                     .limit(1)
                 ).scalar()
                 if other is not None:
-                    self._event(conn, other, "duplicate", {"dag_id": dag_id, "run_id": run_id})
+                    add_entry(conn, other, TimelineKind.DUPLICATE, {"dag_id": dag_id, "run_id": run_id})
                     return incident_id, other
-                self._insert_incident(
+                self.incidents.open_in(
                     conn,
                     incident_id=incident_id,
                     dag_id=dag_id,
@@ -72,8 +80,8 @@ class AlertIntake(IncidentRecords):
         episode: str | None,
     ) -> bool:
         """Claim a DAG run id for an alert; only the first of any number of concurrent claims gets True."""
-        with self._tx() as conn:
-            return self._insert_once(
+        with self.db.tx() as conn:
+            return insert_once(
                 conn,
                 alert_runs,
                 run_id=run_id,
@@ -82,24 +90,25 @@ class AlertIntake(IncidentRecords):
                 source=source,
                 fingerprint=fingerprint,
                 episode=episode,
-                state="firing",
+                state=AlertStatus.FIRING,
                 created_at=utcnow(),
             )
 
     def release_alert_run(self, run_id: str) -> None:
         """Forget a claim whose DAG run could not be started, so the sender's retry can start it."""
-        with self._tx() as conn:
+        with self.db.tx() as conn:
             conn.execute(
-                alert_runs.delete().where(alert_runs.c.run_id == run_id, alert_runs.c.state == "firing")
+                alert_runs.delete().where(
+                    alert_runs.c.run_id == run_id, alert_runs.c.state == AlertStatus.FIRING
+                )
             )
 
-    def get_alert_run(self, run_id: str) -> dict[str, Any] | None:
+    def get_alert_run(self, run_id: str) -> AlertRun | None:
         """Return the intake row of a DAG run started for an alert, or None."""
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(alert_runs).where(alert_runs.c.run_id == run_id)).mappings().first()
-        return _alert_run(row)
+        rows = self.db.rows(sa.select(alert_runs).where(alert_runs.c.run_id == run_id))
+        return AlertRun.from_row(rows[0]) if rows else None
 
-    def active_alert_run(self, incident_key: str, *, dag_id: str) -> dict[str, Any] | None:
+    def active_alert_run(self, incident_key: str, *, dag_id: str) -> AlertRun | None:
         """Return the run handling the key's open incident: an alert still firing whose incident is
         not resolved (or not opened yet), else any open incident with the key; None if neither."""
         # One query for the common case (a repeat): the firing rows with their incident, if opened.
@@ -118,15 +127,15 @@ class AlertIntake(IncidentRecords):
             .where(
                 alert_runs.c.incident_key == incident_key,
                 alert_runs.c.dag_id == dag_id,
-                alert_runs.c.state == "firing",
+                alert_runs.c.state == AlertStatus.FIRING,
             )
             .order_by(alert_runs.c.created_at.desc())
             .limit(5)
         )
-        with self.engine.connect() as conn:
+        with self.db.read() as conn:
             for row in conn.execute(firing).mappings():
                 if row["incident_state"] is None or row["incident_state"] in ACTIVE_INCIDENT_STATES:
-                    return _alert_run({k: v for k, v in row.items() if k != "incident_state"})
+                    return AlertRun.from_row(row)
             run_id = conn.execute(
                 sa.select(incidents.c.run_id)
                 .where(
@@ -137,11 +146,24 @@ class AlertIntake(IncidentRecords):
                 .order_by(incidents.c.created_at.desc())
                 .limit(1)
             ).scalar()
-        return None if run_id is None else {"run_id": run_id, "dag_id": dag_id, "state": "firing"}
+        if run_id is None:
+            return None
+        # An open incident whose intake row is gone (or that another entry point started).
+        return AlertRun(
+            run_id=run_id,
+            dag_id=dag_id,
+            incident_key=incident_key,
+            source=None,
+            fingerprint=None,
+            episode=None,
+            state=AlertStatus.FIRING,
+            created_at=None,
+            resolved_at=None,
+        )
 
     def latest_alert_run(
-        self, incident_key: str, *, dag_id: str, state: str | None = None
-    ) -> dict[str, Any] | None:
+        self, incident_key: str, *, dag_id: str, state: AlertStatus | str | None = None
+    ) -> AlertRun | None:
         """Return the key's most recent intake row, optionally only one in `state`."""
         query = (
             sa.select(alert_runs)
@@ -150,13 +172,13 @@ class AlertIntake(IncidentRecords):
             .limit(1)
         )
         if state:
-            query = query.where(alert_runs.c.state == state)
-        with self.engine.connect() as conn:
-            return _alert_run(conn.execute(query).mappings().first())
+            query = query.where(alert_runs.c.state == AlertStatus(state))
+        rows = self.db.rows(query)
+        return AlertRun.from_row(rows[0]) if rows else None
 
     def alert_generation(self, incident_key: str, *, dag_id: str) -> int:
         """Return how many runs were started for the key without a start time (PagerDuty's episodes)."""
-        with self.engine.connect() as conn:
+        with self.db.read() as conn:
             return conn.execute(
                 sa.select(sa.func.count())
                 .select_from(alert_runs)
@@ -169,29 +191,20 @@ class AlertIntake(IncidentRecords):
 
     def resolve_alert_run(self, run_id: str, *, source: str) -> bool:
         """Record that the sender resolved the alert of a run; True for the first such notification."""
-        with self._tx() as conn:
+        with self.db.tx() as conn:
             row = conn.execute(sa.select(alert_runs.c.dag_id).where(alert_runs.c.run_id == run_id)).first()
             done = conn.execute(
                 alert_runs.update()
-                .where(alert_runs.c.run_id == run_id, alert_runs.c.state == "firing")
-                .values(state="resolved", resolved_at=utcnow())
+                .where(alert_runs.c.run_id == run_id, alert_runs.c.state == AlertStatus.FIRING)
+                .values(state=AlertStatus.RESOLVED, resolved_at=utcnow())
             ).rowcount
             if done and row is not None:
                 incident_id = incident_id_for(row.dag_id, run_id)
-                if conn.execute(sa.select(incidents.c.id).where(incidents.c.id == incident_id)).first():
-                    self._event(conn, incident_id, "alert_resolved", {"source": source})
+                if self.incidents.exists_in(conn, incident_id):
+                    add_entry(conn, incident_id, TimelineKind.ALERT_RESOLVED, {"source": source})
         return bool(done)
 
     def resolved_upstream(self, run_id: str) -> bool:
         """Say whether the sender already resolved the alert a DAG run was started for."""
         row = self.get_alert_run(run_id)
-        return row is not None and row["state"] == "resolved"
-
-
-def _alert_run(row: Any) -> dict[str, Any] | None:
-    if row is None:
-        return None
-    result = dict(row)
-    result["created_at"] = aware(result["created_at"])
-    result["resolved_at"] = aware(result["resolved_at"])
-    return result
+        return row is not None and row.resolved

@@ -9,7 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from include.errors import Refused
-from include.store.incidents import IncidentRecords
+from include.store.base import Database, add_entry, insert_once
+from include.store.incidents import IncidentRepository
 from include.store.records import (
     CLOSING_STATES,
     DECISIONS,
@@ -22,19 +23,24 @@ from include.store.records import (
     utcnow,
 )
 from include.store.schema import approvals, votes
-from include.store.totals import APPROVALS
+from include.store.totals import APPROVALS, count
 from include.vocabulary import ApprovalState, Decision, TimelineKind
 
 # Records read per query by approval_states.
 STATE_BATCH = 1000
 
 
-class ApprovalRecords(IncidentRecords):
-    """Approval records and their votes: creation, counting, deciding, closing."""
+class ApprovalRepository:
+    """Approval records and their votes: creation, counting, deciding, closing.
 
-    # -- approval records ------------------------------------------------------------------------
+    A counted vote also acknowledges the incident, in the vote's transaction (`incidents.acknowledge_in`).
+    """
 
-    def create_approval(
+    def __init__(self, db: Database, incidents: IncidentRepository) -> None:
+        self.db = db
+        self.incidents = incidents
+
+    def create(
         self,
         *,
         incident_id: str,
@@ -54,8 +60,8 @@ class ApprovalRecords(IncidentRecords):
         """Create the run's approval record for `action`, or return the existing one (retries)."""
         approval_id = approval_id_for(dag_id, run_id, action)
         now = utcnow()
-        with self._tx() as conn:
-            inserted = self._insert_once(
+        with self.db.tx() as conn:
+            inserted = insert_once(
                 conn,
                 approvals,
                 id=approval_id,
@@ -76,41 +82,37 @@ class ApprovalRecords(IncidentRecords):
                 expires_at=now + deadline,
             )
             if inserted:
-                self._event(
-                    conn,
-                    incident_id,
-                    TimelineKind.APPROVAL_REQUESTED,
-                    {"approval_id": approval_id, "action": action},
-                )
-        return self.get_approval(approval_id)
+                detail = {"approval_id": approval_id, "action": action}
+                add_entry(conn, incident_id, TimelineKind.APPROVAL_REQUESTED, detail)
+        return self.get(approval_id)
 
-    def set_approval_message(self, approval_id: str, *, channel: str, ts: str) -> None:
+    def set_message(self, approval_id: str, *, channel: str, ts: str) -> None:
         """Remember the Slack message that carries the record's buttons."""
-        with self._tx() as conn:
+        with self.db.tx() as conn:
             conn.execute(
                 approvals.update()
                 .where(approvals.c.id == approval_id)
                 .values(slack_channel=channel, slack_ts=ts)
             )
 
-    def get_approval(self, approval_id: str) -> Approval:
+    def get(self, approval_id: str) -> Approval:
         """Return the record with its votes."""
-        with self.engine.connect() as conn:
+        with self.db.read() as conn:
             return self._load_approval(conn, approval_id)
 
-    def approval_state(self, approval_id: str) -> ApprovalState:
+    def state(self, approval_id: str) -> ApprovalState:
         """Return just the record's state (the trigger's cheap poll)."""
-        with self.engine.connect() as conn:
+        with self.db.read() as conn:
             state = conn.execute(sa.select(approvals.c.state).where(approvals.c.id == approval_id)).scalar()
         if state is None:
             raise NotFound(f"no approval record {approval_id}")
         return ApprovalState(state)
 
-    def approval_states(self, approval_ids: Iterable[str]) -> dict[str, ApprovalState]:
+    def states(self, approval_ids: Iterable[str]) -> dict[str, ApprovalState]:
         """Return the states of many records in one read per batch; unknown ids are left out."""
         wanted = list(dict.fromkeys(approval_ids))
         found: dict[str, ApprovalState] = {}
-        with self.engine.connect() as conn:
+        with self.db.read() as conn:
             # Batches keep each IN list within every driver's parameter limit (SQLite: 32,766).
             for start in range(0, len(wanted), STATE_BATCH):
                 batch = wanted[start : start + STATE_BATCH]
@@ -120,16 +122,16 @@ class ApprovalRecords(IncidentRecords):
                 found.update((row.id, ApprovalState(row.state)) for row in rows)
         return found
 
-    def list_approvals(
-        self, *, state: str | None = None, run_id: str | None = None, limit: int = 100
+    def find(
+        self, *, state: ApprovalState | str | None = None, run_id: str | None = None, limit: int = 100
     ) -> list[Approval]:
         """Return records, newest first, optionally filtered by state and DAG run."""
         query = sa.select(approvals.c.id).order_by(approvals.c.created_at.desc()).limit(limit)
         if state:
-            query = query.where(approvals.c.state == state)
+            query = query.where(approvals.c.state == ApprovalState(state))
         if run_id:
             query = query.where(approvals.c.run_id == run_id)
-        with self.engine.connect() as conn:
+        with self.db.read() as conn:
             return [self._load_approval(conn, row.id) for row in conn.execute(query)]
 
     @staticmethod
@@ -175,7 +177,7 @@ class ApprovalRecords(IncidentRecords):
         *,
         identity: str,
         channel: str,
-        decision: str,
+        decision: Decision | str,
         comment: str | None = None,
         role: str | None = None,
         now: datetime | None = None,
@@ -190,8 +192,9 @@ class ApprovalRecords(IncidentRecords):
 
         if decision not in DECISIONS:
             raise ValueError(f"decision must be one of {', '.join(DECISIONS)}")
+        decision = Decision(decision)
         now = now or utcnow()
-        with self._tx() as conn:
+        with self.db.tx() as conn:
             record = self._lock_approval(conn, approval_id)
             refused = vote_refusal(record, identity=identity, channel=channel, role=role, now=now)
             if refused is not None and refused.expired:
@@ -202,7 +205,7 @@ class ApprovalRecords(IncidentRecords):
                         approval_id=approval_id,
                         identity=identity,
                         channel=channel,
-                        decision=decision,
+                        decision=str(decision),
                         comment=comment,
                         at=now,
                         accepted=refused is None,
@@ -211,15 +214,17 @@ class ApprovalRecords(IncidentRecords):
                 )
                 detail = {"approval_id": approval_id, "identity": identity, "channel": channel}
                 if refused is None:
-                    self._event(conn, record.incident_id, TimelineKind.VOTE, {**detail, "decision": decision})
+                    add_entry(
+                        conn, record.incident_id, TimelineKind.VOTE, {**detail, "decision": str(decision)}
+                    )
                 else:
-                    self._event(
+                    add_entry(
                         conn, record.incident_id, TimelineKind.VOTE_REFUSED, {**detail, "why": refused.reason}
                     )
             if refused is None:
                 # A person answering the approval request has responded to the incident: it counts
                 # as its acknowledgement (for MTTA) when nobody acknowledged it before.
-                self._acknowledge(
+                self.incidents.acknowledge_in(
                     conn, record.incident_id, by=record.person_of(identity), now=now, via="vote"
                 )
                 approvers = {record.person_of(v.identity) for v in record.votes if v.accepted}
@@ -229,7 +234,7 @@ class ApprovalRecords(IncidentRecords):
                     self._decide(conn, record, ApprovalState.APPROVED, now)
         if refused is not None:
             raise Refused(refused)
-        return self.get_approval(approval_id)
+        return self.get(approval_id)
 
     def _decide(self, conn: Connection, record: Approval, state: ApprovalState, now: datetime) -> None:
         decided = conn.execute(
@@ -237,20 +242,18 @@ class ApprovalRecords(IncidentRecords):
             .where(approvals.c.id == record.id, approvals.c.state == PENDING)
             .values(state=state, decided_at=now)
         ).rowcount
-        self._event(conn, record.incident_id, f"approval_{state}", {"approval_id": record.id})
+        add_entry(conn, record.incident_id, TimelineKind.approval(state), {"approval_id": record.id})
         if decided:
-            self._count(conn, APPROVALS, (str(state),))
+            count(conn, APPROVALS, (str(state),))
 
-    def close_approval(
-        self, approval_id: str, *, state: ApprovalState | str, now: datetime | None = None
-    ) -> Approval:
+    def close(self, approval_id: str, *, state: ApprovalState | str, now: datetime | None = None) -> Approval:
         """Expire or cancel a pending record; a record already decided keeps its decision."""
         if state not in CLOSING_STATES:
             raise ValueError("only expired or cancelled can be set directly")
         state = ApprovalState(state)
         now = now or utcnow()
-        with self._tx() as conn:
+        with self.db.tx() as conn:
             record = self._lock_approval(conn, approval_id)
             if not record.decided:
                 self._decide(conn, record, state, now)
-        return self.get_approval(approval_id)
+        return self.get(approval_id)

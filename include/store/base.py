@@ -1,4 +1,4 @@
-"""The store's engine and shared helpers: transactions, insert-once, timeline entries."""
+"""The store's engine and the helpers its repositories share: transactions, insert-once, timeline entries."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Self
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -59,21 +59,23 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-class StoreBase:
-    """The engine, schema creation and the small write helpers every part of the store uses."""
+class Database:
+    """The engine and the transaction helpers every repository of the store shares.
+
+    Repositories never open their own engine: a write that spans several of them (a vote that also
+    acknowledges the incident and raises a total) runs in one `tx()` and hands its connection on.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    @classmethod
-    def from_url(cls, url: str) -> Self:
-        """Open the store at `url` and create its tables if they are missing."""
-        store = cls(make_engine(url))
-        store.create_schema()
-        return store
+    @property
+    def dialect(self) -> str:
+        """Return the database's dialect name (``postgresql`` or ``sqlite``)."""
+        return self.engine.dialect.name
 
     def create_schema(self) -> None:
-        """Create missing tables; safe to call any number of times, also concurrently."""
+        """Create missing tables, columns and indexes; safe to call any number of times, also concurrently."""
         # Another worker may create a table between our check and our CREATE (SQLite commits each
         # CREATE on its own): every clash leaves one table fewer to create, so this ends.
         for _ in range(len(metadata.tables)):
@@ -117,30 +119,43 @@ class StoreBase:
                     continue  # a concurrent starter created it first
 
     @contextmanager
-    def _tx(self) -> Iterator[Connection]:
+    def tx(self) -> Iterator[Connection]:
+        """Run the block in one transaction: committed when it ends, rolled back if it raises."""
         with self.engine.begin() as conn:
             yield conn
 
-    @staticmethod
-    def _insert_once(conn: Connection, table: sa.Table, **values: Any) -> bool:
-        """Insert a row unless its key exists, even if a concurrent twin just wrote it; True if inserted."""
-        from sqlalchemy.dialects import postgresql, sqlite
-
-        insert: Any
-        if conn.dialect.name == "postgresql":
-            insert = postgresql.insert
-        elif conn.dialect.name == "sqlite":
-            insert = sqlite.insert
-        else:
-            raise StoreError(f"unsupported database {conn.dialect.name}: use PostgreSQL or SQLite")
-        return bool(conn.execute(insert(table).values(**values).on_conflict_do_nothing()).rowcount)
-
-    @staticmethod
-    def _event(conn: Connection, incident_id: str, kind: str, detail: dict[str, Any]) -> None:
-        conn.execute(events.insert().values(incident_id=incident_id, at=utcnow(), kind=kind, detail=detail))
-
-    def _incident_rows(self, table: sa.Table, incident_id: str) -> list[dict[str, Any]]:
-        """Return the rows of `table` that belong to an incident, oldest first."""
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """Lend a connection for reads."""
         with self.engine.connect() as conn:
-            query = sa.select(table).where(table.c.incident_id == incident_id).order_by(table.c.id)
-            return [dict(row) for row in conn.execute(query).mappings()]
+            yield conn
+
+    def rows(self, query: sa.Select[Any], conn: Connection | None = None) -> list[sa.RowMapping]:
+        """Return the rows of `query` as mappings, in `conn` when given, else on a fresh connection."""
+        if conn is not None:
+            return list(conn.execute(query).mappings())
+        with self.engine.connect() as fresh:
+            return list(fresh.execute(query).mappings())
+
+    def incident_rows(self, table: sa.Table, incident_id: str) -> list[sa.RowMapping]:
+        """Return the rows of `table` that belong to an incident, oldest first."""
+        return self.rows(sa.select(table).where(table.c.incident_id == incident_id).order_by(table.c.id))
+
+
+def insert_once(conn: Connection, table: sa.Table, **values: Any) -> bool:
+    """Insert a row unless its key exists, even if a concurrent twin just wrote it; True if inserted."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert: Any
+    if conn.dialect.name == "postgresql":
+        insert = postgresql.insert
+    elif conn.dialect.name == "sqlite":
+        insert = sqlite.insert
+    else:
+        raise StoreError(f"unsupported database {conn.dialect.name}: use PostgreSQL or SQLite")
+    return bool(conn.execute(insert(table).values(**values).on_conflict_do_nothing()).rowcount)
+
+
+def add_entry(conn: Connection, incident_id: str, kind: str, detail: dict[str, Any]) -> None:
+    """Append an entry to an incident's timeline in `conn`'s transaction."""
+    conn.execute(events.insert().values(incident_id=incident_id, at=utcnow(), kind=str(kind), detail=detail))

@@ -133,6 +133,25 @@ alert_runs = sa.Table(
     sa.Column("resolved_at", sa.DateTime(timezone=True)),
 )
 
+# One row per alert a sender keeps sending, by (source, fingerprint): when it was first and last seen,
+# whether it fires, and the incident it belongs to (grouping several alerts into one incident).
+alerts = sa.Table(
+    "ir_alerts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("fingerprint", sa.String(256), nullable=False),
+    sa.Column("incident_id", sa.String(64), index=True),
+    sa.Column("device_id", sa.String(128), nullable=False),
+    sa.Column("error", sa.String(128), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # firing | resolved
+    sa.Column("first_seen", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_seen", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("source", "fingerprint", name="uq_ir_alerts_source_fingerprint"),
+    sa.Index("ix_ir_alerts_device_id", "device_id"),
+    sa.Index("ix_ir_alerts_fingerprint", "fingerprint"),
+)
+
 # One row per incident key, written first by the transaction that opens an incident for an alert
 # with a fingerprint: it serialises those transactions, so two runs of one alert cannot both open one.
 incident_key_locks = sa.Table(

@@ -1,7 +1,7 @@
-"""Aggregates over the store for the incident list and the metrics.
+"""Aggregates over the store for the incident pages and the metrics.
 
 The Prometheus counters and histograms are read from the running totals (include/store/totals.py);
-the gauges and the incident list are grouped queries on indexed columns. `recount_totals` computes
+the gauges and the pages' counts are grouped queries on indexed columns. `recount_totals` computes
 every total from the rows in SQL, one grouped query each.
 """
 
@@ -23,8 +23,8 @@ from include.incident_stats import (
     empty_histogram,
     severity_label,
 )
-from include.store.incidents import LLM_CALL
-from include.store.records import PENDING, aware, utcnow
+from include.store.base import Database, insert_once
+from include.store.records import PENDING, utcnow
 from include.store.schema import approvals, events, incidents, metric_totals, webhook_requests
 from include.store.totals import (
     APPROVALS,
@@ -34,51 +34,37 @@ from include.store.totals import (
     MODEL_CALLS,
     TIME_TO_ACKNOWLEDGE,
     TIME_TO_RESOLVE,
-    MetricTotals,
     add_to_row,
+    counter_totals,
+    histogram_totals,
     labels_key,
 )
-from include.vocabulary import ACTIVE_INCIDENT_STATES, IncidentState
-
-LIST_COLUMNS = (
-    "id",
-    "dag_id",
-    "run_id",
-    "device_id",
-    "error",
-    "source",
-    "state",
-    "severity",
-    "outcome",
-    "created_at",
-    "acknowledged_at",
-    "resolved_at",
-)
+from include.vocabulary import ACTIVE_INCIDENT_STATES, IncidentState, TimelineKind
 
 
-class IncidentStats(MetricTotals):
-    """Counts, histograms and lists over incidents, approvals, AI steps and webhook requests."""
+class StatsRepository:
+    """Counts and histograms over incidents, approvals, AI steps and webhook requests."""
 
-    engine: sa.engine.Engine
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
-    def create_schema(self) -> None:
-        """Create missing tables, and count the totals from the rows the first time (an older store)."""
-        super().create_schema()
+    def count_once(self) -> None:
+        """Count the totals from the rows the first time the store is opened (a store made before them)."""
         counted = sa.select(metric_totals.c.metric).where(metric_totals.c.metric == COUNTED)
         if self._rows(counted):
             return  # every start after the first: no lock taken
-        with self._tx() as conn:
+        with self.db.tx() as conn:
             # The table lock comes first, so concurrent first starters queue here (taken after the
             # marker's insert, two of them deadlocked); the first counts, the others find its row.
             self._lock_totals(conn)
-            if self._insert_once(
+            if insert_once(
                 conn, metric_totals, metric=COUNTED, labels="[]", bucket=COUNTER, count=0, total=0.0
             ):
                 self._recount(conn)
 
     def recount_totals(self) -> None:
         """Compute every running total from the rows again (after rows were changed by hand)."""
-        with self._tx() as conn:
+        with self.db.tx() as conn:
             self._recount(conn)
 
     @staticmethod
@@ -122,7 +108,7 @@ class IncidentStats(MetricTotals):
 
     def _seconds(self, end: ColumnElement[Any], start: ColumnElement[Any]) -> ColumnElement[Any]:
         """Return the SQL for the seconds from `start` to `end` in this store's dialect."""
-        if self.engine.dialect.name == "postgresql":
+        if self.db.dialect == "postgresql":
             return sa.func.extract("epoch", end - start)
         # julianday is a float of days: round to the millisecond, so that 300 s is not 300.00000001.
         return sa.func.round((sa.func.julianday(end) - sa.func.julianday(start)) * 86400.0, 3)
@@ -163,7 +149,7 @@ class IncidentStats(MetricTotals):
     ) -> list[tuple[Any, ...]]:
         if conn is not None:
             return [tuple(row) for row in conn.execute(query)]
-        with self.engine.connect() as fresh:
+        with self.db.read() as fresh:
             return [tuple(row) for row in fresh.execute(query)]
 
     # -- incidents -------------------------------------------------------------------------------
@@ -174,7 +160,7 @@ class IncidentStats(MetricTotals):
         An incident has no severity until the diagnosis: counting it under "unknown" first would make
         that series go down later, which Prometheus reads as a counter reset.
         """
-        return {(severity, source): n for (severity, source), n in self.counter_totals(INCIDENTS).items()}
+        return {(severity, source): n for (severity, source), n in counter_totals(self.db, INCIDENTS).items()}
 
     def _count_incidents(self, conn: Connection) -> dict[tuple[str, str], int]:
         query = (
@@ -215,12 +201,12 @@ class IncidentStats(MetricTotals):
 
     def time_to_acknowledge(self) -> Histogram:
         """Return the histogram of seconds from arrival to acknowledgement, over all incidents."""
-        found = self.histogram_totals(TIME_TO_ACKNOWLEDGE, DURATION_BUCKETS)
+        found = histogram_totals(self.db, TIME_TO_ACKNOWLEDGE, DURATION_BUCKETS)
         return found.get((), empty_histogram(DURATION_BUCKETS))
 
     def time_to_resolve(self) -> Histogram:
         """Return the histogram of seconds from arrival to resolution, over all incidents."""
-        found = self.histogram_totals(TIME_TO_RESOLVE, DURATION_BUCKETS)
+        found = histogram_totals(self.db, TIME_TO_RESOLVE, DURATION_BUCKETS)
         return found.get((), empty_histogram(DURATION_BUCKETS))
 
     def _count_durations(
@@ -266,30 +252,6 @@ class IncidentStats(MetricTotals):
             query = query.where(incidents.c.dag_id.in_(sorted(dag_ids)))
         return [(str(d), severity, int(count)) for d, severity, count in self._rows(query)]
 
-    def list_incident_rows(
-        self,
-        *,
-        states: tuple[str, ...] = (),
-        severity: str | None = None,
-        dag_ids: set[str] | None = None,
-        limit: int = 100,
-    ) -> list[dict[str, Any]]:
-        """Return the newest incidents in any of `states` (all when empty) and of `severity`, newest first."""
-        query = sa.select(*(incidents.c[name] for name in LIST_COLUMNS))
-        if states:
-            query = query.where(incidents.c.state.in_([str(state) for state in states]))
-        if severity:
-            query = query.where(incidents.c.severity == severity)
-        if dag_ids is not None:
-            query = query.where(incidents.c.dag_id.in_(sorted(dag_ids)))
-        query = query.order_by(incidents.c.created_at.desc(), incidents.c.id).limit(limit)
-        with self.engine.connect() as conn:
-            rows = [dict(row) for row in conn.execute(query).mappings()]
-        for row in rows:
-            for key in ("created_at", "acknowledged_at", "resolved_at"):
-                row[key] = aware(row[key])
-        return rows
-
     # -- approvals -------------------------------------------------------------------------------
 
     def pending_approval_counts(self, *, now: datetime | None = None) -> tuple[int, int]:
@@ -303,7 +265,7 @@ class IncidentStats(MetricTotals):
 
     def approval_outcomes(self) -> dict[str, int]:
         """Return how many approval requests ended in each decided state."""
-        return {state: n for (state,), n in self.counter_totals(APPROVALS).items()}
+        return {state: n for (state,), n in counter_totals(self.db, APPROVALS).items()}
 
     def _count_approval_outcomes(self, conn: Connection) -> dict[str, int]:
         query = (
@@ -320,8 +282,8 @@ class IncidentStats(MetricTotals):
 
         Parsing the JSON is what costs: one pass over the entries pulls the three fields together.
         """
-        where = events.c.kind == LLM_CALL
-        if self.engine.dialect.name == "postgresql":
+        where = events.c.kind == TimelineKind.LLM_CALL
+        if self.db.dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import JSONB
 
             parsed = sa.select(sa.cast(events.c.detail, JSONB).label("d")).where(where)
@@ -342,7 +304,7 @@ class IncidentStats(MetricTotals):
 
         The outcome is ``answered`` when the model's answer was used, ``fallback`` when the rules answered.
         """
-        found = self.histogram_totals(MODEL_CALLS, LATENCY_BUCKETS)
+        found = histogram_totals(self.db, MODEL_CALLS, LATENCY_BUCKETS)
         return {(step, outcome): histogram for (step, outcome), histogram in found.items()}
 
     def _count_model_calls(self, conn: Connection) -> list[tuple[tuple[Any, ...], int, int, float]]:
@@ -361,7 +323,7 @@ class IncidentStats(MetricTotals):
     def count_webhook_requests(self, counts: Mapping[tuple[str, str], int]) -> None:
         """Add counts of answered requests, by (source, HTTP status), in one transaction."""
         now = utcnow()
-        with self.engine.begin() as conn:
+        with self.db.tx() as conn:
             for (source, status), count in sorted(counts.items()):  # one order: no deadlock
                 key = {"source": source, "status": str(status)}
                 add_to_row(conn, webhook_requests, key, {"count": count}, updated_at=now)

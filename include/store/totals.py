@@ -6,7 +6,7 @@ what it counts (an incident diagnosed, acknowledged or resolved, an AI step, an 
 as its last statement, so a total and its fact commit together and no transaction holds a total's row
 while it waits for anything else.
 
-``IncidentStats.recount_totals`` rebuilds every total from the rows (a store made by an older release
+``StatsRepository.recount_totals`` rebuilds every total from the rows (a store made by an older release
 gets its totals that way when it is first opened).
 """
 
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from include.incident_stats import Histogram, histogram_of
-from include.store.base import StoreBase
+from include.store.base import Database
 from include.store.schema import metric_totals
 
 # Metric names in ir_metric_totals (the Prometheus names add the incident_response_ prefix).
@@ -30,7 +30,7 @@ TIME_TO_ACKNOWLEDGE = "time_to_acknowledge"
 TIME_TO_RESOLVE = "time_to_resolve"
 MODEL_CALLS = "model_calls"
 APPROVALS = "approvals"
-# The row that says the totals were counted from the rows once (see IncidentStats.create_schema).
+# The row that says the totals were counted from the rows once (see StatsRepository.count_once).
 COUNTED = "_counted"
 COUNTER = -1  # the bucket of a plain counter; histogram buckets are 0..len(bounds)
 
@@ -60,44 +60,46 @@ def add_to_row(
     conn.execute(statement)
 
 
-class MetricTotals(StoreBase):
-    """Raise and read the running totals."""
+def count(conn: Connection, metric: str, labels: Sequence[str], by: int = 1) -> None:
+    """Add `by` to a counter series, in `conn`'s transaction."""
+    key = {"metric": metric, "labels": labels_key(labels), "bucket": COUNTER}
+    add_to_row(conn, metric_totals, key, {"count": by, "total": 0.0})
 
-    @staticmethod
-    def _count(conn: Connection, metric: str, labels: Sequence[str], by: int = 1) -> None:
-        """Add `by` to a counter series."""
-        key = {"metric": metric, "labels": labels_key(labels), "bucket": COUNTER}
-        add_to_row(conn, metric_totals, key, {"count": by, "total": 0.0})
 
-    @staticmethod
-    def _observe(
-        conn: Connection, metric: str, labels: Sequence[str], bounds: tuple[float, ...], value: float
-    ) -> None:
-        """Count one observation of `value` in its bucket of a histogram series."""
-        key = {"metric": metric, "labels": labels_key(labels), "bucket": bucket_of(bounds, value)}
-        add_to_row(conn, metric_totals, key, {"count": 1, "total": float(value)})
+def observe(
+    conn: Connection, metric: str, labels: Sequence[str], bounds: tuple[float, ...], value: float
+) -> None:
+    """Count one observation of `value` in its bucket of a histogram series, in `conn`'s transaction."""
+    key = {"metric": metric, "labels": labels_key(labels), "bucket": bucket_of(bounds, value)}
+    add_to_row(conn, metric_totals, key, {"count": 1, "total": float(value)})
 
-    def _series(self, metric: str) -> dict[tuple[str, ...], dict[int, tuple[int, float]]]:
-        """Return {label values: {bucket: (count, total)}} of one metric."""
-        query = sa.select(
-            metric_totals.c.labels, metric_totals.c.bucket, metric_totals.c.count, metric_totals.c.total
-        ).where(metric_totals.c.metric == metric)
-        found: dict[tuple[str, ...], dict[int, tuple[int, float]]] = {}
-        with self.engine.connect() as conn:
-            rows: list[tuple[Any, ...]] = [tuple(row) for row in conn.execute(query)]
-            for labels, bucket, count, total in rows:
-                found.setdefault(tuple(json.loads(labels)), {})[int(bucket)] = (int(count), float(total))
-        return found
 
-    def counter_totals(self, metric: str) -> dict[tuple[str, ...], int]:
-        """Return each series of a counter with its count."""
-        return {labels: buckets[COUNTER][0] for labels, buckets in self._series(metric).items()}
+def series(db: Database, metric: str) -> dict[tuple[str, ...], dict[int, tuple[int, float]]]:
+    """Return {label values: {bucket: (count, total)}} of one metric."""
+    query = sa.select(
+        metric_totals.c.labels, metric_totals.c.bucket, metric_totals.c.count, metric_totals.c.total
+    ).where(metric_totals.c.metric == metric)
+    found: dict[tuple[str, ...], dict[int, tuple[int, float]]] = {}
+    for row in db.rows(query):
+        found.setdefault(tuple(json.loads(row.labels)), {})[int(row.bucket)] = (
+            int(row.count),
+            float(row.total),
+        )
+    return found
 
-    def histogram_totals(self, metric: str, bounds: tuple[float, ...]) -> dict[tuple[str, ...], Histogram]:
-        """Return each series of a histogram."""
-        result = {}
-        for labels, buckets in self._series(metric).items():
-            per_bucket = [buckets.get(i, (0, 0.0))[0] for i in range(len(bounds) + 1)]
-            total = sum(value for _, value in buckets.values())
-            result[labels] = histogram_of(bounds, per_bucket, total)
-        return result
+
+def counter_totals(db: Database, metric: str) -> dict[tuple[str, ...], int]:
+    """Return each series of a counter with its count."""
+    return {labels: buckets[COUNTER][0] for labels, buckets in series(db, metric).items()}
+
+
+def histogram_totals(
+    db: Database, metric: str, bounds: tuple[float, ...]
+) -> dict[tuple[str, ...], Histogram]:
+    """Return each series of a histogram."""
+    result = {}
+    for labels, buckets in series(db, metric).items():
+        per_bucket = [buckets.get(i, (0, 0.0))[0] for i in range(len(bounds) + 1)]
+        total = sum(value for _, value in buckets.values())
+        result[labels] = histogram_of(bounds, per_bucket, total)
+    return result

@@ -8,7 +8,7 @@ and hands it here. Per alert:
   re-sends every group_interval / repeat_interval, and retries) and concurrent twins find the same run;
 * resolved: records the resolution and cancels the run's pending approval records, so the run goes
   on to `resolve_incident` without the fix (`approval_lifecycle.cancel_pending`). A run whose alert
-  was resolved before it got that far checks `IncidentStore.resolved_upstream` itself (`ingest`
+  was resolved before it got that far checks `store.intake.resolved_upstream` itself (`ingest`
   ends the run; `request_approval` cancels its new record);
 * acknowledged (PagerDuty): noted on the incident's timeline.
 
@@ -28,7 +28,7 @@ from include.alert_sources import ACKNOWLEDGED, FIRING, RESOLVED, Batch, Notific
 from include.errors import AlertRefused, IntakeUnavailable
 from include.models import Alert
 from include.names import DAG_ID
-from include.store import IncidentStore, incident_id_for
+from include.store import AlertRun, IncidentStore, incident_id_for
 from include.vocabulary import AlertStatus, Source, TimelineKind
 
 log = logging.getLogger(__name__)
@@ -72,10 +72,12 @@ def declare(alert: Alert, *, declarer: str, request_key: str) -> dict[str, Any]:
     result = _reachable(partial(fire, store, notification, start=partial(trigger_run, user=declarer)))
     if not result["deduplicated"]:
         # Opened here (ingest finds it and goes on) so that the declarer is on it from the start.
-        incident_id = store.open_incident(
+        incident_id = store.incidents.open(
             dag_id=DAG_ID, run_id=result["dag_run_id"], incident_key=alert.incident_key, alert=alert.to_xcom()
         )
-        store.add_event(incident_id, TimelineKind.DECLARED, {"by": declarer, "channel": Channel.SLACK})
+        store.incidents.add_event(
+            incident_id, TimelineKind.DECLARED, {"by": declarer, "channel": Channel.SLACK}
+        )
     return result
 
 
@@ -109,14 +111,14 @@ def fire(
     """Start the alert's run, unless a run already handles this incident."""
     key = notification.incident_key
     # One incident per key while it is open, whichever episode or entry point opened it.
-    active = store.active_alert_run(key, dag_id=DAG_ID)
+    active = store.intake.active_alert_run(key, dag_id=DAG_ID)
     if active is not None:
-        return _result(notification, active["run_id"], deduplicated=True)
+        return _result(notification, active.run_id, deduplicated=True)
     # Without a start time (PagerDuty) the episode is the number of runs started before: the same
     # until this one is resolved, so a repeat or a concurrent twin computes the same run id.
-    episode = notification.episode or f"gen:{store.alert_generation(key, dag_id=DAG_ID)}"
+    episode = notification.episode or f"gen:{store.intake.alert_generation(key, dag_id=DAG_ID)}"
     run_id = run_id_for(notification.source, key, episode)
-    claimed = store.claim_alert_run(
+    claimed = store.intake.claim_alert_run(
         run_id=run_id,
         dag_id=DAG_ID,
         incident_key=key,
@@ -132,7 +134,7 @@ def fire(
         return _result(notification, run_id, deduplicated=True)
     except BaseException:
         # Let the sender's retry start it: Alertmanager and Grafana retry on a 5xx.
-        store.release_alert_run(run_id)
+        store.intake.release_alert_run(run_id)
         raise
     log.info("Alert %s from %s started run %s", key, notification.source, run_id)
     return _result(notification, run_id, dag_paused=paused)
@@ -187,20 +189,20 @@ def trigger_run(run_id: str, notification: Notification, *, user: str | None = N
     return bool(dag.is_paused)
 
 
-def run_for(store: IncidentStore, notification: Notification) -> tuple[str | None, dict[str, Any] | None]:
+def run_for(store: IncidentStore, notification: Notification) -> tuple[str | None, AlertRun | None]:
     """Find the run a resolve or acknowledge refers to: its episode's run, else the key's latest."""
     key = notification.incident_key
     if notification.episode:
-        row = store.get_alert_run(run_id_for(notification.source, key, notification.episode))
+        row = store.intake.get_alert_run(run_id_for(notification.source, key, notification.episode))
         if row is not None:
-            return row["run_id"], row
-    row = store.latest_alert_run(key, dag_id=DAG_ID, state=FIRING)
+            return row.run_id, row
+    row = store.intake.latest_alert_run(key, dag_id=DAG_ID, state=FIRING)
     if row is not None:
-        return row["run_id"], row
+        return row.run_id, row
     # An incident opened through the REST API or the UI with the same fingerprint.
-    active = store.active_alert_run(key, dag_id=DAG_ID)
+    active = store.intake.active_alert_run(key, dag_id=DAG_ID)
     if active is not None:
-        return active["run_id"], None
+        return active.run_id, None
     return None, None
 
 
@@ -211,14 +213,14 @@ def resolve(store: IncidentStore, notification: Notification) -> dict[str, Any]:
     run_id, row = run_for(store, notification)
     if run_id is None:
         # Nothing to close (never seen, or already resolved): idempotent, not an error for the sender.
-        latest = store.latest_alert_run(notification.incident_key, dag_id=DAG_ID)
-        found = latest["run_id"] if latest else None
+        latest = store.intake.latest_alert_run(notification.incident_key, dag_id=DAG_ID)
+        found = latest.run_id if latest else None
         return _result(notification, found, deduplicated=found is not None, resolved=found is not None)
     if row is not None:
-        first = store.resolve_alert_run(run_id, source=notification.source)
+        first = store.intake.resolve_alert_run(run_id, source=notification.source)
     else:
         first = True  # an open incident started outside the webhook: nothing to mark but its timeline
-        store.add_event(
+        store.incidents.add_event(
             incident_id_for(DAG_ID, run_id), TimelineKind.ALERT_RESOLVED, {"source": notification.source}
         )
     cancelled = cancel_pending(store, run_id)
@@ -240,9 +242,11 @@ def acknowledge(store: IncidentStore, notification: Notification) -> dict[str, A
     if run_id is not None:
         incident_id = incident_id_for(DAG_ID, run_id)
         try:
-            store.get_incident(incident_id)
+            store.incidents.get(incident_id)
         except NotFound:
             pass  # the run has not opened it yet; the acknowledgement changes nothing for the workflow
         else:
-            store.add_event(incident_id, TimelineKind.ALERT_ACKNOWLEDGED, {"source": notification.source})
+            store.incidents.add_event(
+                incident_id, TimelineKind.ALERT_ACKNOWLEDGED, {"source": notification.source}
+            )
     return _result(notification, run_id)

@@ -52,7 +52,7 @@ def request(
     policy = config.approver_policy()
     override = config.deadline_override_seconds()
     deadline = timedelta(seconds=override) if override else timedelta(minutes=runbook.deadline_minutes)
-    record = store.create_approval(
+    record = store.approvals.create(
         incident_id=incident_id,
         dag_id=dag_run.dag_id,
         run_id=dag_run.run_id,
@@ -69,7 +69,7 @@ def request(
     )
     # Resolved before the record existed: the intake or the responder had nothing to cancel then.
     if not record.decided and resolved_before_fix(store, dag_id=dag_run.dag_id, run_id=dag_run.run_id):
-        record = store.close_approval(record.id, state=ApprovalState.CANCELLED)
+        record = store.approvals.close(record.id, state=ApprovalState.CANCELLED)
     delivery = deliver(
         store,
         incident_id=incident_id,
@@ -88,8 +88,8 @@ def request(
         ),
     )
     if delivery.sent and delivery.ts:
-        store.set_approval_message(record.id, channel=delivery.channel, ts=delivery.ts)
-        current = store.get_approval(record.id)
+        store.approvals.set_message(record.id, channel=delivery.channel, ts=delivery.ts)
+        current = store.approvals.get(record.id)
         if current.decided:
             # Decided before the message's ts was stored, so nobody could update it yet. The run
             # itself is not waiting yet: only the message needs the news.
@@ -121,7 +121,7 @@ def decide(
     Raises `NotFound` for an unknown record and `Refused` (kept in the audit trail) for a vote
     that does not count; `approval_policy.vote_refusal` says which.
     """
-    record = store.cast_vote(
+    record = store.approvals.cast_vote(
         approval_id, identity=identity, channel=channel, decision=decision, comment=comment, role=role
     )
     if record.decided:
@@ -132,8 +132,8 @@ def decide(
 def cancel_pending(store: IncidentStore, run_id: str) -> list[str]:
     """Cancel a run's pending records (its alert was resolved upstream); return the ids cancelled."""
     cancelled = []
-    for record in store.list_approvals(run_id=run_id, state=ApprovalState.PENDING):
-        closed = store.close_approval(record.id, state=ApprovalState.CANCELLED)
+    for record in store.approvals.find(run_id=run_id, state=ApprovalState.PENDING):
+        closed = store.approvals.close(record.id, state=ApprovalState.CANCELLED)
         if closed.state is ApprovalState.CANCELLED:
             cancelled.append(closed.id)
             announce(store, closed)
@@ -142,7 +142,7 @@ def cancel_pending(store: IncidentStore, run_id: str) -> list[str]:
 
 def expire(store: IncidentStore, approval_id: str) -> Approval:
     """Close a record whose deadline passed; a vote that landed just before it keeps its decision."""
-    record = store.close_approval(approval_id, state=ApprovalState.EXPIRED)
+    record = store.approvals.close(approval_id, state=ApprovalState.EXPIRED)
     if record.state is ApprovalState.EXPIRED:
         # Called by the waiting task itself, which ends with this outcome: only Slack needs the news.
         announce(store, record, wake_waiting_task=False)
@@ -177,7 +177,7 @@ def _refresh_message(store: IncidentStore, record: Approval) -> None:
             text=f"{record.action}: {record.state}",
             blocks=decided_blocks(
                 action=record.action,
-                device_id=store.get_incident(record.incident_id)["device_id"],
+                device_id=store.incidents.get(record.incident_id).device_id,
                 state=record.state,
                 deciders=record.deciders,
                 when=when,

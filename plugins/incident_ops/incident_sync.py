@@ -22,9 +22,9 @@ TRIGGER, ACKNOWLEDGE, RESOLVE = "trigger", "acknowledge", "resolve"
 
 
 def _sent(store: IncidentStore, incident_id: str, kind: str, **match: Any) -> dict[str, Any] | None:
-    for event in store.timeline(incident_id):
-        detail = event["detail"] or {}
-        if event["kind"] == kind and all(detail.get(k) == v for k, v in match.items()):
+    for event in store.incidents.timeline(incident_id):
+        detail = event.detail
+        if event.kind == kind and all(detail.get(k) == v for k, v in match.items()):
             return detail
     return None
 
@@ -49,20 +49,20 @@ def pagerduty_event(
     if once and _sent(store, incident_id, TimelineKind.PAGERDUTY_EVENT, action=action, reason=reason):
         log.info("PagerDuty %s (%s) for %s was sent already", action, reason, incident_id)
         return False
-    incident = store.get_incident(incident_id)
-    severity = SEVERITIES[Severity(severity or incident.get("severity") or Severity.CRITICAL)]
-    summary = (incident.get("analysis") or {}).get("summary") or ""
-    link = run_url_for(incident["dag_id"], incident["run_id"])
+    incident = store.incidents.get(incident_id)
+    severity = SEVERITIES[Severity(severity or incident.severity or Severity.CRITICAL)]
+    summary = (incident.analysis or {}).get("summary") or ""
+    link = run_url_for(incident.dag_id, incident.run_id)
     IncidentPagerdutyHook().send_event(
-        summary=redact_value(f"{incident['error']} on {incident['device_id']}"),
+        summary=redact_value(f"{incident.error} on {incident.device_id}"),
         severity=severity,
-        source=redact_value(incident["device_id"]),
+        source=redact_value(incident.device_id),
         action=action,
         dedup_key=incident_id,
         custom_details={"incident_id": incident_id, "summary": redact_value(summary), "reason": reason},
         links=[{"href": link, "text": "Airflow run"}],
     )
-    store.add_event(
+    store.incidents.add_event(
         incident_id, TimelineKind.PAGERDUTY_EVENT, {"action": action, "reason": reason, "severity": severity}
     )
     return True
@@ -94,8 +94,8 @@ def jira_issue(
     key = hook.find_issue(incident_id) or hook.create_issue(
         label=incident_id, summary=redact_value(summary), description=text
     )
-    store.update_incident(incident_id, ticket_id=key)
-    store.add_event(incident_id, TimelineKind.JIRA_ISSUE_OPENED, {"key": key})
+    store.incidents.update(incident_id, ticket_id=key)
+    store.incidents.add_event(incident_id, TimelineKind.JIRA_ISSUE_OPENED, {"key": key})
     return key
 
 
@@ -113,15 +113,17 @@ def jira_comment(store: IncidentStore, incident_id: str, text: str, *, reason: s
     from include.jira_markup import jira_escape
 
     IncidentJiraHook().add_comment(str(opened["key"]), jira_escape(redact_value(text)))
-    store.add_event(incident_id, TimelineKind.JIRA_COMMENTED, {"key": opened["key"], "reason": reason})
+    store.incidents.add_event(
+        incident_id, TimelineKind.JIRA_COMMENTED, {"key": opened["key"], "reason": reason}
+    )
     return True
 
 
 def incident_resolved(store: IncidentStore, incident_id: str) -> None:
     """Tell PagerDuty and Jira that the incident is resolved; a failure is logged and on the timeline."""
-    incident = store.get_incident(incident_id)
-    by = incident.get("resolved_by") or "the run"
-    text = f"Resolved by {by}: {incident.get('outcome') or IncidentState.RESOLVED}."
+    incident = store.incidents.get(incident_id)
+    by = incident.resolved_by or "the run"
+    text = f"Resolved by {by}: {incident.outcome or IncidentState.RESOLVED}."
     for name, send in (
         ("pagerduty", lambda: pagerduty_event(store, incident_id, RESOLVE, reason=IncidentState.RESOLVED)),
         ("jira", lambda: jira_comment(store, incident_id, text, reason=IncidentState.RESOLVED)),
@@ -130,4 +132,6 @@ def incident_resolved(store: IncidentStore, incident_id: str) -> None:
             send()
         except Exception as exc:
             log.warning("Could not tell %s that %s is resolved: %s", name, incident_id, type(exc).__name__)
-            store.add_event(incident_id, f"{name}_failed", {"on": "resolve", "error": type(exc).__name__})
+            store.incidents.add_event(
+                incident_id, f"{name}_failed", {"on": "resolve", "error": type(exc).__name__}
+            )

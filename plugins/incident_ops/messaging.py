@@ -63,7 +63,7 @@ def deliver(
     outbox and on the incident's timeline before the error is raised.
     """
     text = safe_text(text)
-    row = store.enqueue_message(key=key, incident_id=incident_id, channel=channel, text=text, blocks=blocks)
+    row = store.outbox.enqueue(key=key, incident_id=incident_id, channel=channel, text=text, blocks=blocks)
     if row["state"] == OutboxState.SENT:
         log.info("Message %s was already posted (ts %s)", key, row["slack_ts"])
         return Delivery(key=key, sent=True, channel=row["channel"], ts=row["slack_ts"])
@@ -106,20 +106,20 @@ def _post_once(
 ) -> SlackMessageRef:
     """Find the message if an earlier attempt may have posted it, else post it; record where it is."""
     key, incident_id = row["key"], row["incident_id"]
-    incident = store.get_incident(incident_id)
-    thread_ts = incident["slack_ts"]
-    target = incident["slack_channel"] or row["channel"]
+    incident = store.incidents.get(incident_id)
+    thread_ts = incident.slack_ts
+    target = incident.slack_channel or row["channel"]
     # A thread's replies include its parent, so a starter whose thread was recorded is found too.
     ref = _find(hook, row, target, thread_ts) if maybe_posted else None
     if ref is not None:
         log.info("Message %s was posted before (ts %s); not posting it again", key, ref.ts)
     else:
-        store.mark_message(key, state="posting")
+        store.outbox.mark(key, state="posting")
         ref = hook.post_message(channel=target, text=text, blocks=blocks, thread_ts=thread_ts, key=key)
     if thread_ts is None or ref.ts == thread_ts:
-        store.set_thread(incident_id, channel=ref.channel, ts=ref.ts)
+        store.incidents.set_thread(incident_id, channel=ref.channel, ts=ref.ts)
         thread_ts = None if ref.ts == thread_ts else thread_ts
-    store.mark_message(key, state=OutboxState.SENT, slack_ts=ref.ts, thread_ts=thread_ts)
+    store.outbox.mark(key, state=OutboxState.SENT, slack_ts=ref.ts, thread_ts=thread_ts)
     return ref
 
 
@@ -137,10 +137,12 @@ def _record_failure(store: IncidentStore, incident_id: str, key: str, error: Sla
     """Mark the message undelivered when no retry will come; otherwise note why it is still pending."""
     final = error.permanent or not _task_retries_left()
     if not final:
-        store.mark_message(key, state="posting", note=f"retrying after {error.error_code}")
+        store.outbox.mark(key, state="posting", note=f"retrying after {error.error_code}")
         return
-    store.mark_message(key, state="undelivered", note=error.error_code)
-    store.add_event(incident_id, TimelineKind.MESSAGE_UNDELIVERED, {"key": key, "error": error.error_code})
+    store.outbox.mark(key, state="undelivered", note=error.error_code)
+    store.incidents.add_event(
+        incident_id, TimelineKind.MESSAGE_UNDELIVERED, {"key": key, "error": error.error_code}
+    )
     log.error("Message %s could not be delivered (%s); it stays in the outbox", key, error.error_code)
 
 

@@ -34,12 +34,12 @@ def write_postmortem(store: IncidentStore, incident_id: str, *, run_url: str) ->
     from include.reports import final_report_text
     from include.store import utcnow
 
-    incident = store.get_incident(incident_id)
-    approvals = [a.to_json() for a in store.list_approvals(run_id=incident["run_id"])]
+    incident = store.incidents.get(incident_id)
+    approvals = [a.to_json() for a in store.approvals.find(run_id=incident.run_id)]
     plain = final_report_text(
         incident=incident,
-        timeline=store.timeline(incident_id),
-        actions=store.actions_for(incident_id),
+        timeline=store.incidents.timeline(incident_id),
+        actions=store.actions.for_incident(incident_id),
         approvals=approvals,
     )
     narrative, written_by = _narrative(store, incident_id, plain)
@@ -58,7 +58,7 @@ def _narrative(store: IncidentStore, incident_id: str, plain: str) -> tuple[str 
     from include.postmortem import draft_digest
 
     digest = draft_digest(plain, prompt_id=POSTMORTEM_PROMPT)
-    kept = store.postmortem_narrative(incident_id, digest)
+    kept = store.postmortems.narrative(incident_id, digest)
     if kept is not None:
         return kept
     if not _model_calls.acquire(blocking=False):
@@ -74,5 +74,5 @@ def _narrative(store: IncidentStore, incident_id: str, plain: str) -> tuple[str 
     if record.get("analyzer") != "llm":
         return None, FROM_THE_RECORD  # not kept: the next download asks the model again
     written_by = f"the model ({record.get('model')})"
-    store.keep_postmortem_narrative(incident_id, digest, text, written_by)
+    store.postmortems.keep(incident_id, digest, text, written_by)
     return text, written_by

@@ -19,10 +19,10 @@ def resolved_before_fix(store: IncidentStore, *, dag_id: str, run_id: str) -> Ou
     """Return how the run's incident was resolved (upstream or by hand), or None while it is not."""
     from include.store import NotFound, incident_id_for
 
-    if store.resolved_upstream(run_id):
+    if store.intake.resolved_upstream(run_id):
         return Outcome.RESOLVED_UPSTREAM
     try:
-        incident = store.get_incident(incident_id_for(dag_id, run_id))
+        incident = store.incidents.get(incident_id_for(dag_id, run_id))
     except NotFound:
         return None
-    return Outcome.RESOLVED_BY_HAND if incident["state"] == IncidentState.RESOLVED else None
+    return Outcome.RESOLVED_BY_HAND if incident.state == IncidentState.RESOLVED else None

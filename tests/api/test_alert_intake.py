@@ -45,13 +45,13 @@ def test_ingest_ends_a_repeat_of_an_open_incident_as_a_duplicate(store):
     }
     first = ingest(params=conf, dag_run=_dag_run())
     assert first["fingerprint"] == conf["fingerprint"]
-    open_one = store.active_alert_run(incident_key_for_fingerprint(conf["fingerprint"]), dag_id=DAG_ID)
+    open_one = store.intake.active_alert_run(incident_key_for_fingerprint(conf["fingerprint"]), dag_id=DAG_ID)
     with pytest.raises(AirflowSkipException, match="duplicate of open incident"):
         ingest(params=conf, dag_run=_dag_run())
-    original = incident_id_for(DAG_ID, open_one["run_id"])
-    assert "duplicate" in [e["kind"] for e in store.timeline(original)]
+    original = incident_id_for(DAG_ID, open_one.run_id)
+    assert "duplicate" in [e.kind for e in store.incidents.timeline(original)]
     # Once the first incident is resolved, the same fingerprint is a new incident again.
-    store.resolve_incident(original, outcome="fixed")
+    store.incidents.resolve(original, outcome="fixed")
     assert ingest(params=conf, dag_run=_dag_run())["device_id"] == "PUMP-07B"
 
 
@@ -69,9 +69,9 @@ def test_ingest_retries_keep_their_own_incident(store):
     again = ingest(params=conf, dag_run=run)
     assert again == first
     incident_id = incident_id_for(DAG_ID, run.run_id)
-    kinds = [e["kind"] for e in store.timeline(incident_id)]
+    kinds = [e.kind for e in store.incidents.timeline(incident_id)]
     assert kinds.count("opened") == 1 and "duplicate" not in kinds
-    assert store.get_incident(incident_id)["state"] == "open"
+    assert store.incidents.get(incident_id).state == "open"
 
 
 def test_concurrent_ingests_of_one_fingerprint_open_one_incident(store):
@@ -117,7 +117,7 @@ def test_ingest_skips_an_alert_resolved_before_the_run_started(store):
     }
     key = incident_key_for_fingerprint(conf["fingerprint"])
     run_id = run_id_for("alertmanager", key, "2024-05-01T10:00:00+00:00")
-    store.claim_alert_run(
+    store.intake.claim_alert_run(
         run_id=run_id,
         dag_id=DAG_ID,
         incident_key=key,
@@ -125,11 +125,11 @@ def test_ingest_skips_an_alert_resolved_before_the_run_started(store):
         fingerprint=conf["fingerprint"],
         episode="2024-05-01T10:00:00+00:00",
     )
-    store.resolve_alert_run(run_id, source="alertmanager")
+    store.intake.resolve_alert_run(run_id, source="alertmanager")
     with pytest.raises(AirflowSkipException, match="resolved before"):
         ingest(params=conf, dag_run=_dag_run(run_id))
-    incident = store.get_incident(incident_id_for(DAG_ID, run_id))
-    assert (incident["state"], incident["outcome"]) == ("resolved", "resolved_upstream")
+    incident = store.incidents.get(incident_id_for(DAG_ID, run_id))
+    assert (incident.state, incident.outcome) == ("resolved", "resolved_upstream")
 
 
 def test_a_duplicate_run_skips_everything_and_succeeds_on_dag_test(airflow_db, store):
@@ -141,17 +141,17 @@ def test_a_duplicate_run_skips_everything_and_succeeds_on_dag_test(airflow_db, s
         "fingerprint": "fp-" + uuid.uuid4().hex,
     }
     key = incident_key_for_fingerprint(conf["fingerprint"])
-    store.open_incident(dag_id=DAG_ID, run_id="alert__earlier", incident_key=key, alert=conf)
+    store.incidents.open(dag_id=DAG_ID, run_id="alert__earlier", incident_key=key, alert=conf)
     dag = DagBag().dags[DAG_ID]
     dag_run = dag.test(run_conf=conf)
     states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
     assert dag_run.state == "success"
     assert states["ingest"] == "skipped" and set(states.values()) == {"skipped"}
-    assert not store.messages(incident_id_for(DAG_ID, "alert__earlier"))  # nobody was paged
+    assert not store.outbox.for_incident(incident_id_for(DAG_ID, "alert__earlier"))  # nobody was paged
     assert [
-        e["detail"]["run_id"]
-        for e in store.timeline(incident_id_for(DAG_ID, "alert__earlier"))
-        if e["kind"] == "duplicate"
+        e.detail["run_id"]
+        for e in store.incidents.timeline(incident_id_for(DAG_ID, "alert__earlier"))
+        if e.kind == "duplicate"
     ] == [dag_run.run_id]
 
 
@@ -207,16 +207,16 @@ def test_concurrent_claims_of_one_run_id_have_one_winner(backend):
         "fingerprint": "f",
         "episode": "e",
     }
-    results = _together(10, lambda: backend.claim_alert_run(run_id="alert__x__1", **claim))
+    results = _together(10, lambda: backend.intake.claim_alert_run(run_id="alert__x__1", **claim))
     assert sorted(results) == [False] * 9 + [True]
-    assert backend.active_alert_run("k1", dag_id=DAG_ID)["run_id"] == "alert__x__1"
+    assert backend.intake.active_alert_run("k1", dag_id=DAG_ID).run_id == "alert__x__1"
 
 
 def test_concurrent_openings_of_one_key_open_one_incident(backend):
     alert = {"device_id": "PUMP-07B", "error": "PRESSURE_SPIKE_DETECTED", "source": "api"}
     results = _together(
         10,
-        lambda: backend.open_incident_unless_duplicate(
+        lambda: backend.intake.open_incident_unless_duplicate(
             dag_id=DAG_ID, run_id=f"manual__{uuid.uuid4().hex[:8]}", incident_key="k2", alert=alert
         ),
     )
@@ -230,26 +230,26 @@ def test_the_intake_lifecycle(backend):
     key, run_id = f"k3-{uuid.uuid4().hex[:6]}", f"alert__pd__{uuid.uuid4().hex[:6]}"
     before = alert_run_count(backend)
     claim = {"dag_id": DAG_ID, "incident_key": key, "source": "pagerduty", "fingerprint": "f"}
-    assert backend.alert_generation(key, dag_id=DAG_ID) == 0
-    assert backend.claim_alert_run(run_id=run_id, episode="gen:0", **claim)
-    assert backend.alert_generation(key, dag_id=DAG_ID) == 1
+    assert backend.intake.alert_generation(key, dag_id=DAG_ID) == 0
+    assert backend.intake.claim_alert_run(run_id=run_id, episode="gen:0", **claim)
+    assert backend.intake.alert_generation(key, dag_id=DAG_ID) == 1
     # Not opened yet, then open: active either way.
-    assert backend.active_alert_run(key, dag_id=DAG_ID)["run_id"] == run_id
-    incident = backend.open_incident(
+    assert backend.intake.active_alert_run(key, dag_id=DAG_ID).run_id == run_id
+    incident = backend.incidents.open(
         dag_id=DAG_ID, run_id=run_id, incident_key=key, alert={"device_id": "D", "error": "E"}
     )
-    assert backend.active_alert_run(key, dag_id=DAG_ID)["run_id"] == run_id
-    assert backend.resolve_alert_run(run_id, source="pagerduty") is True
-    assert backend.resolve_alert_run(run_id, source="pagerduty") is False
-    assert backend.get_alert_run(run_id)["state"] == "resolved"
-    assert "alert_resolved" in [e["kind"] for e in backend.timeline(incident)]
+    assert backend.intake.active_alert_run(key, dag_id=DAG_ID).run_id == run_id
+    assert backend.intake.resolve_alert_run(run_id, source="pagerduty") is True
+    assert backend.intake.resolve_alert_run(run_id, source="pagerduty") is False
+    assert backend.intake.get_alert_run(run_id).state == "resolved"
+    assert "alert_resolved" in [e.kind for e in backend.incidents.timeline(incident)]
     # Resolved upstream but the incident is still open: the open incident still answers for the key.
-    assert backend.active_alert_run(key, dag_id=DAG_ID)["run_id"] == run_id
-    backend.resolve_incident(incident, outcome="fixed")
-    assert backend.active_alert_run(key, dag_id=DAG_ID) is None
-    assert backend.latest_alert_run(key, dag_id=DAG_ID, state="firing") is None
-    assert backend.latest_alert_run(key, dag_id=DAG_ID)["run_id"] == run_id
-    backend.release_alert_run(run_id)  # only an unstarted (firing) claim is released
+    assert backend.intake.active_alert_run(key, dag_id=DAG_ID).run_id == run_id
+    backend.incidents.resolve(incident, outcome="fixed")
+    assert backend.intake.active_alert_run(key, dag_id=DAG_ID) is None
+    assert backend.intake.latest_alert_run(key, dag_id=DAG_ID, state="firing") is None
+    assert backend.intake.latest_alert_run(key, dag_id=DAG_ID).run_id == run_id
+    backend.intake.release_alert_run(run_id)  # only an unstarted (firing) claim is released
     assert alert_run_count(backend) == before + 1
 
 

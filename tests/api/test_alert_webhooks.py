@@ -182,13 +182,13 @@ def test_resolved_cancels_the_pending_approval_and_records_the_resolution(webhoo
         "incident_id": started["incident_id"],
         "cancelled_approvals": [record.id],
     }
-    assert store.get_approval(record.id).state == "cancelled"
+    assert store.approvals.get(record.id).state == "cancelled"
     # The waiting sensor ends at once, handing `cancelled` on so the run skips the fix.
     ended = sensor(run_id)
     assert ended["state"] == "success"
     assert ended["xcom"] == {"approval_id": record.id, "state": "cancelled", "decided_by": []}
-    assert store.get_alert_run(run_id)["state"] == "resolved"
-    kinds = [e["kind"] for e in store.timeline(started["incident_id"])]
+    assert store.intake.get_alert_run(run_id).state == "resolved"
+    kinds = [e.kind for e in store.incidents.timeline(started["incident_id"])]
     assert "alert_resolved" in kinds and "approval_cancelled" in kinds
 
     again = post(webhook, "alertmanager", salted(load("alertmanager_resolved"), salt)).json()["incidents"][0]
@@ -201,10 +201,10 @@ def test_a_decided_approval_is_not_cancelled_by_a_late_resolve(webhook, tokens, 
         "dag_run_id"
     ]
     record = _pending_approval(store, run_id, {"device_id": "PUMP-07B", "error": "PRESSURE_SPIKE_DETECTED"})
-    store.cast_vote(record.id, identity="alice", channel="web", decision="approve", role="user")
+    store.approvals.cast_vote(record.id, identity="alice", channel="web", decision="approve", role="user")
     item = post(webhook, "alertmanager", salted(load("alertmanager_resolved"), salt)).json()["incidents"][0]
     assert item["cancelled_approvals"] == []
-    assert store.get_approval(record.id).state == "approved"
+    assert store.approvals.get(record.id).state == "approved"
 
 
 def test_a_new_firing_after_resolution_is_a_new_incident(webhook, tokens):
@@ -255,10 +255,10 @@ def test_pagerduty_trigger_acknowledge_resolve_and_trigger_again(webhook, tokens
     trigger["payload"]["timestamp"] = "2024-05-01T10:05:00.000+0000"
     assert post(webhook, "pagerduty", trigger).json()["incidents"][0]["deduplicated"] is True
 
-    store.open_incident(dag_id=DAG_ID, run_id=item["dag_run_id"], incident_key="k", alert=conf)
+    store.incidents.open(dag_id=DAG_ID, run_id=item["dag_run_id"], incident_key="k", alert=conf)
     ack = post(webhook, "pagerduty", salted(load("pagerduty_acknowledge"), salt)).json()["incidents"][0]
     assert ack["status"] == "acknowledged" and ack["dag_run_id"] == item["dag_run_id"]
-    assert "alert_acknowledged" in [e["kind"] for e in store.timeline(item["incident_id"])]
+    assert "alert_acknowledged" in [e.kind for e in store.incidents.timeline(item["incident_id"])]
 
     resolved = post(webhook, "pagerduty", salted(load("pagerduty_resolve"), salt)).json()["incidents"][0]
     assert resolved["resolved"] is True and resolved["dag_run_id"] == item["dag_run_id"]

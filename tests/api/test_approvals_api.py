@@ -30,7 +30,7 @@ def vote(client, record_id: str, token: str, decision: str = "approve", **extra)
 def test_list_and_filters(client, store, tokens):
     first = make_record(store)
     second = make_record(store, action="open_bypass_valve")
-    store.close_approval(second.id, state="cancelled")
+    store.approvals.close(second.id, state="cancelled")
 
     everything = client.get(api(), headers=bearer(tokens["victor"]))
     assert everything.status_code == 200
@@ -88,7 +88,7 @@ def test_an_allowed_approver_approves_with_a_jwt(client, store, tokens):
         "go ahead",
         True,
     )
-    assert store.get_approval(record.id).state == "approved"
+    assert store.approvals.get(record.id).state == "approved"
 
 
 def test_reject_decides_at_once(client, store, tokens):
@@ -104,7 +104,7 @@ def test_quorum_of_two_needs_two_people(client, store, tokens):
     assert first.status_code == 200 and first.json()["state"] == "pending"
     second = vote(client, record.id, tokens["bob"])
     assert second.status_code == 200 and second.json()["state"] == "approved"
-    assert store.get_approval(record.id).deciders == ["alice", "bob"]
+    assert store.approvals.get(record.id).deciders == ["alice", "bob"]
 
 
 def test_without_the_variable_any_user_role_may_approve(client, store, tokens):
@@ -146,7 +146,7 @@ def test_401_without_a_valid_login(client, store, headers):
     record = make_record(store)
     response = client.post(decisions(record.id), json={"decision": "approve"}, headers=headers)
     assert response.status_code == 401, response.text
-    assert store.get_approval(record.id) == record
+    assert store.approvals.get(record.id) == record
 
 
 def test_403_for_someone_not_in_the_approvers_and_audited(client, store, tokens):
@@ -155,7 +155,7 @@ def test_403_for_someone_not_in_the_approvers_and_audited(client, store, tokens)
     assert response.status_code == 403
     assert response.json()["code"] == "forbidden"
     assert "carol is not an allowed approver" in response.json()["detail"]
-    after = store.get_approval(record.id)
+    after = store.approvals.get(record.id)
     assert snapshot(after) == snapshot(record)
     [attempt] = after.votes
     assert (attempt.identity, attempt.channel, attempt.accepted) == ("carol", "api", False)
@@ -167,7 +167,7 @@ def test_403_for_a_viewer_when_any_user_may_approve(client, store, tokens):
     response = vote(client, record.id, tokens["victor"])
     assert response.status_code == 403
     assert "user role" in response.json()["detail"]
-    assert snapshot(store.get_approval(record.id)) == snapshot(record)
+    assert snapshot(store.approvals.get(record.id)) == snapshot(record)
 
 
 def test_409_when_already_decided(client, store, tokens):
@@ -178,21 +178,21 @@ def test_409_when_already_decided(client, store, tokens):
         ).status_code
         == 200
     )
-    decided = store.get_approval(record.id)
+    decided = store.approvals.get(record.id)
     response = vote(client, record.id, tokens["bob"])
     assert response.status_code == 409
     assert response.json() == {"detail": "the request was already rejected", "code": "conflict"}
-    assert snapshot(store.get_approval(record.id)) == snapshot(decided)
+    assert snapshot(store.approvals.get(record.id)) == snapshot(decided)
 
 
 def test_409_for_a_second_vote_by_the_same_person(client, store, tokens):
     record = make_record(store, quorum=2)
     vote(client, record.id, tokens["alice"])
-    once = store.get_approval(record.id)
+    once = store.approvals.get(record.id)
     response = vote(client, record.id, tokens["alice"])
     assert response.status_code == 409
     assert "already voted" in response.json()["detail"]
-    assert snapshot(store.get_approval(record.id)) == snapshot(once)
+    assert snapshot(store.approvals.get(record.id)) == snapshot(once)
     assert once.state == "pending"
 
 
@@ -201,7 +201,7 @@ def test_409_after_the_deadline(client, store, tokens):
     response = vote(client, record.id, tokens["alice"])
     assert response.status_code == 409
     assert "expired" in response.json()["detail"]
-    after = store.get_approval(record.id)
+    after = store.approvals.get(record.id)
     assert after.state == "expired" and after.deciders == []
 
 
@@ -211,7 +211,7 @@ def test_404_for_an_unknown_record(client, store, tokens):
         decisions("apr-000000000000"), json={"decision": "approve"}, headers=bearer(tokens["alice"])
     )
     assert response.status_code == 404
-    assert store.get_approval(record.id) == record
+    assert store.approvals.get(record.id) == record
 
 
 @pytest.mark.parametrize(
@@ -230,7 +230,7 @@ def test_422_for_a_malformed_body(client, store, tokens, body):
     record = make_record(store)
     response = client.post(decisions(record.id), json=body, headers=bearer(tokens["alice"]))
     assert response.status_code == 422
-    assert store.get_approval(record.id) == record
+    assert store.approvals.get(record.id) == record
 
 
 def test_422_for_a_form_post(client, store, tokens):
@@ -240,7 +240,7 @@ def test_422_for_a_form_post(client, store, tokens):
         decisions(record.id), data={"decision": "approve"}, headers=bearer(tokens["alice"])
     )
     assert response.status_code == 422
-    assert store.get_approval(record.id) == record
+    assert store.approvals.get(record.id) == record
 
 
 def test_a_comment_of_2000_characters_is_kept(client, store, tokens):
@@ -251,7 +251,7 @@ def test_a_comment_of_2000_characters_is_kept(client, store, tokens):
         headers=bearer(tokens["alice"]),
     )
     assert response.status_code == 200
-    assert store.get_approval(record.id).votes[0].comment == "é" * 2000
+    assert store.approvals.get(record.id).votes[0].comment == "é" * 2000
 
 
 # -- voting with the UI's session cookie -----------------------------------------------------------
@@ -273,7 +273,7 @@ def test_the_session_cookie_votes_on_the_web_channel(browser, store):
         headers={"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"},
     )
     assert response.status_code == 200, response.text
-    [vote] = store.get_approval(record.id).votes
+    [vote] = store.approvals.get(record.id).votes
     assert (vote.identity, vote.channel, vote.accepted) == ("alice", "web", True)
 
 
@@ -281,7 +281,7 @@ def test_bearer_wins_over_the_cookie(browser, store, tokens):
     record = make_record(store)
     response = browser.post(decisions(record.id), json={"decision": "approve"}, headers=bearer(tokens["bob"]))
     assert response.status_code == 200
-    [vote] = store.get_approval(record.id).votes
+    [vote] = store.approvals.get(record.id).votes
     assert (vote.identity, vote.channel) == ("bob", "api")
 
 
@@ -294,7 +294,7 @@ def test_cookie_votes_from_other_sites_are_refused(browser, store, headers):
     record = make_record(store)
     response = browser.post(decisions(record.id), json={"decision": "approve"}, headers=headers)
     assert response.status_code == 403
-    assert store.get_approval(record.id) == record
+    assert store.approvals.get(record.id) == record
 
 
 def test_an_invalid_cookie_is_401(airflow_app, store):
@@ -305,4 +305,4 @@ def test_an_invalid_cookie_is_401(airflow_app, store):
         decisions(record.id), json={"decision": "approve"}
     )
     assert response.status_code == 401
-    assert store.get_approval(record.id) == record
+    assert store.approvals.get(record.id) == record

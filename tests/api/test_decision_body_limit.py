@@ -36,7 +36,7 @@ def test_an_oversized_decision_body_is_413_and_changes_nothing(client, store, to
     headers = {**bearer(tokens["alice"]), "Content-Type": "application/json"}
     response = client.post(decisions(record.id), content=content, headers=headers)
     assert response.status_code == 413, response.text
-    assert store.get_approval(record.id) == record
+    assert store.approvals.get(record.id) == record
 
 
 def test_a_stranger_is_answered_401_before_the_body_is_read(client, store):
@@ -45,7 +45,7 @@ def test_a_stranger_is_answered_401_before_the_body_is_read(client, store):
         decisions(record.id), content=b"[" * 1_000_000, headers={"Content-Type": "application/json"}
     )
     assert response.status_code == 401, response.text
-    assert store.get_approval(record.id) == record
+    assert store.approvals.get(record.id) == record
 
 
 def test_a_body_at_the_limit_is_still_a_vote(client, store, tokens):
@@ -55,4 +55,4 @@ def test_a_body_at_the_limit_is_still_a_vote(client, store, tokens):
     headers = {**bearer(tokens["alice"]), "Content-Type": "application/json"}
     response = client.post(decisions(record.id), content=raw.encode(), headers=headers)
     assert response.status_code == 200, response.text
-    assert store.get_approval(record.id).state == ApprovalState.APPROVED
+    assert store.approvals.get(record.id).state == ApprovalState.APPROVED

@@ -56,7 +56,7 @@ def test_log_only_writes_the_summary_redacted(store, caplog, name):
     }
     ti = SimpleNamespace(xcom_pull=lambda task_ids: xcoms.get(task_ids))
     run = SimpleNamespace(dag_id=names.DAG_ID, run_id=f"manual__{uuid.uuid4().hex[:8]}")
-    store.open_incident(
+    store.incidents.open(
         dag_id=run.dag_id, run_id=run.run_id, incident_key=alert.incident_key, alert=alert.to_xcom()
     )
 

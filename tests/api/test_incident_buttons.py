@@ -20,7 +20,7 @@ def click(client, incident_id: str, action: str, *, user: str = "U0ALICE", **kwa
 
 
 def kinds(store, incident_id: str) -> list[str]:
-    return [e["kind"] for e in store.timeline(incident_id)]
+    return [e.kind for e in store.incidents.timeline(incident_id)]
 
 
 @pytest.fixture(autouse=True)
@@ -42,23 +42,23 @@ def test_acknowledge_records_who_and_when(client, store, record):
     assert response.status_code == 200
     assert response.json()["response_type"] == "ephemeral"
     assert "You acknowledged" in response.json()["text"]
-    incident = store.get_incident(record.incident_id)
-    assert incident["state"] == "acknowledged"
-    assert incident["acknowledged_by"] == "slack:U0ALICE" and incident["acknowledged_at"] is not None
+    incident = store.incidents.get(record.incident_id)
+    assert incident.state == "acknowledged"
+    assert incident.acknowledged_by == "slack:U0ALICE" and incident.acknowledged_at is not None
     document = store.incident_document(record.incident_id)
     assert document["time_to_acknowledge_seconds"] >= 0
 
 
 def test_a_second_acknowledge_says_nothing_changed(client, store, record):
     click(client, record.incident_id, "acknowledge")
-    first = store.get_incident(record.incident_id)
+    first = store.incidents.get(record.incident_id)
     again = click(client, record.incident_id, "acknowledge", user="U0BOB")
     assert again.status_code == 200
     assert again.json()["text"] == "Nothing changed: the incident is already acknowledged."
-    after = store.get_incident(record.incident_id)
-    assert (after["acknowledged_by"], after["acknowledged_at"]) == (
-        first["acknowledged_by"],
-        first["acknowledged_at"],
+    after = store.incidents.get(record.incident_id)
+    assert (after.acknowledged_by, after.acknowledged_at) == (
+        first.acknowledged_by,
+        first.acknowledged_at,
     )
 
 
@@ -68,10 +68,10 @@ def test_someone_not_a_responder_is_refused_privately_and_recorded(client, store
     assert response.json()["response_type"] == "ephemeral"
     assert "You may not resolve" in response.json()["text"]
     assert "slack:U0MALLORY is not an allowed responder" in response.json()["text"]
-    assert store.get_incident(record.incident_id)["state"] == "open"
-    [refused] = [e for e in store.timeline(record.incident_id) if e["kind"] == "action_refused"]
-    assert refused["detail"]["by"] == "slack:U0MALLORY" and refused["detail"]["action"] == "resolve"
-    assert store.get_approval(record.id).state == "pending"
+    assert store.incidents.get(record.incident_id).state == "open"
+    [refused] = [e for e in store.incidents.timeline(record.incident_id) if e.kind == "action_refused"]
+    assert refused.detail["by"] == "slack:U0MALLORY" and refused.detail["action"] == "resolve"
+    assert store.approvals.get(record.id).state == "pending"
 
 
 def test_the_responders_variable_decides_over_the_approvers(client, store, record, monkeypatch):
@@ -94,10 +94,10 @@ def test_a_person_named_in_responders_may_press_with_their_slack_identity(client
 def test_escalate_records_it_and_a_second_escalate_says_so(client, store, record):
     response = click(client, record.incident_id, "escalate", user="U0BOB")
     assert "secondary on-call is paged" in response.json()["text"]
-    [escalated] = [e for e in store.timeline(record.incident_id) if e["kind"] == "escalated"]
-    assert escalated["detail"]["by"] == "slack:U0BOB"
+    [escalated] = [e for e in store.incidents.timeline(record.incident_id) if e.kind == "escalated"]
+    assert escalated.detail["by"] == "slack:U0BOB"
     # Posted to the secondary purpose's channel (kept in the outbox here: no Slack connection).
-    assert any(m["key"].endswith(":escalate:by-hand") for m in store.messages(record.incident_id))
+    assert any(m["key"].endswith(":escalate:by-hand") for m in store.outbox.for_incident(record.incident_id))
     again = click(client, record.incident_id, "escalate")
     assert again.json()["text"] == "Nothing changed: the incident is already escalated."
     assert kinds(store, record.incident_id).count("escalated") == 1
@@ -106,12 +106,12 @@ def test_escalate_records_it_and_a_second_escalate_says_so(client, store, record
 def test_resolve_closes_the_incident_and_cancels_the_pending_approval(client, store, record):
     response = click(client, record.incident_id, "resolve", user="U0BOB")
     assert "finishes without the fix" in response.json()["text"]
-    incident = store.get_incident(record.incident_id)
-    assert incident["state"] == "resolved" and incident["resolved_by"] == "slack:U0BOB"
-    assert incident["outcome"] == "resolved_by_hand"
-    assert store.get_approval(record.id).state == "cancelled"
-    [resolved] = [e for e in store.timeline(record.incident_id) if e["kind"] == "resolved"]
-    assert resolved["detail"]["by"] == "slack:U0BOB"
+    incident = store.incidents.get(record.incident_id)
+    assert incident.state == "resolved" and incident.resolved_by == "slack:U0BOB"
+    assert incident.outcome == "resolved_by_hand"
+    assert store.approvals.get(record.id).state == "cancelled"
+    [resolved] = [e for e in store.incidents.timeline(record.incident_id) if e.kind == "resolved"]
+    assert resolved.detail["by"] == "slack:U0BOB"
     for action in ("resolve", "acknowledge", "escalate"):
         text = click(client, record.incident_id, action).json()["text"]
         assert text == "Nothing changed: the incident is already resolved."
@@ -142,7 +142,7 @@ def test_forged_clicks_are_401_and_change_nothing(client, store, record, tamper)
     body, headers = signed(click_payload(record.incident_id, user="U0MALLORY", action_id="resolve"))
     body, headers = tamper(body, headers)
     assert client.post(URL, content=body, headers=headers).status_code == 401
-    assert store.get_incident(record.incident_id)["state"] == "open"
+    assert store.incidents.get(record.incident_id).state == "open"
     assert "action_refused" not in kinds(store, record.incident_id)
 
 
@@ -238,7 +238,7 @@ def test_a_pagerduty_failure_never_undoes_the_click(client, store, record, pager
     pagerduty.fail_next(500)
     response = click(client, record.incident_id, "acknowledge")
     assert "You acknowledged" in response.json()["text"]
-    assert store.get_incident(record.incident_id)["state"] == "acknowledged"
+    assert store.incidents.get(record.incident_id).state == "acknowledged"
     assert "pagerduty_failed" in kinds(store, record.incident_id)
 
 
@@ -260,4 +260,4 @@ def test_a_slow_click_is_answered_in_time_and_the_outcome_follows(client, store,
     assert response.json()["text"] == "Received; the outcome will follow here."
     [reply] = slack.calls("response/T0FAKETEAM/3/ghi")
     assert "You acknowledged" in reply.body["text"]
-    assert store.get_incident(record.incident_id)["state"] == "acknowledged"
+    assert store.incidents.get(record.incident_id).state == "acknowledged"

@@ -86,10 +86,10 @@ def test_declare_starts_a_run_and_answers_with_the_incident(client, store):
 
     incident_id = incident_id_for("incident_response", run.run_id)
     assert f"`{incident_id}`" in text
-    incident = store.get_incident(incident_id)
-    assert incident["source"] == "slack"
-    [declared] = [e for e in store.timeline(incident_id) if e["kind"] == "declared"]
-    assert declared["detail"]["by"] == "slack:U0ALICE"
+    incident = store.incidents.get(incident_id)
+    assert incident.source == "slack"
+    [declared] = [e for e in store.incidents.timeline(incident_id) if e.kind == "declared"]
+    assert declared.detail["by"] == "slack:U0ALICE"
 
 
 def test_a_replayed_declare_finds_the_incident_it_declared(client, store):
@@ -103,7 +103,7 @@ def test_a_replayed_declare_finds_the_incident_it_declared(client, store):
     incident_ids = [w for w in first.json()["text"].split("`") if w.startswith("inc-")]
     assert incident_ids and f"`{incident_ids[0]}`" in again.json()["text"]
     [run] = [r for r in runs_of_dag() if r.conf.get("device_id") == "COMP-77"]
-    declared = [e for e in store.timeline(incident_ids[0]) if e["kind"] == "declared"]
+    declared = [e for e in store.incidents.timeline(incident_ids[0]) if e.kind == "declared"]
     assert len(declared) == 1 and run.run_id in first.json()["text"]
 
 
@@ -146,9 +146,9 @@ def test_declare_by_someone_not_a_responder_starts_nothing(client, store):
 def test_list_shows_the_open_incidents_with_their_state(client, store):
     first = make_record(store, run_id=f"manual__{uuid.uuid4().hex[:10]}")
     second = make_record(store, run_id=f"manual__{uuid.uuid4().hex[:10]}", alert={"device_id": "COMP-03"})
-    store.acknowledge_incident(second.incident_id, by="alice")
+    store.incidents.acknowledge(second.incident_id, by="alice")
     done = make_record(store, run_id=f"manual__{uuid.uuid4().hex[:10]}")
-    store.resolve_incident(done.incident_id, outcome="fixed")
+    store.incidents.resolve(done.incident_id, outcome="fixed")
     text = command(client, "list").json()["text"]
     assert f"`{first.incident_id}`" in text and f"`{second.incident_id}`" in text
     assert done.incident_id not in text
@@ -214,7 +214,7 @@ def test_read_an_incident_document(client, store, tokens, record):
 
 def test_list_incidents_by_state(client, store, tokens, record):
     other = make_record(store, run_id=f"manual__{uuid.uuid4().hex[:10]}")
-    store.acknowledge_incident(other.incident_id, by="bob")
+    store.incidents.acknowledge(other.incident_id, by="bob")
     headers = bearer(tokens["alice"])
     open_ids = [
         d["incident_id"] for d in client.get(f"{API}?state=open", headers=headers).json()["incidents"]
@@ -255,9 +255,9 @@ def test_acknowledge_escalate_resolve_through_the_api(client, store, tokens, rec
 def test_someone_not_a_responder_is_403_and_recorded(client, store, tokens, record, user):
     response = client.post(f"{API}/{record.incident_id}/resolve", headers=bearer(tokens[user]))
     assert response.status_code == 403 and response.json()["code"] == "forbidden"
-    assert store.get_incident(record.incident_id)["state"] == "open"
-    refused = [e for e in store.timeline(record.incident_id) if e["kind"] == "action_refused"]
-    assert [(e["detail"]["by"], e["detail"]["channel"]) for e in refused] == [(user, "api")]
+    assert store.incidents.get(record.incident_id).state == "open"
+    refused = [e for e in store.incidents.timeline(record.incident_id) if e.kind == "action_refused"]
+    assert [(e.detail["by"], e.detail["channel"]) for e in refused] == [(user, "api")]
 
 
 def test_unknown_and_malformed_incidents(client, tokens):
@@ -278,7 +278,7 @@ def test_a_cross_site_browser_write_is_refused(client, store, tokens, record):
     finally:
         client.cookies.clear()
     assert response.status_code == 403
-    assert store.get_incident(record.incident_id)["state"] == "open"
+    assert store.incidents.get(record.incident_id).state == "open"
 
 
 def test_a_malformed_responders_variable_is_503_and_changes_nothing(
@@ -287,4 +287,4 @@ def test_a_malformed_responders_variable_is_503_and_changes_nothing(
     monkeypatch.setenv("AIRFLOW_VAR_INCIDENT_RESPONDERS", '{"not": "a list"}')
     response = client.post(f"{API}/{record.incident_id}/acknowledge", headers=bearer(tokens["alice"]))
     assert response.status_code == 503 and "incident_responders" in response.json()["detail"]
-    assert store.get_incident(record.incident_id)["state"] == "open"
+    assert store.incidents.get(record.incident_id).state == "open"

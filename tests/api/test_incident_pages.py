@@ -29,21 +29,21 @@ def as_user(airflow_app, client, tokens):
 def _incident(store, **alert):
     """Open an incident with a diagnosis, a vote, an AI step, an action, and resolve it."""
     record = make_record(store, alert=alert)
-    store.cast_vote(record.id, identity="alice", channel="web", decision="approve", comment=None)
+    store.approvals.cast_vote(record.id, identity="alice", channel="web", decision="approve", comment=None)
     incident_id = record.incident_id
-    store.acknowledge_incident(incident_id, by="alice")
-    store.add_event(
+    store.incidents.acknowledge(incident_id, by="alice")
+    store.incidents.add_event(
         incident_id, "llm_call", {"step": "diagnose", "analyzer": "llm", "model": "m", "latency_ms": 1800}
     )
-    row, _ = store.begin_action(
+    row, _ = store.actions.begin(
         key=f"{incident_id}:fix",
         incident_id=incident_id,
         action="restart_pump",
         target="PUMP-07B",
         dry_run=True,
     )
-    store.finish_action(row["idempotency_key"], state="done", result={"mode": "dry_run"})
-    store.resolve_incident(incident_id, outcome="fixed")
+    store.actions.finish(row["idempotency_key"], state="done", result={"mode": "dry_run"})
+    store.incidents.resolve(incident_id, outcome="fixed")
     return incident_id
 
 

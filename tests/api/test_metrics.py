@@ -55,22 +55,28 @@ def test_a_scrape_reports_what_the_store_holds(client, store, with_token, monkey
     monkeypatch.setenv("INCIDENT_WEBHOOK_TOKEN", "webhook-token-0123456789")
     # Two critical incidents from the API, one resolved after an approval; one warning from Grafana.
     first = make_record(store)
-    store.cast_vote(first.id, identity="alice", channel="web", decision="approve", comment=None)
-    store.acknowledge_incident(first.incident_id, by="alice")
-    store.resolve_incident(first.incident_id, outcome="fixed")
+    store.approvals.cast_vote(first.id, identity="alice", channel="web", decision="approve", comment=None)
+    store.incidents.acknowledge(first.incident_id, by="alice")
+    store.incidents.resolve(first.incident_id, outcome="fixed")
     make_record(store, deadline=timedelta(seconds=-5))  # pending, and past its deadline
-    grafana = store.open_incident(
+    grafana = store.incidents.open(
         dag_id="incident_response",
         run_id="manual__grafana",
         incident_key="k-grafana",
         alert={"device_id": "VALVE-2", "error": "LEAK", "source": "grafana"},
     )
     # Diagnosed twice (a retried task): counted once.
-    store.update_incident(grafana, severity="warning", analysis={"severity": "warning"})
-    store.update_incident(grafana, severity="warning", analysis={"severity": "warning"})
-    store.add_event(grafana, "llm_call", {"step": "diagnose", "analyzer": "llm", "latency_ms": 1500})
-    store.add_event(grafana, "llm_call", {"step": "diagnose", "analyzer": "rules", "latency_ms": 30000})
-    store.add_event(grafana, "llm_call", {"step": "summarize", "analyzer": "llm", "latency_ms": 400})
+    store.incidents.update(grafana, severity="warning", analysis={"severity": "warning"})
+    store.incidents.update(grafana, severity="warning", analysis={"severity": "warning"})
+    store.incidents.add_event(
+        grafana, "llm_call", {"step": "diagnose", "analyzer": "llm", "latency_ms": 1500}
+    )
+    store.incidents.add_event(
+        grafana, "llm_call", {"step": "diagnose", "analyzer": "rules", "latency_ms": 30000}
+    )
+    store.incidents.add_event(
+        grafana, "llm_call", {"step": "summarize", "analyzer": "llm", "latency_ms": 400}
+    )
     # Webhook requests are counted by the route itself: one refused, one unknown source.
     assert client.post(f"{PREFIX}/api/alerts/grafana", json={}).status_code == 401
     assert client.post(f"{PREFIX}/api/alerts/nagios", json={}).status_code == 404

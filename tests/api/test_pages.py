@@ -133,7 +133,7 @@ def test_unknown_record_page_is_404(as_user, store):
 def test_list_shows_pending_and_recent(as_user, store):
     waiting = make_record(store)
     done = make_record(store, action="open_bypass_valve")
-    store.close_approval(done.id, state="expired")
+    store.approvals.close(done.id, state="expired")
     response = as_user("victor").get(f"{PREFIX}/approvals")
     assert response.status_code == 200
     html = response.text

@@ -38,7 +38,7 @@ def test_the_narrative_is_kept_until_the_record_changes(as_user, store, llm_serv
     assert "was fixed by a restart." in second and "written by the model" in second
     assert len(llm_server.requests) == 1  # the second download read the kept narrative
 
-    store.add_event(incident_id, TimelineKind.TICKET_OPENED, {"key": "OPS-7"})  # the record changed
+    store.incidents.add_event(incident_id, TimelineKind.TICKET_OPENED, {"key": "OPS-7"})  # the record changed
     _download(as_user, incident_id)
     assert len(llm_server.requests) == 2
 

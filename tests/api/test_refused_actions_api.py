@@ -21,6 +21,8 @@ def test_refused_attempts_past_the_cap_are_429_and_not_recorded(client, store, t
     statuses = [a.status_code for a in answers]
     assert statuses == [403] * MAX_REFUSED_ACTIONS + [429] * (9 - MAX_REFUSED_ACTIONS)
     assert answers[-1].json()["code"] == RefusalCode.TOO_MANY
-    refused = [e for e in store.timeline(record.incident_id) if e["kind"] == TimelineKind.ACTION_REFUSED]
+    refused = [
+        e for e in store.incidents.timeline(record.incident_id) if e.kind == TimelineKind.ACTION_REFUSED
+    ]
     assert len(refused) == MAX_REFUSED_ACTIONS
-    assert store.get_incident(record.incident_id)["state"] == IncidentState.OPEN
+    assert store.incidents.get(record.incident_id).state == IncidentState.OPEN

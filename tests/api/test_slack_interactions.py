@@ -28,7 +28,7 @@ def test_a_signed_approve_click_decides_the_record(client, store):
     assert response.status_code == 200
     assert response.json()["response_type"] == "ephemeral"
     assert "approved" in response.json()["text"]
-    after = store.get_approval(record.id)
+    after = store.approvals.get(record.id)
     assert after.state == "approved"
     [vote] = after.votes
     assert (vote.identity, vote.channel, vote.decision) == ("slack:U0ALICE", "slack", "approve")
@@ -39,7 +39,7 @@ def test_a_reject_click_rejects(client, store):
     record = make_record(store, quorum=2)
     response = click(client, record.id, user="U0BOB", action_id="reject")
     assert response.status_code == 200 and "rejected" in response.json()["text"]
-    assert store.get_approval(record.id).state == "rejected"
+    assert store.approvals.get(record.id).state == "rejected"
 
 
 def test_quorum_of_two_with_two_slack_users(client, store):
@@ -47,10 +47,10 @@ def test_quorum_of_two_with_two_slack_users(client, store):
     first = click(client, record.id, user="U0ALICE")
     assert first.status_code == 200
     assert "1 of 2 approvals" in first.json()["text"]
-    assert store.get_approval(record.id).state == "pending"
+    assert store.approvals.get(record.id).state == "pending"
     second = click(client, record.id, user="U0BOB")
     assert "approved" in second.json()["text"]
-    after = store.get_approval(record.id)
+    after = store.approvals.get(record.id)
     assert after.state == "approved" and after.deciders == ["slack:U0ALICE", "slack:U0BOB"]
 
 
@@ -60,11 +60,11 @@ def test_unknown_slack_user_is_refused_and_audited(client, store):
     assert response.status_code == 200
     text = response.json()["text"]
     assert "not counted" in text and "slack:U0MALLORY is not an allowed approver" in text
-    after = store.get_approval(record.id)
+    after = store.approvals.get(record.id)
     assert snapshot(after) == snapshot(record)
     [attempt] = after.votes
     assert (attempt.identity, attempt.channel, attempt.accepted) == ("slack:U0MALLORY", "slack", False)
-    events = [e["kind"] for e in store.timeline(record.incident_id)]
+    events = [e.kind for e in store.incidents.timeline(record.incident_id)]
     assert "vote_refused" in events
 
 
@@ -72,17 +72,17 @@ def test_without_the_variable_no_slack_user_may_vote(client, store):
     record = make_record(store, approvers=None)
     response = click(client, record.id, user="U0ALICE")
     assert "no Slack approvers are configured" in response.json()["text"]
-    assert store.get_approval(record.id).state == "pending"
+    assert store.approvals.get(record.id).state == "pending"
 
 
 def test_double_click_answers_already_decided_and_changes_nothing(client, store):
     record = make_record(store)
     click(client, record.id, user="U0ALICE")
-    decided = store.get_approval(record.id)
+    decided = store.approvals.get(record.id)
     again = click(client, record.id, user="U0ALICE")
     assert again.status_code == 200
     assert "already approved" in again.json()["text"]
-    assert snapshot(store.get_approval(record.id)) == snapshot(decided)
+    assert snapshot(store.approvals.get(record.id)) == snapshot(decided)
 
 
 def test_unknown_record_is_answered_200_with_a_text(client, store):
@@ -95,7 +95,7 @@ def test_the_open_record_link_button_is_acknowledged_and_ignored(client, store):
     record = make_record(store)
     response = click(client, record.id, action_id="open_record")
     assert response.status_code == 200 and response.content == b""
-    assert store.get_approval(record.id) == record
+    assert store.approvals.get(record.id) == record
 
 
 # -- refusals before anything is parsed -----------------------------------------------------------------
@@ -116,7 +116,7 @@ def test_forged_requests_are_401(client, store, tamper):
     body, headers = tamper(body, headers)
     response = client.post(URL, content=body, headers=headers)
     assert response.status_code == 401
-    assert store.get_approval(record.id) == record
+    assert store.approvals.get(record.id) == record
 
 
 @pytest.mark.parametrize("age", [301, 3600, -301])
@@ -126,7 +126,7 @@ def test_stale_timestamps_are_401(client, store, age):
     response = client.post(URL, content=body, headers=headers)
     assert response.status_code == 401
     assert "stale" in response.json()["detail"]
-    assert store.get_approval(record.id) == record
+    assert store.approvals.get(record.id) == record
 
 
 @pytest.mark.parametrize("header", ["X-Slack-Request-Timestamp", "X-Slack-Signature"])
@@ -136,7 +136,7 @@ def test_missing_headers_are_401(client, store, header):
     del headers[header]
     response = client.post(URL, content=body, headers=headers)
     assert response.status_code == 401
-    assert store.get_approval(record.id) == record
+    assert store.approvals.get(record.id) == record
 
 
 @pytest.mark.parametrize("value", ["abc", "1e9", "", "17000000000000000000000", "-1"])
@@ -145,7 +145,7 @@ def test_malformed_timestamps_are_401(client, store, value):
     body, headers = signed(click_payload(record.id))
     response = client.post(URL, content=body, headers={**headers, "X-Slack-Request-Timestamp": value})
     assert response.status_code == 401
-    assert store.get_approval(record.id) == record
+    assert store.approvals.get(record.id) == record
 
 
 def test_oversized_bodies_are_413(client, store):
@@ -155,7 +155,7 @@ def test_oversized_bodies_are_413(client, store):
     body, headers = signed(payload)
     response = client.post(URL, content=body, headers=headers)
     assert response.status_code == 413
-    assert store.get_approval(record.id) == record
+    assert store.approvals.get(record.id) == record
 
 
 def test_oversized_chunked_bodies_are_413(client, store):
@@ -169,7 +169,7 @@ def test_oversized_chunked_bodies_are_413(client, store):
 
     response = client.post(URL, content=chunks(), headers=headers)
     assert response.status_code == 413
-    assert store.get_approval(record.id) == record
+    assert store.approvals.get(record.id) == record
 
 
 def test_signed_but_malformed_payload_is_400(client, store):
@@ -191,7 +191,7 @@ def test_no_signing_secret_configured_is_503(client, store, monkeypatch):
     assert response.status_code == 503
     detail = response.json()["detail"]
     assert "signing_secret" in detail and "SLACK_SIGNING_SECRET" in detail
-    assert store.get_approval(record.id) == record
+    assert store.approvals.get(record.id) == record
 
 
 # -- Slack itself: the message update and the reply to the clicker ---------------------------------------
@@ -224,7 +224,7 @@ def _posted_request(store, record):
         {"type": "actions", "elements": [button]},
     ]
     ref = IncidentSlackHook().post_message(channel="#oncall", text="Approval needed", blocks=blocks)
-    store.set_approval_message(record.id, channel=ref.channel, ts=ref.ts)
+    store.approvals.set_message(record.id, channel=ref.channel, ts=ref.ts)
     return ref
 
 
@@ -262,7 +262,7 @@ def test_no_reply_to_an_untrusted_response_url(client, store, slack):
     with FakeSlackServer() as elsewhere:
         click(client, record.id, user="U0ALICE", response_url=f"{elsewhere.base_url}response/x")
         assert elsewhere.requests == []
-    assert store.get_approval(record.id).state == "approved"
+    assert store.approvals.get(record.id).state == "approved"
 
 
 def test_a_slow_vote_is_answered_in_time_and_the_outcome_follows(client, store, slack, monkeypatch):
@@ -291,4 +291,4 @@ def test_a_slow_vote_is_answered_in_time_and_the_outcome_follows(client, store, 
     # The test client returns once the background task ran: the vote landed and its outcome followed.
     [reply] = slack.calls("response/T0FAKETEAM/2/def")
     assert "approved" in reply.body["text"]
-    assert store.get_approval(record.id).state == "approved"
+    assert store.approvals.get(record.id).state == "approved"

@@ -29,7 +29,7 @@ def test_one_person_in_slack_and_on_the_web_is_one_approval(client, store, token
     second = vote(client, record.id, tokens["alice"])
 
     assert second.status_code == 409 and second.json()["detail"] == "alice has already voted"
-    after = store.get_approval(record.id)
+    after = store.approvals.get(record.id)
     assert after.state == "pending" and after.approval_count == 1
     assert [(v.identity, v.accepted) for v in after.votes] == [("slack:U0ALICE", True), ("alice", False)]
     # Another person completes the quorum.
@@ -49,5 +49,5 @@ def test_refused_attempts_are_kept_up_to_the_cap_then_answered_429(client, store
     ]
 
     assert statuses == [403] * MAX_REFUSED_ATTEMPTS + [429, 429]
-    after = store.get_approval(record.id)
+    after = store.approvals.get(record.id)
     assert after.state == "pending" and len(after.votes) == MAX_REFUSED_ATTEMPTS

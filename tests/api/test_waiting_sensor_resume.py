@@ -104,7 +104,7 @@ def test_a_decision_before_the_sensor_defers_changes_no_task(client, store, toke
 
     # Not deferred yet: the sensor reads the decided record itself when it starts.
     assert sensor(run_id) == {"state": None, "trigger_id": None, "xcom": None}
-    assert store.get_approval(record.id).state == "approved"
+    assert store.approvals.get(record.id).state == "approved"
 
 
 def test_a_metadata_db_failure_keeps_the_decision(client, store, tokens, monkeypatch, caplog):
@@ -126,6 +126,6 @@ def test_a_metadata_db_failure_keeps_the_decision(client, store, tokens, monkeyp
 
     # The vote counts and is answered; the trigger, still polling, ends the wait instead.
     assert response.status_code == 200 and response.json()["state"] == "approved"
-    assert store.get_approval(record.id).state == "approved"
+    assert store.approvals.get(record.id).state == "approved"
     assert sensor(run_id)["state"] == "deferred"
     assert f"Could not end the wait on approval {record.id}" in caplog.text

@@ -66,7 +66,7 @@ def posted_request(stack: LocalAirflow, store: IncidentStore, run_id: str) -> Ap
 
     def posted() -> Approval | None:
         stack.check_alive()
-        records = store.list_approvals(run_id=run_id)
+        records = store.approvals.find(run_id=run_id)
         return records[0] if records and records[0].slack_ts else None
 
     return poll(posted, RUN_TIMEOUT, f"the approval request of {run_id} in Slack")
@@ -136,7 +136,7 @@ def test_approve_on_the_record_page_linked_from_slack(
     expect(row).to_contain_text("web")
     expect(row).to_contain_text(comment)
 
-    decided = store.get_approval(record.id)
+    decided = store.approvals.get(record.id)
     assert decided.state == "approved"
     [vote] = decided.votes
     assert (vote.identity, vote.channel, vote.decision, vote.comment) == ("admin", "web", "approve", comment)

@@ -64,7 +64,7 @@ def test_open_an_incident_from_the_list_and_see_its_timeline(stack: LocalAirflow
     run_id = f"browser-incident-{uuid.uuid4().hex[:8]}"
     stack.trigger(DAG_ID, CRITICAL, run_id=run_id)
     record = poll(
-        lambda: (stack.check_alive() or store.list_approvals(run_id=run_id) or [None])[0],
+        lambda: (stack.check_alive() or store.approvals.find(run_id=run_id) or [None])[0],
         RUN_TIMEOUT,
         f"the approval request of {run_id}",
     )

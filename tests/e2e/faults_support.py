@@ -154,8 +154,8 @@ def assert_nothing_twice(
     assert not twice, f"messages posted more than once: {twice}"
     for run_id in run_ids:
         incident_id = incident_id_for(DAG_ID, run_id)
-        incident = store.get_incident(incident_id)
-        messages = store.messages(incident_id)
+        incident = store.incidents.get(incident_id)
+        messages = store.outbox.for_incident(incident_id)
         assert messages, f"{run_id}: no messages"
         unsent = {m["key"]: m["state"] for m in messages if m["state"] != "sent"}
         assert not unsent, f"{run_id}: messages not delivered: {unsent}"
@@ -164,8 +164,8 @@ def assert_nothing_twice(
                 f"{message['key']} reached Slack {posted[message['key']]} times"
             )
             # One thread per incident: the starter is the incident's thread, the rest reply in it.
-            assert message["slack_ts"] == incident["slack_ts"] or message["thread_ts"] == incident["slack_ts"]
-        actions = store.actions_for(incident_id)
+            assert message["slack_ts"] == incident.slack_ts or message["thread_ts"] == incident.slack_ts
+        actions = store.actions.for_incident(incident_id)
         assert all(a["state"] == "done" for a in actions), actions
         assert len({a["idempotency_key"] for a in actions}) == len(actions)
         if device is not None:

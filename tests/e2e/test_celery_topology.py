@@ -174,7 +174,7 @@ def decide_as_they_appear(
         assert time.monotonic() < deadline, (
             f"only {len(records)} of {len(critical)} approval records appeared"
         )
-        for record in store.list_approvals(limit=200):
+        for record in store.approvals.find(limit=200):
             if record.run_id in critical and record.run_id not in records:
                 records[record.run_id] = record.id
                 if len(decisions) < decided:
@@ -362,7 +362,7 @@ def test_tasks_ran_on_both_workers(topology, outcome: Outcome) -> None:
 
 def test_each_approval_record_and_device_action_is_stored_once(topology, outcome: Outcome) -> None:
     _, store = topology
-    records = store.list_approvals(limit=500)
+    records = store.approvals.find(limit=500)
     per_run = Counter(r.run_id for r in records)
     critical = {r for r, s in outcome.runs.items() if s == "critical"}
     assert dict(per_run) == dict.fromkeys(critical, 1)

@@ -102,7 +102,7 @@ def test_a_device_call_that_times_out_after_acting_is_retried_under_its_key_and_
     decide(stack, only_record(store, run_id).id, "approve")
     tis = finished(stack, run_id, "approve")
 
-    actions = store.actions_for(incident_id_for(DAG_ID, run_id))
+    actions = store.actions.for_incident(incident_id_for(DAG_ID, run_id))
     [stalled] = [a for a in actions if len(device.sent(a["idempotency_key"])) > 1]
     sent = device.sent(stalled["idempotency_key"])
     assert len(sent) == 2 and device.applied[stalled["idempotency_key"]] == 1
@@ -131,9 +131,9 @@ def test_slack_rate_limits_errors_and_timeouts_still_deliver_each_message_once_i
     assert late.late > SLACK_TIMEOUT
     assert_nothing_twice(store, slack, [run_id], device)
     # In order: the thread's replies are the incident's messages in the order they were queued.
-    incident = store.get_incident(incident_id_for(DAG_ID, run_id))
-    messages = [m for m in store.messages(incident["id"]) if m["slack_ts"] != incident["slack_ts"]]
-    replies = slack.replies(incident["slack_channel"], incident["slack_ts"])
+    incident = store.incidents.get(incident_id_for(DAG_ID, run_id))
+    messages = [m for m in store.outbox.for_incident(incident.id) if m["slack_ts"] != incident.slack_ts]
+    replies = slack.replies(incident.slack_channel, incident.slack_ts)
     assert [r["ts"] for r in replies] == [m["slack_ts"] for m in messages]
     assert [r["ts"] for r in replies] == sorted(r["ts"] for r in replies)
 
@@ -149,9 +149,9 @@ def test_a_model_that_times_out_then_talks_nonsense_falls_back_to_the_rules_and_
 
     record = only_record(store, run_id)
     assert record.state == "pending" and any("confidence" in reason for reason in record.reasons)
-    incident = store.get_incident(record.incident_id)
-    assert incident["analysis"]["analyzer"] == "rules"
-    calls = [e["detail"] for e in store.timeline(record.incident_id) if e["kind"] == "llm_call"]
+    incident = store.incidents.get(record.incident_id)
+    assert incident.analysis["analyzer"] == "rules"
+    calls = [e.detail for e in store.incidents.timeline(record.incident_id) if e.kind == "llm_call"]
     reasons = {c["step"]: c["fallback_reason"] for c in calls}
     assert reasons.get("summarize") and reasons.get("diagnose"), calls
     decide(stack, record.id, "approve")
@@ -181,7 +181,7 @@ def test_the_incident_store_restarting_mid_run_is_retried_and_keeps_the_approval
     decide(stack, record.id, "approve")
     tis = finished(stack, run_id, "approve")
 
-    kept = store.get_approval(record.id)
+    kept = store.approvals.get(record.id)
     assert (kept.id, kept.run_id, kept.state, kept.action) == (record.id, run_id, "approved", record.action)
     assert [(v.identity, v.decision, v.accepted) for v in kept.votes] == [("admin", "approve", True)]
     assert tis["wait_for_approval"]["state"] == "success"
@@ -226,14 +226,14 @@ def test_decisions_made_while_the_triggerer_is_killed_all_finish_on_their_branch
             decide(stack, records[run_id].id, decision)  # the API server ends the wait itself
         else:
             # Decided elsewhere (another API server): only a triggerer can notice.
-            store.cast_vote(
+            store.approvals.cast_vote(
                 records[run_id].id, identity="admin", channel="web", decision=decision, role="admin"
             )
     stack.start_component("triggerer")
 
     finished_all(stack, decisions)
     for run_id, decision in decisions.items():
-        assert store.get_approval(records[run_id].id).state == (
+        assert store.approvals.get(records[run_id].id).state == (
             "approved" if decision == "approve" else "rejected"
         )
     assert_nothing_twice(store, slack, list(decisions), device)

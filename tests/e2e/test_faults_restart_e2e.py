@@ -81,7 +81,7 @@ def test_everything_killed_while_approvals_wait_then_started_again_loses_nothing
         if database is not None:
             assert postgres.server_pid(again.postgres_dir) == database, "the running database was not reused"
         for run_id, decision in decisions.items():
-            assert store.get_approval(records[run_id].id).state == "pending"
+            assert store.approvals.get(records[run_id].id).state == "pending"
             decide(again, records[run_id].id, decision)
         finished_all(again, decisions)
     except BaseException:
@@ -94,6 +94,8 @@ def test_everything_killed_while_approvals_wait_then_started_again_loses_nothing
     assert_nothing_twice(store, slack, list(decisions), device)
     for run_id, decision in decisions.items():
         fixes = [
-            a for a in store.actions_for(incident_id_for(DAG_ID, run_id)) if a["result"]["purpose"] == "fix"
+            a
+            for a in store.actions.for_incident(incident_id_for(DAG_ID, run_id))
+            if a["result"]["purpose"] == "fix"
         ]
         assert len(fixes) == (1 if decision == "approve" else 0), fixes

@@ -102,8 +102,8 @@ def test_acknowledge_escalate_resolve_from_slack(
         return states.get("wait_for_approval") == "deferred"
 
     poll(waiting, RUN_TIMEOUT, "wait_for_approval to defer")
-    incident = store.get_incident(incident_id)
-    channel, page_ts = incident["slack_channel"], incident["slack_ts"]
+    incident = store.incidents.get(incident_id)
+    channel, page_ts = incident.slack_channel, incident.slack_ts
     assert pagerduty.actions_for(incident_id) == ["trigger"]
 
     figures: dict[str, float] = {}
@@ -151,12 +151,12 @@ def test_acknowledge_escalate_resolve_from_slack(
     tis = task_instances(stack, run_id)
     assert tis["execute_fix"]["state"] == "skipped" and tis["escalate"]["state"] == "skipped"
     assert tis["resolve_incident"]["state"] == "success" and tis["final_report"]["state"] == "success"
-    incident = store.get_incident(incident_id)
-    assert incident["state"] == "resolved" and incident["resolved_by"] == f"slack:{ONCALL}"
-    assert incident["acknowledged_by"] == f"slack:{ONCALL}"
-    [record] = store.list_approvals(run_id=run_id)
+    incident = store.incidents.get(incident_id)
+    assert incident.state == "resolved" and incident.resolved_by == f"slack:{ONCALL}"
+    assert incident.acknowledged_by == f"slack:{ONCALL}"
+    [record] = store.approvals.find(run_id=run_id)
     assert record.state == "cancelled"
-    kinds = [e["kind"] for e in store.timeline(incident_id)]
+    kinds = [e.kind for e in store.incidents.timeline(incident_id)]
     assert kinds.index("acknowledged") < kinds.index("escalated") < kinds.index("resolved")
 
     # One dedup_key: the page's trigger, the acknowledgement, the escalation's re-trigger, one resolve.

@@ -26,7 +26,7 @@ def test_critical_incident_approved_while_deferred(airflow_stack: LocalAirflow):
         return airflow_stack.task_states(DAG_ID, run_id).get("wait_for_approval") == "deferred"
 
     poll(deferred, 180, "wait_for_approval to defer")
-    [record] = store.list_approvals(run_id=run_id)
+    [record] = store.approvals.find(run_id=run_id)
     assert record.state == "pending"
     approval_lifecycle.decide(
         store, record.id, identity="admin", channel="api", decision="approve", role="admin"
@@ -39,5 +39,5 @@ def test_critical_incident_approved_while_deferred(airflow_stack: LocalAirflow):
     assert states["escalate"] == "skipped"
     assert states["wait_for_approval"] == "success"
     assert states["final_report"] == "success"
-    assert store.get_approval(record.id).state == "approved"
+    assert store.approvals.get(record.id).state == "approved"
     print(f"\ne2e: trigger to success {elapsed:.1f}s; Airflow ready after {airflow_stack.ready_after:.1f}s")

@@ -64,11 +64,11 @@ def test_a_downgraded_action_waits_for_a_human_and_runs_only_once_approved(
         "no_status",
         "scheduled",
     )
-    assert "reduce_load" not in {a["action"] for a in store.actions_for(record.incident_id)}
+    assert "reduce_load" not in {a["action"] for a in store.actions.for_incident(record.incident_id)}
 
     status, body = stack.api(
         "POST", f"/incident-response/api/approvals/{record.id}/decisions", {"decision": "approve"}
     )
     assert status == 200 and body["state"] == "approved", body
     finished_through(stack, run_id, taken="execute_fix", skipped="escalate")
-    assert "reduce_load" in {a["action"] for a in store.actions_for(record.incident_id)}
+    assert "reduce_load" in {a["action"] for a in store.actions.for_incident(record.incident_id)}

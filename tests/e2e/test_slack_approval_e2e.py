@@ -108,7 +108,7 @@ def wait_deferred(stack: LocalAirflow, run_id: str) -> float:
 
 def only_record(store: IncidentStore, run_id: str) -> Approval:
     """Return the run's one approval record."""
-    [record] = store.list_approvals(run_id=run_id)
+    [record] = store.approvals.find(run_id=run_id)
     return record
 
 
@@ -227,7 +227,7 @@ def test_slack_click_decides_the_deferred_approval(
     assert answer["response_type"] == "ephemeral"
     assert f"*{state}*" in answer["text"]
 
-    decided = store.get_approval(record.id)
+    decided = store.approvals.get(record.id)
     assert decided.state == state
     [vote] = decided.votes
     assert (vote.identity, vote.channel, vote.decision, vote.accepted) == (
@@ -270,7 +270,7 @@ def test_decision_right_after_the_record_is_created_is_not_lost(
 
     # Watch the store closely and vote the moment the record exists, before the sensor can start.
     record = poll(
-        lambda: next(iter(store.list_approvals(run_id=run_id)), None),
+        lambda: next(iter(store.approvals.find(run_id=run_id)), None),
         RUN_TIMEOUT,
         "the approval record",
         interval=0.02,
@@ -289,7 +289,7 @@ def test_decision_right_after_the_record_is_created_is_not_lost(
     assert sensor_state in (None, "scheduled", "queued"), f"wait_for_approval was already {sensor_state}"
 
     finished_through(stack, run_id, "execute_fix", "escalate")
-    final = store.get_approval(record.id)
+    final = store.approvals.get(record.id)
     assert final.state == "approved" and final.deciders == ["admin"]
 
     # The Slack message was posted after the decision (or just before): it still ends up showing it.
@@ -322,7 +322,9 @@ def test_decisions_while_the_triggerer_is_down_are_not_lost(
         assert status == 200 and body["state"] == "approved", body
         # Decided in the store by something other than this API server (another deployment's
         # api-server, say): only the trigger can notice, once a triggerer runs again.
-        store.cast_vote(store_record.id, identity="admin", channel="web", decision="approve", role="admin")
+        store.approvals.cast_vote(
+            store_record.id, identity="admin", channel="web", decision="approve", role="admin"
+        )
 
         finished_through(stack, by_api, "execute_fix", "escalate")
         assert task_instances(stack, by_store)["wait_for_approval"]["state"] == "deferred"
@@ -333,7 +335,7 @@ def test_decisions_while_the_triggerer_is_down_are_not_lost(
     # The new triggerer takes the orphaned trigger over, reads the decision, and the run goes on.
     tis = finished_through(stack, by_store, "execute_fix", "escalate")
     assert seconds_between(restarted, tis["wait_for_approval"]["end_date"]) > 0
-    assert store.get_approval(store_record.id).state == "approved"
+    assert store.approvals.get(store_record.id).state == "approved"
 
 
 @pytest.mark.parametrize(
@@ -354,17 +356,17 @@ def test_unanswered_request_reminds_at_half_time_then_expires_and_escalates(
     assert (record.expires_at - record.created_at).total_seconds() == pytest.approx(EXPIRY_SECONDS, abs=1)
 
     tis = finished_through(stack, run_id, "escalate", "execute_fix")
-    expired = store.get_approval(record.id)
+    expired = store.approvals.get(record.id)
     assert expired.state == "expired" and not expired.votes
 
     # One reminder, in the incident's thread, after half time and before the deadline.
-    incident = store.get_incident(record.incident_id)
+    incident = store.incidents.get(record.incident_id)
     posted = [r for r in slack.calls("chat.postMessage") if r.status == 200]
     reminders = [r for r in posted if str(r.body.get("text", "")).startswith("Reminder:")]
     reminders = [r for r in reminders if record.id in r.body["text"]]
     assert len(reminders) == 1, [r.body.get("text") for r in reminders]
     [reminder] = reminders
-    assert reminder.body.get("thread_ts") == incident["slack_ts"]
+    assert reminder.body.get("thread_ts") == incident.slack_ts
     sent_after = wall_time(reminder) - record.created_at.timestamp()
     assert EXPIRY_SECONDS / 2 <= sent_after < EXPIRY_SECONDS, sent_after
 

@@ -112,10 +112,10 @@ def test_a_warning_alert_runs_to_success_and_repeats_are_deduplicated(stack: Loc
     assert states["create_ticket"] == "success" and states["page_oncall"] == "skipped"
     # Once the run is over, the same firing still maps to the same run: no second incident.
     status, after = post_alerts(stack, "alertmanager", body)
-    assert status == 202 and after["incidents"][0]["deduplicated"] is True
+    assert status == 202 and after.incidents[0]["deduplicated"] is True
     runs = stack.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?limit=100")[1]["dag_runs"]
     assert [r["dag_run_id"] for r in runs if r["conf"].get("fingerprint") == item["fingerprint"]] == [run_id]
-    assert store.get_incident(item["incident_id"])["state"] == "resolved"
+    assert store.incidents.get(item["incident_id"]).state == "resolved"
 
 
 def test_critical_alerts_wait_for_approval_then_approve_or_resolve(stack: LocalAirflow, store):
@@ -129,7 +129,7 @@ def test_critical_alerts_wait_for_approval_then_approve_or_resolve(stack: LocalA
     def pending(run_id: str):
         stack.check_alive()
         deferred = stack.task_states(DAG_ID, run_id).get("wait_for_approval") == "deferred"
-        records = store.list_approvals(run_id=run_id, state="pending")
+        records = store.approvals.find(run_id=run_id, state="pending")
         return records[0] if deferred and records else None
 
     record = poll(lambda: pending(approved_run), RUN_TIMEOUT, "the first run to wait for approval")
@@ -156,4 +156,4 @@ def test_critical_alerts_wait_for_approval_then_approve_or_resolve(stack: LocalA
     states = stack.task_states(DAG_ID, resolved_run)
     assert states["execute_fix"] == "skipped" and states["escalate"] == "skipped"
     assert states["resolve_incident"] == "success" and states["final_report"] == "success"
-    assert store.get_approval(other.id).state == "cancelled"
+    assert store.approvals.get(other.id).state == "cancelled"

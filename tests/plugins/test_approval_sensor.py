@@ -41,7 +41,7 @@ def test_pending_record_defers_with_the_deadline_as_timeout(record):
 
 
 def test_decision_before_the_sensor_starts_is_not_lost(store, record):
-    store.cast_vote(record.id, identity="admin", channel="api", decision="approve", role="admin")
+    store.approvals.cast_vote(record.id, identity="admin", channel="api", decision="approve", role="admin")
     assert _sensor(record.id).execute(context={}) == {
         "approval_id": record.id,
         "state": "approved",
@@ -54,11 +54,11 @@ def test_expired_event_records_the_expiry(store, record):
         context={}, event={"approval_id": record.id, "state": "expired"}
     )
     assert outcome["state"] == "expired"
-    assert store.get_approval(record.id).state == "expired"
+    assert store.approvals.get(record.id).state == "expired"
 
 
 def test_vote_just_before_expiry_wins(store, record):
-    store.cast_vote(record.id, identity="admin", channel="api", decision="reject", role="admin")
+    store.approvals.cast_vote(record.id, identity="admin", channel="api", decision="reject", role="admin")
     outcome = _sensor(record.id).execute_complete(
         context={}, event={"approval_id": record.id, "state": "expired"}
     )
@@ -69,7 +69,7 @@ def test_airflow_deferral_timeout_is_an_expiry_not_a_failure(store, record):
     sensor = _sensor(record.id)
     outcome = sensor.resume_execution("__fail__", {"error": TriggerFailureReason.TRIGGER_TIMEOUT}, context={})
     assert outcome["state"] == "expired"
-    assert store.get_approval(record.id).state == "expired"
+    assert store.approvals.get(record.id).state == "expired"
 
 
 def test_other_trigger_failures_still_fail(record):
@@ -104,8 +104,8 @@ def test_reminder_is_posted_once_then_the_sensor_waits_again(store, record):
         with pytest.raises(TaskDeferred) as deferred:
             sensor.execute_complete(context={}, event={"approval_id": record.id, "state": "reminder"})
         assert deferred.value.trigger.serialize()[1]["remind_at"] is None
-    [message] = store.messages(record.incident_id)
+    [message] = store.outbox.for_incident(record.incident_id)
     assert message["key"] == f"r:reminder:{record.id}"
     assert "still waits for approval (0 of 1)" in message["text"]
     assert f"/incident-response/approvals/{record.id}" in message["text"]
-    assert store.get_approval(record.id).state == "pending"
+    assert store.approvals.get(record.id).state == "pending"

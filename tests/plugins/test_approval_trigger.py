@@ -71,7 +71,7 @@ def test_serialization_round_trip_keeps_only_ids():
 
 def test_decision_made_before_the_trigger_starts_is_seen_at_once(store):
     record = _record(store)
-    store.cast_vote(record.id, identity="admin", channel="web", decision="approve", role="admin")
+    store.approvals.cast_vote(record.id, identity="admin", channel="web", decision="approve", role="admin")
 
     started = time.monotonic()
     outcome = _decision(ApprovalTrigger(approval_id=record.id, expires_at=record.expires_at.isoformat()))
@@ -85,7 +85,9 @@ def test_decision_while_waiting_fires_one_event(store, decision, state):
     record = _record(store)
     voter = threading.Timer(
         0.5,
-        lambda: store.cast_vote(record.id, identity="admin", channel="web", decision=decision, role="admin"),
+        lambda: store.approvals.cast_vote(
+            record.id, identity="admin", channel="web", decision=decision, role="admin"
+        ),
     )
     voter.start()
     try:
@@ -101,7 +103,7 @@ def test_decision_while_waiting_fires_one_event(store, decision, state):
 
 def test_cancelled_record_fires_cancelled(store):
     record = _record(store)
-    store.close_approval(record.id, state="cancelled")
+    store.approvals.close(record.id, state="cancelled")
     outcome = _decision(ApprovalTrigger(approval_id=record.id, expires_at=record.expires_at.isoformat()))
     assert outcome == {"approval_id": record.id, "state": "cancelled", "decided_by": []}
 
@@ -113,7 +115,7 @@ def test_deadline_fires_expired_without_writing(store):
     )
     assert event == {"approval_id": record.id, "state": "expired"}
     # The trigger may run twice (triggerer restart): recording expiry is the sensor's job.
-    assert store.get_approval(record.id).state == "pending"
+    assert store.approvals.get(record.id).state == "pending"
 
 
 def test_unknown_record_fires_an_error_event(store):
@@ -168,7 +170,12 @@ def test_many_waiting_triggers_cost_one_query_per_interval_and_each_sees_its_dec
         for i, record in enumerate(records):
             decision = "approve" if i % 2 == 0 else "reject"
             await asyncio.to_thread(
-                store.cast_vote, record.id, identity="admin", channel="web", decision=decision, role="admin"
+                store.approvals.cast_vote,
+                record.id,
+                identity="admin",
+                channel="web",
+                decision=decision,
+                role="admin",
             )
         events = await asyncio.wait_for(asyncio.gather(*tasks), 30)
         return reads_while_waiting, events
@@ -213,7 +220,12 @@ def test_a_trigger_that_stops_waiting_leaves_the_others_watched(store):
         watcher = watcher_for(store)
         assert watcher.watched == 1
         await asyncio.to_thread(
-            store.cast_vote, kept.id, identity="admin", channel="web", decision="approve", role="admin"
+            store.approvals.cast_vote,
+            kept.id,
+            identity="admin",
+            channel="web",
+            decision="approve",
+            role="admin",
         )
         event = await asyncio.wait_for(watcher_task, 10)
         assert watcher.watched == 0
@@ -229,7 +241,7 @@ def test_a_failed_read_reaches_every_waiting_trigger(store, monkeypatch):
     def broken(ids):
         raise sqlalchemy.exc.OperationalError("SELECT", {}, Exception("store unreachable"))
 
-    monkeypatch.setattr(store, "approval_states", broken)
+    monkeypatch.setattr(store.approvals, "states", broken)
 
     async def scenario():
         triggers = [ApprovalTrigger(approval_id=r.id, expires_at=r.expires_at.isoformat()) for r in records]
@@ -241,8 +253,8 @@ def test_a_failed_read_reaches_every_waiting_trigger(store, monkeypatch):
 
 def test_batch_read_of_states_leaves_unknown_ids_out(store):
     pending, decided = _record(store, run_id="run-a"), _record(store, run_id="run-b")
-    store.close_approval(decided.id, state="cancelled")
-    assert store.approval_states([pending.id, decided.id, "apr-missing", pending.id]) == {
+    store.approvals.close(decided.id, state="cancelled")
+    assert store.approvals.states([pending.id, decided.id, "apr-missing", pending.id]) == {
         pending.id: "pending",
         decided.id: "cancelled",
     }

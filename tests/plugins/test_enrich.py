@@ -55,9 +55,11 @@ def test_the_inventory_api_answers_when_configured(store, inventory_api):
     assert enrichment["known"] and enrichment["source"] == "inventory-api"
     assert (enrichment["site"], enrichment["kind"], enrichment["firmware"]) == ("Offshore 2", "turbine", "7")
     [event] = [
-        e for e in store.timeline(incident_id_for(DAG_RUN.dag_id, DAG_RUN.run_id)) if e["kind"] == "enriched"
+        e
+        for e in store.incidents.timeline(incident_id_for(DAG_RUN.dag_id, DAG_RUN.run_id))
+        if e.kind == "enriched"
     ]
-    assert event["detail"]["source"] == "inventory-api"
+    assert event.detail["source"] == "inventory-api"
 
 
 def test_a_device_the_api_does_not_know(store, inventory_api):

@@ -28,37 +28,39 @@ def start(store) -> tuple[FakeTI, SimpleNamespace, str]:
     run = SimpleNamespace(
         dag_id=DAG_ID, run_id=f"manual__{uuid.uuid4().hex[:8]}", triggering_user_name="admin"
     )
-    incident_id = store.open_incident(
+    incident_id = store.incidents.open(
         dag_id=DAG_ID, run_id=run.run_id, incident_key=ALERT.incident_key, alert=ALERT.to_xcom()
     )
-    store.update_incident(incident_id, severity="critical", analysis=ti.analysis.to_xcom())
+    store.incidents.update(incident_id, severity="critical", analysis=ti.analysis.to_xcom())
     return ti, run, incident_id
 
 
 def approve(store, ti: FakeTI, run: SimpleNamespace) -> str:
     approval_id = tasks.request_approval(ti=ti, dag_run=run)
     for who in ("alice", "bob", "carol"):
-        if store.get_approval(approval_id).state == ApprovalState.PENDING:
-            store.cast_vote(approval_id, identity=who, channel="api", decision="approve", role="user")
-    assert store.get_approval(approval_id).state == ApprovalState.APPROVED
+        if store.approvals.get(approval_id).state == ApprovalState.PENDING:
+            store.approvals.cast_vote(
+                approval_id, identity=who, channel="api", decision="approve", role="user"
+            )
+    assert store.approvals.get(approval_id).state == ApprovalState.APPROVED
     return approval_id
 
 
 def refused(store, ti: FakeTI, run: SimpleNamespace, incident_id: str) -> str:
     with pytest.raises(AirflowFailException, match="the fix was not run"):
         tasks.execute_fix(ti=ti, dag_run=run)
-    assert store.actions_for(incident_id) == []  # acted on nothing
-    kinds = [e["kind"] for e in store.timeline(incident_id)]
+    assert store.actions.for_incident(incident_id) == []  # acted on nothing
+    kinds = [e.kind for e in store.incidents.timeline(incident_id)]
     assert "fix_refused" in kinds and "escalated" in kinds  # on the timeline, and escalated
-    [event] = [e for e in store.timeline(incident_id) if e["kind"] == "fix_refused"]
-    return event["detail"]["reason"]
+    [event] = [e for e in store.incidents.timeline(incident_id) if e.kind == "fix_refused"]
+    return event.detail["reason"]
 
 
 def test_an_approved_record_for_exactly_this_fix_lets_it_run(store):
     ti, run, incident_id = start(store)
     approve(store, ti, run)
     assert tasks.execute_fix(ti=ti, dag_run=run)["state"] == "done"
-    assert [a["action"] for a in store.actions_for(incident_id)] == [ti.analysis.recommended_action]
+    assert [a["action"] for a in store.actions.for_incident(incident_id)] == [ti.analysis.recommended_action]
 
 
 def test_without_any_record_a_fix_the_policy_gates_is_refused(store):
@@ -77,9 +79,11 @@ def test_a_record_that_is_not_approved_is_refused_whatever_the_xcom_says(store, 
     ti, run, incident_id = start(store)
     approval_id = tasks.request_approval(ti=ti, dag_run=run)
     if state == "rejected":
-        store.cast_vote(approval_id, identity="alice", channel="api", decision="reject", role="user")
+        store.approvals.cast_vote(
+            approval_id, identity="alice", channel="api", decision="reject", role="user"
+        )
     elif state != "pending":
-        store.close_approval(approval_id, state=ApprovalState(state))
+        store.approvals.close(approval_id, state=ApprovalState(state))
     ti._xcoms[names.WAIT_FOR_APPROVAL] = {
         "approval_id": approval_id,
         "state": "approved",

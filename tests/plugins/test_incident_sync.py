@@ -60,10 +60,10 @@ def _incident(store, ti: FakeTI, *, alert: Alert = ALERT):
     run = SimpleNamespace(
         dag_id=DAG_ID, run_id=f"manual__{uuid.uuid4().hex[:8]}", triggering_user_name="admin"
     )
-    incident_id = store.open_incident(
+    incident_id = store.incidents.open(
         dag_id=DAG_ID, run_id=run.run_id, incident_key=alert.incident_key, alert=alert.to_xcom()
     )
-    store.update_incident(incident_id, severity=ti.analysis.severity, analysis=ti.analysis.to_xcom())
+    store.incidents.update(incident_id, severity=ti.analysis.severity, analysis=ti.analysis.to_xcom())
     return run, incident_id
 
 
@@ -106,7 +106,7 @@ def test_without_pagerduty_nothing_is_sent_and_the_page_still_posts(store):
     run, incident_id = _incident(store, ti)
     delivery = tasks.page_oncall(ti=ti, dag_run=run)
     assert delivery["posted"] is False  # no Slack either: kept in the outbox
-    assert not [e for e in store.timeline(incident_id) if e["kind"].startswith("pagerduty")]
+    assert not [e for e in store.incidents.timeline(incident_id) if e.kind.startswith("pagerduty")]
 
 
 def test_create_ticket_opens_one_jira_issue_and_stores_its_key(store, jira):
@@ -122,7 +122,7 @@ def test_create_ticket_opens_one_jira_issue_and_stores_its_key(store, jira):
     assert ti.analysis.diagnosis[:40] in fields["description"]
     assert f"/runs/{run.run_id}" in fields["description"]
     assert fields["labels"] == [incident_id]
-    assert store.get_incident(incident_id)["ticket_id"] == "OPS-1"
+    assert store.incidents.get(incident_id).ticket_id == "OPS-1"
 
 
 def test_a_lost_create_answer_does_not_open_a_second_issue(store, jira):
@@ -148,7 +148,7 @@ def test_resolving_comments_on_the_issue_and_resolves_pagerduty_once(store, jira
     ti = FakeTI()
     run, incident_id = _incident(store, ti)
     incident_sync.jira_issue(store, incident_id, summary="s", description="d")
-    store.resolve_incident(incident_id, outcome="fixed")
+    store.incidents.resolve(incident_id, outcome="fixed")
     incident_sync.incident_resolved(store, incident_id)
     incident_sync.incident_resolved(store, incident_id)
     assert [c["key"] for c in jira.comments] == ["OPS-1"]

@@ -43,7 +43,7 @@ xcoms[names.DIAGNOSE] = analysis.to_xcom()
 ti = SimpleNamespace(xcom_pull=lambda task_ids: xcoms.get(task_ids))
 run = SimpleNamespace(dag_id="incident_response", run_id="manual__probe", triggering_user_name="admin")
 store = get_store()
-incident_id = store.open_incident(
+incident_id = store.incidents.open(
     dag_id=run.dag_id, run_id=run.run_id, incident_key=alert.incident_key, alert=alert.to_xcom()
 )
 tasks.enrich(ti=ti, dag_run=run)
@@ -52,7 +52,7 @@ tasks.ai_diagnose(ti=ti, dag_run=run)
 tasks.page_oncall(ti=ti, dag_run=run)
 tasks.automated_containment(ti=ti, dag_run=run, params={"dry_run": False})
 tasks.create_ticket(ti=ti, dag_run=run)
-outbox = [m["state"] for m in store.messages(incident_id)]
+outbox = [m["state"] for m in store.outbox.for_incident(incident_id)]
 imported = sorted(m for m in sys.modules if m.startswith(providers))
 print(json.dumps({"preloaded": preloaded, "imported": imported, "outbox": outbox}))
 """

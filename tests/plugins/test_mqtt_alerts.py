@@ -63,7 +63,7 @@ def test_resolved_closes_the_alert_run(store):
         )
         == []
     )
-    assert store.resolved_upstream(start["trigger_run_id"])
+    assert store.intake.resolved_upstream(start["trigger_run_id"])
 
 
 def test_events_that_are_not_iot_alerts_are_skipped(store):
@@ -106,7 +106,9 @@ def test_a_device_cannot_resolve_or_join_another_devices_incident(store):
         pump["trigger_run_id"],
         *hooked,
     )
-    assert not store.resolved_upstream(pump["trigger_run_id"]) and not store.resolved_upstream(hooked[0])
+    assert not store.intake.resolved_upstream(pump["trigger_run_id"]) and not store.intake.resolved_upstream(
+        hooked[0]
+    )
 
 
 def test_a_payload_naming_another_device_never_reaches_the_intake():

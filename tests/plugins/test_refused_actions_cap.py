@@ -30,7 +30,7 @@ def store(incident_store_url, monkeypatch):
 
 
 def _incident(store) -> str:
-    return store.open_incident(
+    return store.incidents.open(
         dag_id=DAG_ID,
         run_id=f"manual__{uuid.uuid4().hex[:8]}",
         incident_key=ALERT.incident_key,
@@ -46,7 +46,7 @@ def _attempt(store, incident_id: str, action: str, identity: str, channel: str) 
 
 def _kept(store, incident_id: str) -> list[str]:
     return [
-        e["detail"]["by"] for e in store.timeline(incident_id) if e["kind"] == TimelineKind.ACTION_REFUSED
+        e.detail["by"] for e in store.incidents.timeline(incident_id) if e.kind == TimelineKind.ACTION_REFUSED
     ]
 
 
@@ -61,7 +61,7 @@ def test_past_the_cap_an_attempt_is_refused_and_not_kept(store, extra):
     assert codes == [RefusalCode.FORBIDDEN] * MAX_REFUSED_ACTIONS + [RefusalCode.TOO_MANY] * extra
     # Both of Mallory's identities count as one person: five entries, no more.
     assert len(_kept(store, incident_id)) == MAX_REFUSED_ACTIONS
-    assert store.get_incident(incident_id)["state"] == IncidentState.OPEN
+    assert store.incidents.get(incident_id).state == IncidentState.OPEN
 
 
 def test_the_cap_is_per_person_and_per_incident(store, monkeypatch):

@@ -38,7 +38,7 @@ def store(incident_store_url):
 
 
 def _open(store, run_id: str) -> None:
-    store.open_incident(dag_id=DAG_ID, run_id=run_id, incident_key=ALERT.incident_key, alert=ALERT.to_xcom())
+    store.incidents.open(dag_id=DAG_ID, run_id=run_id, incident_key=ALERT.incident_key, alert=ALERT.to_xcom())
 
 
 def test_creates_a_pending_record_and_queues_the_request(store):
@@ -47,24 +47,24 @@ def test_creates_a_pending_record_and_queues_the_request(store):
 
     approval_id = tasks.request_approval(ti=FakeTI(), dag_run=dag_run)
 
-    record = store.get_approval(approval_id)
+    record = store.approvals.get(approval_id)
     assert (record.state, record.action, record.risk, record.requested_by) == (
         "pending",
         "isolate_pump",
         "high",
         "admin",
     )
-    [message] = store.messages(incident_id_for(DAG_ID, "run-1"))
+    [message] = store.outbox.for_incident(incident_id_for(DAG_ID, "run-1"))
     assert message["key"] == f"run-1:approval:{approval_id}" and message["state"] == "pending"
     # A retry of the task finds the same record and the same queued message.
     assert tasks.request_approval(ti=FakeTI(), dag_run=dag_run) == approval_id
-    assert len(store.messages(incident_id_for(DAG_ID, "run-1"))) == 1
+    assert len(store.outbox.for_incident(incident_id_for(DAG_ID, "run-1"))) == 1
 
 
 def test_alert_resolved_before_the_record_existed_cancels_it(store):
     dag_run = SimpleNamespace(dag_id=DAG_ID, run_id="alert__alertmanager__abc", triggering_user_name=None)
     _open(store, dag_run.run_id)
-    store.claim_alert_run(
+    store.intake.claim_alert_run(
         run_id=dag_run.run_id,
         dag_id=DAG_ID,
         incident_key=ALERT.incident_key,
@@ -72,8 +72,8 @@ def test_alert_resolved_before_the_record_existed_cancels_it(store):
         fingerprint="abc",
         episode="2026-11-26T00:00:00Z",
     )
-    assert store.resolve_alert_run(dag_run.run_id, source="alertmanager")
+    assert store.intake.resolve_alert_run(dag_run.run_id, source="alertmanager")
 
     approval_id = tasks.request_approval(ti=FakeTI(), dag_run=dag_run)
 
-    assert store.get_approval(approval_id).state == "cancelled"
+    assert store.approvals.get(approval_id).state == "cancelled"

@@ -29,11 +29,11 @@ def test_counts_reach_the_store_without_a_scrape(store):
     for status in (202, 202, 401):
         request_counts._record("grafana", status)
 
-    _wait_for(store.webhook_request_counts, {("grafana", "202"): 2, ("grafana", "401"): 1})
+    _wait_for(store.stats.webhook_request_counts, {("grafana", "202"): 2, ("grafana", "401"): 1})
 
 
 def test_counts_survive_a_store_that_fails_for_a_while(store, monkeypatch):
-    real = type(store).count_webhook_requests
+    real = type(store.stats).count_webhook_requests
     failures = iter([True, True])
 
     def flaky(self, counts):
@@ -41,10 +41,10 @@ def test_counts_survive_a_store_that_fails_for_a_while(store, monkeypatch):
             raise ConnectionError("store down")
         return real(self, counts)
 
-    monkeypatch.setattr(type(store), "count_webhook_requests", flaky)
+    monkeypatch.setattr(type(store.stats), "count_webhook_requests", flaky)
     request_counts._record("alertmanager", 202)
     request_counts.flush_counts()  # fails: kept
     request_counts._record("alertmanager", 202)
     request_counts.flush_counts()  # fails again: kept
 
-    _wait_for(store.webhook_request_counts, {("alertmanager", "202"): 2})
+    _wait_for(store.stats.webhook_request_counts, {("alertmanager", "202"): 2})

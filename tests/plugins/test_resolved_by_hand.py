@@ -23,10 +23,10 @@ def store(incident_store_url, monkeypatch):
 
 def _run(store, run_id: str, ti: FakeTI):
     dag_run = SimpleNamespace(dag_id=DAG_ID, run_id=run_id, triggering_user_name=None)
-    incident_id = store.open_incident(
+    incident_id = store.incidents.open(
         dag_id=DAG_ID, run_id=run_id, incident_key=ALERT.incident_key, alert=ALERT.to_xcom()
     )
-    store.update_incident(incident_id, severity="critical", analysis=ti.analysis.to_xcom())
+    store.incidents.update(incident_id, severity="critical", analysis=ti.analysis.to_xcom())
     return dag_run, incident_id
 
 
@@ -35,7 +35,7 @@ def test_resolved_before_the_approval_was_requested_cancels_the_new_record(store
     dag_run, incident_id = _run(store, "run-early", ti)
     incident_lifecycle.act(store, incident_id, "resolve", identity="alice", channel="api", role="user")
     approval_id = tasks.request_approval(ti=ti, dag_run=dag_run)
-    assert store.get_approval(approval_id).state == "cancelled"
+    assert store.approvals.get(approval_id).state == "cancelled"
 
 
 def test_resolved_before_the_fix_skips_it(store):
@@ -44,7 +44,7 @@ def test_resolved_before_the_fix_skips_it(store):
     incident_lifecycle.act(store, incident_id, "resolve", identity="alice", channel="api", role="user")
     with pytest.raises(AirflowSkipException):
         tasks.execute_fix(ti=ti, dag_run=dag_run)
-    assert store.actions_for(incident_id) == []
+    assert store.actions.for_incident(incident_id) == []
 
 
 def test_the_fix_runs_while_the_incident_is_only_acknowledged(store):
@@ -52,7 +52,7 @@ def test_the_fix_runs_while_the_incident_is_only_acknowledged(store):
     dag_run, incident_id = _run(store, "run-acked", ti)
     incident_lifecycle.act(store, incident_id, "acknowledge", identity="alice", channel="api", role="user")
     approval_id = tasks.request_approval(ti=ti, dag_run=dag_run)  # the fix needs its approval record
-    store.cast_vote(approval_id, identity="alice", channel="api", decision="approve", role="user")
+    store.approvals.cast_vote(approval_id, identity="alice", channel="api", decision="approve", role="user")
     assert tasks.execute_fix(ti=ti, dag_run=dag_run)["state"] == "done"
 
 
@@ -61,9 +61,9 @@ def test_the_run_closing_an_incident_resolved_by_hand_keeps_who_resolved_it(stor
     dag_run, incident_id = _run(store, "run-close", ti)
     incident_lifecycle.act(store, incident_id, "resolve", identity="alice", channel="api", role="user")
     tasks.resolve_incident(ti=ti, dag_run=dag_run)
-    incident = store.get_incident(incident_id_for(DAG_ID, "run-close"))
-    assert (incident["resolved_by"], incident["outcome"]) == ("alice", "resolved_by_hand")
-    assert [e["kind"] for e in store.timeline(incident_id)].count("resolved") == 1
+    incident = store.incidents.get(incident_id_for(DAG_ID, "run-close"))
+    assert (incident.resolved_by, incident.outcome) == ("alice", "resolved_by_hand")
+    assert [e.kind for e in store.incidents.timeline(incident_id)].count("resolved") == 1
 
 
 def test_escalating_by_hand_opens_the_jira_issue_the_escalate_task_then_reuses(store, monkeypatch):

@@ -6,9 +6,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from include.store import Incident
 
 DECISION_DEADLINE_S = 120
 
@@ -24,13 +27,13 @@ class Outcome:
     decider_errors: list[BaseException] = field(default_factory=list)
 
     @property
-    def incident(self) -> dict[str, Any]:
+    def incident(self) -> Incident:
         from include.store import incident_id_for
 
-        return self.store.get_incident(incident_id_for("incident_response", self.run_id))
+        return self.store.incidents.get(incident_id_for("incident_response", self.run_id))
 
     def approvals(self):
-        return self.store.list_approvals(run_id=self.run_id)
+        return self.store.approvals.find(run_id=self.run_id)
 
 
 def _decide_when_pending(
@@ -43,7 +46,7 @@ def _decide_when_pending(
     try:
         store = get_store()
         while time.monotonic() < deadline and not stop.is_set():
-            pending = store.list_approvals(state="pending")
+            pending = store.approvals.find(state="pending")
             if pending:
                 decide(store, pending[0].id)
                 return

@@ -60,12 +60,12 @@ def test_critical_approved_runs_the_fix(run_incident):
         ("admin", "web", "approve", True)
     ]
     incident = outcome.incident
-    assert (incident["state"], incident["outcome"], incident["severity"]) == ("resolved", "fixed", "critical")
-    actions = {a["action"]: a for a in outcome.store.actions_for(incident["id"])}
+    assert (incident.state, incident.outcome, incident.severity) == ("resolved", "fixed", "critical")
+    actions = {a["action"]: a for a in outcome.store.actions.for_incident(incident.id)}
     assert set(actions) == {"open_bypass_valve", "isolate_pump"}  # containment, then the approved fix
     assert all(a["state"] == "done" and a["result"]["mode"] == "simulated" for a in actions.values())
     # No Slack connection: every message is kept in the outbox, none pretends to be sent.
-    messages = outcome.store.messages(incident["id"])
+    messages = outcome.store.outbox.for_incident(incident.id)
     assert [m["key"].removeprefix(f"{outcome.run_id}:") for m in messages] == [
         "page",
         f"approval:{record.id}",
@@ -85,9 +85,9 @@ def test_critical_rejected_escalates_and_still_succeeds(run_incident):
     [record] = outcome.approvals()
     assert record.state == "rejected"
     incident = outcome.incident
-    assert incident["outcome"] == "escalated_rejected"
-    assert incident["ticket_id"] == f"LOCAL-{incident['id']}"
-    assert [a["action"] for a in outcome.store.actions_for(incident["id"])] == ["open_bypass_valve"]
+    assert incident.outcome == "escalated_rejected"
+    assert incident.ticket_id == f"LOCAL-{incident.id}"
+    assert [a["action"] for a in outcome.store.actions.for_incident(incident.id)] == ["open_bypass_valve"]
 
 
 def test_critical_expired_escalates_without_failing(run_incident, monkeypatch):
@@ -99,9 +99,10 @@ def test_critical_expired_escalates_without_failing(run_incident, monkeypatch):
     assert outcome.tasks["execute_fix"] == "skipped"
     [record] = outcome.approvals()
     assert record.state == "expired" and record.votes == ()
-    assert outcome.incident["outcome"] == "escalated_expired"
+    assert outcome.incident.outcome == "escalated_expired"
     keys = [
-        m["key"].removeprefix(f"{outcome.run_id}:") for m in outcome.store.messages(outcome.incident["id"])
+        m["key"].removeprefix(f"{outcome.run_id}:")
+        for m in outcome.store.outbox.for_incident(outcome.incident.id)
     ]
     assert keys == ["page", f"approval:{record.id}", f"reminder:{record.id}", "escalate", "final_report"]
 
@@ -117,7 +118,7 @@ def test_critical_without_approval_runs_the_fix_directly(run_incident):
     assert _states(outcome, APPROVAL_PATH + ["escalate"]) == _all(APPROVAL_PATH + ["escalate"], "skipped")
     assert outcome.tasks["execute_fix"] == "success"
     assert outcome.approvals() == []
-    assert outcome.incident["outcome"] == "fixed"
+    assert outcome.incident.outcome == "fixed"
 
 
 def test_warning_opens_a_ticket_and_reports(run_incident):
@@ -138,8 +139,10 @@ def test_warning_opens_a_ticket_and_reports(run_incident):
     ]
     assert _states(outcome, skipped) == _all(skipped, "skipped")
     incident = outcome.incident
-    assert (incident["severity"], incident["outcome"]) == ("warning", "ticketed")
-    assert [m["key"].removeprefix(f"{outcome.run_id}:") for m in outcome.store.messages(incident["id"])] == [
+    assert (incident.severity, incident.outcome) == ("warning", "ticketed")
+    assert [
+        m["key"].removeprefix(f"{outcome.run_id}:") for m in outcome.store.outbox.for_incident(incident.id)
+    ] == [
         "ticket",
         "diagnostics",
         "final_report",
@@ -162,8 +165,8 @@ def test_info_is_only_logged(run_incident):
         "approval_needed",
     ]
     assert _states(outcome, skipped) == _all(skipped, "skipped")
-    assert outcome.incident["outcome"] == "logged"
-    assert outcome.store.actions_for(outcome.incident["id"]) == []
+    assert outcome.incident.outcome == "logged"
+    assert outcome.store.actions.for_incident(outcome.incident.id) == []
 
 
 def test_invalid_conf_is_refused_before_any_task(run_incident):

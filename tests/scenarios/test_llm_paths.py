@@ -58,7 +58,9 @@ def _report():
 
 def _final_report(outcome):
     [message] = [
-        m for m in outcome.store.messages(outcome.incident["id"]) if m["key"].endswith(":final_report")
+        m
+        for m in outcome.store.outbox.for_incident(outcome.incident.id)
+        if m["key"].endswith(":final_report")
     ]
     return message
 
@@ -70,7 +72,7 @@ def test_a_good_model_answers_end_to_end(run_incident, llm_server, llm_connectio
 
     assert not outcome.decider_errors
     assert outcome.state == "success"
-    analysis = outcome.incident["analysis"]
+    analysis = outcome.incident.analysis
     assert (analysis["analyzer"], analysis["recommended_action"], analysis["confidence"]) == (
         "llm",
         "open_bypass_valve",
@@ -82,11 +84,11 @@ def test_a_good_model_answers_end_to_end(run_incident, llm_server, llm_connectio
     assert record.reasons == ["the model proposed open_bypass_valve instead of isolate_pump"]
     assert outcome.tasks["execute_fix"] == "success"
     assert all(outcome.tasks[t] == "success" for t in APPROVAL_PATH)
-    assert outcome.incident["outcome"] == "fixed"
-    actions = [a["action"] for a in outcome.store.actions_for(outcome.incident["id"])]
+    assert outcome.incident.outcome == "fixed"
+    actions = [a["action"] for a in outcome.store.actions.for_incident(outcome.incident.id)]
     assert actions == ["open_bypass_valve"]  # containment and fix are the same action: it runs once
     # The incident keeps how each model call went: analyser, model, latency, tokens; never the prompt.
-    calls = [e["detail"] for e in outcome.store.timeline(outcome.incident["id"]) if e["kind"] == "llm_call"]
+    calls = [e.detail for e in outcome.store.incidents.timeline(outcome.incident.id) if e.kind == "llm_call"]
     assert [(c["step"], c["analyzer"], c["fallback_reason"]) for c in calls] == [
         ("summarize", "llm", None),
         ("diagnose", "llm", None),
@@ -105,7 +107,7 @@ def test_a_good_model_answers_end_to_end(run_incident, llm_server, llm_connectio
     # The final report is the model's; the notification text stays the plain report's first line.
     assert report.schema_name == "incident_report" and "Time to acknowledge" in report.prompt
     message = _final_report(outcome)
-    incident_id = outcome.incident["id"]
+    incident_id = outcome.incident.id
     assert message["text"] == f"Incident {incident_id}: PRESSURE_SPIKE_DETECTED on PUMP-07B - fixed"
     body = message["blocks"][0]["text"]["text"]
     assert f"Incident {incident_id}: fixed." in body and LLM_REPORT_TAIL in body
@@ -133,10 +135,12 @@ def test_a_model_cannot_downgrade_the_action_to_skip_the_human(run_incident, llm
     assert "the model proposed reduce_load instead of isolate_pump" in record.reasons
     assert outcome.tasks["wait_for_approval"] == "success" and outcome.tasks["escalate"] == "success"
     assert outcome.tasks["execute_fix"] == "skipped"
-    actions = [a["action"] for a in outcome.store.actions_for(outcome.incident["id"])]
+    actions = [a["action"] for a in outcome.store.actions.for_incident(outcome.incident.id)]
     assert "reduce_load" not in actions  # only the runbook's containment ran
     # The Slack request says why a human is asked.
-    [request] = [m for m in outcome.store.messages(outcome.incident["id"]) if ":approval:" in m["key"]]
+    [request] = [
+        m for m in outcome.store.outbox.for_incident(outcome.incident.id) if ":approval:" in m["key"]
+    ]
     assert "the model proposed reduce_load instead of isolate_pump" in json.dumps(request["blocks"])
 
 
@@ -149,7 +153,7 @@ def test_a_model_cannot_lower_a_warning_to_drop_the_ticket(run_incident, llm_ser
     outcome = run_incident({"device_id": "SENSOR-T-88", "error": "STUCK_READING"})
 
     assert outcome.state == "success"
-    assert outcome.incident["analysis"]["severity"] == "warning"
+    assert outcome.incident.analysis["severity"] == "warning"
     assert outcome.tasks["create_ticket"] == "success" and outcome.tasks["log_only"] == "skipped"
 
 
@@ -160,7 +164,7 @@ def test_a_risky_model_choice_goes_through_approval(run_incident, llm_server, ll
 
     assert not outcome.decider_errors
     assert outcome.state == "success"
-    assert outcome.incident["analysis"]["analyzer"] == "llm"
+    assert outcome.incident.analysis["analyzer"] == "llm"
     [record] = outcome.approvals()
     assert (record.state, record.action, record.risk) == ("approved", "isolate_pump", "high")
     assert outcome.tasks["execute_fix"] == "success"
@@ -173,7 +177,7 @@ def test_garbage_answers_fall_back_to_the_rules_and_force_approval(run_incident,
 
     assert not outcome.decider_errors
     assert outcome.state == "success"
-    analysis = outcome.incident["analysis"]
+    analysis = outcome.incident.analysis
     assert (analysis["analyzer"], analysis["confidence"]) == ("rules", 0.5)
     assert analysis["recommended_action"] == "recalibrate_sensor"
     # Without the model's failure this alert runs its fix directly (see test_incident_paths.py).
@@ -186,7 +190,7 @@ def test_garbage_answers_fall_back_to_the_rules_and_force_approval(run_incident,
     assert outcome.tasks["final_report"] == "success"
     body = _final_report(outcome)["blocks"][0]["text"]["text"]
     assert "Timeline:" in body and "Time to acknowledge" in body and "sensor is sad" not in body
-    calls = [e["detail"] for e in outcome.store.timeline(outcome.incident["id"]) if e["kind"] == "llm_call"]
+    calls = [e.detail for e in outcome.store.incidents.timeline(outcome.incident.id) if e.kind == "llm_call"]
     assert [(c["step"], c["analyzer"], c["fallback_reason"]) for c in calls][-1] == (
         "report",
         "rules",
@@ -200,9 +204,9 @@ def test_an_action_outside_the_allow_list_is_never_run(run_incident, llm_server,
     outcome = run_incident(CRITICAL, decide=_approve)
 
     assert outcome.state == "success"
-    analysis = outcome.incident["analysis"]
+    analysis = outcome.incident.analysis
     assert analysis["analyzer"] == "rules" and analysis["recommended_action"] == "isolate_pump"
-    actions = {a["action"] for a in outcome.store.actions_for(outcome.incident["id"])}
+    actions = {a["action"] for a in outcome.store.actions.for_incident(outcome.incident.id)}
     assert "shutdown_device" not in actions
 
 
@@ -214,8 +218,8 @@ def test_a_model_that_is_down_does_not_fail_the_run(run_incident, llm_server, ll
 
     assert outcome.state == "success"
     assert outcome.tasks["ai_summarize"] == "success" and outcome.tasks["ai_diagnose"] == "success"
-    assert outcome.incident["analysis"]["analyzer"] == "rules"
-    assert outcome.incident["outcome"] == "ticketed"
+    assert outcome.incident.analysis["analyzer"] == "rules"
+    assert outcome.incident.outcome == "ticketed"
     assert outcome.tasks["final_report"] == "success"
     assert len(llm_server.requests) == 6  # summarize, diagnose and report: two attempts each
 
@@ -231,7 +235,7 @@ def test_a_rate_limit_is_waited_out_inside_the_step(run_incident, llm_server, ll
     outcome = run_incident({"device_id": "SENSOR-T-88", "error": "STUCK_READING"})
 
     assert outcome.state == "success"
-    analysis = outcome.incident["analysis"]
+    analysis = outcome.incident.analysis
     assert (analysis["analyzer"], analysis["recommended_action"], analysis["summary"]) == (
         "llm",
         "reset_sensor",

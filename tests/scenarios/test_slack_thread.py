@@ -56,9 +56,9 @@ def test_one_thread_per_incident_with_buttons_and_outcome(run_incident, slack_se
     assert all(b["type"] != "actions" for b in updated["blocks"])
     assert "approved" in str(updated["blocks"]) and "admin" in str(updated["blocks"])
 
-    messages = outcome.store.messages(outcome.incident["id"])
+    messages = outcome.store.outbox.for_incident(outcome.incident.id)
     assert {m["state"] for m in messages} == {"sent"}
-    assert outcome.incident["slack_ts"] == root["ts"]
+    assert outcome.incident.slack_ts == root["ts"]
 
 
 def test_failed_task_alerts_the_thread_and_the_record(
@@ -79,10 +79,12 @@ def test_failed_task_alerts_the_thread_and_the_record(
     assert all(c["headers"].get("Idempotency-Key") for c in devices.calls)
     alerts = [p for p in _posted(slack_server) if "automated_containment" in p["text"]]
     assert len(alerts) == 1 and "failed" in alerts[0]["text"]
-    timeline = outcome.store.timeline(outcome.incident["id"])
-    failures = [e["detail"] for e in timeline if e["kind"] == "task_failed"]
+    timeline = outcome.store.incidents.timeline(outcome.incident.id)
+    failures = [e.detail for e in timeline if e.kind == "task_failed"]
     assert failures == [
         {"task_id": "automated_containment", "try_number": 1, "error": "ServiceRejectedError"}
     ]
-    [action] = [a for a in outcome.store.actions_for(outcome.incident["id"]) if a["action"] == "reduce_load"]
+    [action] = [
+        a for a in outcome.store.actions.for_incident(outcome.incident.id) if a["action"] == "reduce_load"
+    ]
     assert action["state"] == "failed"

@@ -14,7 +14,7 @@ ALERT = {"device_id": "PUMP-07B", "error": "PRESSURE_SPIKE_DETECTED", "source": 
 
 
 def incident(store: IncidentStore, run_id: str) -> str:
-    return store.open_incident(dag_id=DAG_ID, run_id=run_id, incident_key="k" * 16, alert=dict(ALERT))
+    return store.incidents.open(dag_id=DAG_ID, run_id=run_id, incident_key="k" * 16, alert=dict(ALERT))
 
 
 def approval(store: IncidentStore, run_id: str, **overrides) -> Approval:
@@ -22,7 +22,7 @@ def approval(store: IncidentStore, run_id: str, **overrides) -> Approval:
 
 
 def kinds(store: IncidentStore, incident_id: str) -> list[str]:
-    return [e["kind"] for e in store.timeline(incident_id)]
+    return [e.kind for e in store.incidents.timeline(incident_id)]
 
 
 def race(n: int, work) -> tuple[list, list[BaseException]]:

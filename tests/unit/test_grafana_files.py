@@ -19,13 +19,13 @@ METRIC = re.compile(r"\bincident_response_[a-z_]+")
 
 def _exposed(tmp_path: Path) -> set[str]:
     store = IncidentStore.from_url(f"sqlite:///{tmp_path / 'store.db'}")
-    incident = store.open_incident(
+    incident = store.incidents.open(
         dag_id="d", run_id="r", incident_key="k", alert={"device_id": "D", "error": "E"}
     )
-    store.update_incident(incident, severity="critical", analysis={"severity": "critical"})
-    store.add_event(incident, "llm_call", {"step": "diagnose", "analyzer": "llm", "latency_ms": 10})
-    store.count_webhook_request("grafana", 202)
-    record = store.create_approval(
+    store.incidents.update(incident, severity="critical", analysis={"severity": "critical"})
+    store.incidents.add_event(incident, "llm_call", {"step": "diagnose", "analyzer": "llm", "latency_ms": 10})
+    store.stats.count_webhook_request("grafana", 202)
+    record = store.approvals.create(
         incident_id=incident,
         dag_id="d",
         run_id="r",
@@ -36,7 +36,7 @@ def _exposed(tmp_path: Path) -> set[str]:
         approvers=None,
         deadline=timedelta(hours=1),
     )
-    store.close_approval(record.id, state="expired")
+    store.approvals.close(record.id, state="expired")
     families = text_string_to_metric_families(exposition(store).decode())
     return {sample.name for family in families for sample in family.samples}
 

@@ -41,7 +41,7 @@ def _incident(
 
     The rows are written by hand, so the running totals are counted again from them afterwards.
     """
-    incident_id = store.open_incident(
+    incident_id = store.incidents.open(
         dag_id="incident_response",
         run_id=f"run-{n}",
         incident_key=f"key-{n}",
@@ -58,7 +58,7 @@ def _incident(
     }
     with store.engine.begin() as conn:
         conn.execute(incidents.update().where(incidents.c.id == incident_id).values(**values))
-    store.recount_totals()
+    store.stats.recount_totals()
     return incident_id
 
 
@@ -68,8 +68,8 @@ def test_recounted_durations_are_bucketed_and_summed_in_sql(store):
     _incident(store, 3, ack=7200)
     _incident(store, 4)
 
-    ack = store.time_to_acknowledge()
-    resolve = store.time_to_resolve()
+    ack = store.stats.time_to_acknowledge()
+    resolve = store.stats.time_to_resolve()
 
     assert ack.count == 3 and ack.total == pytest.approx(7530, abs=0.01)
     assert dict(zip(DURATION_BUCKETS, ack.cumulative, strict=True))[60] == 1
@@ -86,17 +86,17 @@ def test_counts_by_label_state_and_window(store):
     _incident(store, 3, severity=None, source="api", opened=NOW - timedelta(days=10))
 
     # Not diagnosed yet, the third is not counted: a counter series must never go down.
-    assert store.incident_totals() == {("critical", "grafana"): 1, ("warning", "grafana"): 1}
-    assert store.open_incident_counts() == {"warning": 1, "unknown": 1}
-    assert store.state_counts() == {"open": 1, "acknowledged": 1, "resolved": 1}
-    assert store.state_counts(dag_ids=set()) == {"open": 0, "acknowledged": 0, "resolved": 0}
+    assert store.stats.incident_totals() == {("critical", "grafana"): 1, ("warning", "grafana"): 1}
+    assert store.stats.open_incident_counts() == {"warning": 1, "unknown": 1}
+    assert store.stats.state_counts() == {"open": 1, "acknowledged": 1, "resolved": 1}
+    assert store.stats.state_counts(dag_ids=set()) == {"open": 0, "acknowledged": 0, "resolved": 0}
 
-    day = store.window_stats("24 h", NOW - timedelta(hours=24))
-    week = store.window_stats("7 d", NOW - timedelta(days=7))
+    day = store.stats.window_stats("24 h", NOW - timedelta(hours=24))
+    week = store.stats.window_stats("7 d", NOW - timedelta(days=7))
     assert (day.opened, day.resolved, day.mttr_seconds, day.mtta_seconds) == (1, 1, pytest.approx(60), None)
     assert (week.opened, week.acknowledged, week.mtta_seconds) == (2, 1, pytest.approx(120))
 
-    rows = store.daily_counts(NOW - timedelta(days=7))
+    rows = store.stats.daily_counts(NOW - timedelta(days=7))
     series = daily_series(rows, days=7, today=NOW.date())
     assert [d.total for d in series] == [0, 0, 0, 1, 0, 0, 1]
     assert series[3].day == date(2026, 2, 27) and series[3].by_severity == {"warning": 1}
@@ -106,19 +106,19 @@ def test_list_is_newest_first_and_filtered(store):
     old = _incident(store, 1, opened=NOW - timedelta(hours=2), resolved=10)
     new = _incident(store, 2, opened=NOW - timedelta(hours=1), severity="warning")
 
-    assert [r["id"] for r in store.list_incident_rows()] == [new, old]
-    assert [r["id"] for r in store.list_incident_rows(states=("resolved",))] == [old]
-    assert [r["id"] for r in store.list_incident_rows(severity="warning")] == [new]
-    assert [r["id"] for r in store.list_incident_rows(states=("open", "resolved"), limit=1)] == [new]
-    assert store.list_incident_rows(dag_ids={"another_dag"}) == []
-    assert store.list_incident_rows()[0]["created_at"].tzinfo is not None
-    assert store.incident_dag_ids() == {"incident_response"}
+    assert [r.id for r in store.incidents.find()] == [new, old]
+    assert [r.id for r in store.incidents.find(states=("resolved",))] == [old]
+    assert [r.id for r in store.incidents.find(severity="warning")] == [new]
+    assert [r.id for r in store.incidents.find(states=("open", "resolved"), limit=1)] == [new]
+    assert store.incidents.find(dag_ids={"another_dag"}) == []
+    assert store.incidents.find()[0].created_at.tzinfo is not None
+    assert store.stats.incident_dag_ids() == {"incident_response"}
 
 
 def test_approvals_model_calls_and_webhook_counts(store):
     incident_id = _incident(store, 1)
     for n, deadline in enumerate((timedelta(hours=1), timedelta(seconds=-1), timedelta(hours=1))):
-        store.create_approval(
+        store.approvals.create(
             incident_id=incident_id,
             dag_id="incident_response",
             run_id=f"run-{n}",
@@ -129,23 +129,27 @@ def test_approvals_model_calls_and_webhook_counts(store):
             approvers=None,
             deadline=deadline,
         )
-    store.close_approval(store.list_approvals(run_id="run-2")[0].id, state="cancelled")
-    store.add_event(incident_id, "llm_call", {"step": "report", "analyzer": "llm", "latency_ms": 250})
-    store.add_event(incident_id, "llm_call", {"step": "report", "analyzer": "rules", "latency_ms": 70000})
-    store.add_event(incident_id, "diagnosed", {"latency_ms": 5})  # not an AI step record
+    store.approvals.close(store.approvals.find(run_id="run-2")[0].id, state="cancelled")
+    store.incidents.add_event(
+        incident_id, "llm_call", {"step": "report", "analyzer": "llm", "latency_ms": 250}
+    )
+    store.incidents.add_event(
+        incident_id, "llm_call", {"step": "report", "analyzer": "rules", "latency_ms": 70000}
+    )
+    store.incidents.add_event(incident_id, "diagnosed", {"latency_ms": 5})  # not an AI step record
     for status in (202, 202, 401):
-        store.count_webhook_request("alertmanager", status)
+        store.stats.count_webhook_request("alertmanager", status)
 
-    assert store.pending_approval_counts() == (2, 1)
-    assert store.approval_outcomes() == {"cancelled": 1}
-    assert {k: h.count for k, h in store.model_calls().items()} == {
+    assert store.stats.pending_approval_counts() == (2, 1)
+    assert store.stats.approval_outcomes() == {"cancelled": 1}
+    assert {k: h.count for k, h in store.stats.model_calls().items()} == {
         ("report", "answered"): 1,
         ("report", "fallback"): 1,
     }
-    latency = merged(list(store.model_calls().values()), LATENCY_BUCKETS)
+    latency = merged(list(store.stats.model_calls().values()), LATENCY_BUCKETS)
     assert latency.count == 2 and latency.total == pytest.approx(70.25)
     assert latency.cumulative[0] == 1 and latency.cumulative[-1] == 2
-    assert store.webhook_request_counts() == {("alertmanager", "202"): 2, ("alertmanager", "401"): 1}
+    assert store.stats.webhook_request_counts() == {("alertmanager", "202"): 2, ("alertmanager", "401"): 1}
 
 
 def test_the_counter_table_is_created_in_an_older_store(tmp_path):
@@ -155,8 +159,8 @@ def test_the_counter_table_is_created_in_an_older_store(tmp_path):
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE ir_webhook_requests"))
     store = IncidentStore.from_url(url)
-    store.count_webhook_request("grafana", 202)
-    assert store.webhook_request_counts() == {("grafana", "202"): 1}
+    store.stats.count_webhook_request("grafana", 202)
+    assert store.stats.webhook_request_counts() == {("grafana", "202"): 1}
 
 
 def _totals(store) -> dict:
@@ -167,22 +171,22 @@ def _totals(store) -> dict:
         return histogram.cumulative, histogram.count, pytest.approx(histogram.total, abs=0.05)
 
     return {
-        "incidents": store.incident_totals(),
-        "approvals": store.approval_outcomes(),
-        "ack": shape(store.time_to_acknowledge()),
-        "resolve": shape(store.time_to_resolve()),
-        "model": {key: shape(h) for key, h in store.model_calls().items()},
+        "incidents": store.stats.incident_totals(),
+        "approvals": store.stats.approval_outcomes(),
+        "ack": shape(store.stats.time_to_acknowledge()),
+        "resolve": shape(store.stats.time_to_resolve()),
+        "model": {key: shape(h) for key, h in store.stats.model_calls().items()},
     }
 
 
 def _live_incident(store, n: int, *, severity: str, source: str = "api") -> str:
-    incident_id = store.open_incident(
+    incident_id = store.incidents.open(
         dag_id="incident_response",
         run_id=f"live-{n}",
         incident_key=f"live-{n}",
         alert={"device_id": f"D-{n}", "error": "E", "source": source, "severity": "info"},
     )
-    store.update_incident(incident_id, severity=severity, analysis={"severity": severity})
+    store.incidents.update(incident_id, severity=severity, analysis={"severity": severity})
     return incident_id
 
 
@@ -190,19 +194,19 @@ def test_the_workflow_raises_the_totals_that_a_recount_finds(store):
     first = _live_incident(store, 1, severity="critical", source="grafana")
     second = _live_incident(store, 2, severity="warning")
     # A retried diagnosis counts the incident once, under the severity the diagnosis found.
-    store.update_incident(first, severity="critical", analysis={"severity": "critical"})
-    store.acknowledge_incident(first, by="alice")
-    store.acknowledge_incident(first, by="bob")  # not open any more: not counted again
-    store.resolve_incident(first, outcome="fixed")
-    store.resolve_incident(first, outcome="fixed")
-    store.resolve_incident(second, outcome="escalated")
+    store.incidents.update(first, severity="critical", analysis={"severity": "critical"})
+    store.incidents.acknowledge(first, by="alice")
+    store.incidents.acknowledge(first, by="bob")  # not open any more: not counted again
+    store.incidents.resolve(first, outcome="fixed")
+    store.incidents.resolve(first, outcome="fixed")
+    store.incidents.resolve(second, outcome="escalated")
     for detail in (
         {"step": "diagnose", "analyzer": "llm", "latency_ms": 1200},
         {"step": "diagnose", "analyzer": "rules", "latency_ms": 61000},
         {"step": "report", "analyzer": "llm"},
     ):
-        store.add_event(second, "llm_call", detail)
-    record = store.create_approval(
+        store.incidents.add_event(second, "llm_call", detail)
+    record = store.approvals.create(
         incident_id=first,
         dag_id="incident_response",
         run_id="live-1",
@@ -213,8 +217,8 @@ def test_the_workflow_raises_the_totals_that_a_recount_finds(store):
         approvers=None,
         deadline=timedelta(hours=1),
     )
-    store.cast_vote(record.id, identity="alice", channel="web", decision="approve", role="user")
-    store.close_approval(record.id, state="expired")  # decided already: stays approved
+    store.approvals.cast_vote(record.id, identity="alice", channel="web", decision="approve", role="user")
+    store.approvals.close(record.id, state="expired")  # decided already: stays approved
 
     raised = _totals(store)
     assert raised["incidents"] == {("critical", "grafana"): 1, ("warning", "api"): 1}
@@ -225,7 +229,7 @@ def test_the_workflow_raises_the_totals_that_a_recount_finds(store):
         ("diagnose", "fallback"): 1,
         ("report", "answered"): 1,
     }
-    store.recount_totals()
+    store.stats.recount_totals()
     assert _totals(store) == raised
 
 
@@ -252,9 +256,11 @@ def test_concurrent_writers_lose_no_count(store):
     ids = [_live_incident(store, n, severity="critical") for n in range(24)]
 
     def lifecycle(incident_id: str) -> None:
-        store.acknowledge_incident(incident_id, by="alice")
-        store.add_event(incident_id, "llm_call", {"step": "diagnose", "analyzer": "llm", "latency_ms": 300})
-        store.resolve_incident(incident_id, outcome="fixed")
+        store.incidents.acknowledge(incident_id, by="alice")
+        store.incidents.add_event(
+            incident_id, "llm_call", {"step": "diagnose", "analyzer": "llm", "latency_ms": 300}
+        )
+        store.incidents.resolve(incident_id, outcome="fixed")
 
     with ThreadPoolExecutor(max_workers=6) as pool:
         list(pool.map(lifecycle, ids))
@@ -263,7 +269,7 @@ def test_concurrent_writers_lose_no_count(store):
     assert raised["incidents"] == {("critical", "api"): 24}
     assert raised["ack"][1] == raised["resolve"][1] == 24
     assert raised["model"][("diagnose", "answered")][1] == 24
-    store.recount_totals()
+    store.stats.recount_totals()
     assert _totals(store) == raised
 
 

@@ -38,7 +38,7 @@ def store(tmp_path: Path) -> IncidentStore:
 
 @pytest.fixture
 def incident(store: IncidentStore) -> str:
-    return store.open_incident(dag_id="incident_response", run_id="run-1", incident_key="k", alert=ALERT)
+    return store.incidents.open(dag_id="incident_response", run_id="run-1", incident_key="k", alert=ALERT)
 
 
 def send(store: IncidentStore, incident: str, key: str, text: str = "hello") -> messaging.Delivery:
@@ -46,7 +46,7 @@ def send(store: IncidentStore, incident: str, key: str, text: str = "hello") -> 
 
 
 def row(store: IncidentStore, incident: str, key: str) -> dict[str, Any]:
-    [found] = [m for m in store.messages(incident) if m["key"] == key]
+    [found] = [m for m in store.outbox.for_incident(incident) if m["key"] == key]
     return found
 
 
@@ -55,7 +55,7 @@ class CrashAfterPost:
 
     def __init__(self, store: IncidentStore, monkeypatch: pytest.MonkeyPatch) -> None:
         self.crashed = False
-        real = store.mark_message
+        real = store.outbox.mark
 
         def mark_message(key: str, **values: Any) -> None:
             if values.get("state") == "sent" and not self.crashed:
@@ -63,7 +63,7 @@ class CrashAfterPost:
                 raise ConnectionError("store went away right after the post")
             real(key, **values)
 
-        monkeypatch.setattr(store, "mark_message", mark_message)
+        monkeypatch.setattr(store.outbox, "mark", mark_message)
 
 
 def test_messages_thread_under_the_first_and_carry_their_key(
@@ -72,7 +72,7 @@ def test_messages_thread_under_the_first_and_carry_their_key(
     first = send(store, incident, "run-1:page")
     second = send(store, incident, "run-1:report")
     assert first.sent and second.sent
-    assert store.get_incident(incident)["slack_ts"] == first.ts
+    assert store.incidents.get(incident).slack_ts == first.ts
     [reply] = slack.replies(first.channel, first.ts)
     assert reply["ts"] == second.ts
     assert [len(slack.posts(k)) for k in ("run-1:page", "run-1:report")] == [1, 1]
@@ -100,22 +100,22 @@ def test_a_crash_after_the_reply_was_posted_posts_nothing_twice(
 def test_a_crash_after_the_thread_starter_was_posted_keeps_one_thread(
     store: IncidentStore, incident: str, slack: FakeSlackServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_set_thread = store.set_thread
+    real_set_thread = store.incidents.set_thread
 
     def set_thread_crashes_once(incident_id: str, **where: str) -> tuple[str, str]:
-        monkeypatch.setattr(store, "set_thread", real_set_thread)
+        monkeypatch.setattr(store.incidents, "set_thread", real_set_thread)
         raise ConnectionError("store went away before the thread was recorded")
 
-    monkeypatch.setattr(store, "set_thread", set_thread_crashes_once)
+    monkeypatch.setattr(store.incidents, "set_thread", set_thread_crashes_once)
     with pytest.raises(ConnectionError):
         send(store, incident, "run-1:page")
-    assert store.get_incident(incident)["slack_ts"] is None
+    assert store.incidents.get(incident).slack_ts is None
 
     first = send(store, incident, "run-1:page")
     second = send(store, incident, "run-1:report")
 
     assert len(slack.posts("run-1:page")) == 1
-    assert store.get_incident(incident)["slack_ts"] == first.ts
+    assert store.incidents.get(incident).slack_ts == first.ts
     assert [m["ts"] for m in slack.replies(first.channel, first.ts)] == [second.ts]
     assert slack.calls("conversations.history")
 
@@ -162,8 +162,8 @@ def test_outside_a_task_a_message_that_keeps_failing_is_undelivered_on_the_timel
         send(store, incident, "run-1:report")
     saved = row(store, incident, "run-1:report")
     assert (saved["state"], saved["note"]) == ("undelivered", "http_500")
-    [event] = [e for e in store.timeline(incident) if e["kind"] == "message_undelivered"]
-    assert event["detail"] == {"key": "run-1:report", "error": "http_500"}
+    [event] = [e for e in store.incidents.timeline(incident) if e.kind == "message_undelivered"]
+    assert event.detail == {"key": "run-1:report", "error": "http_500"}
     assert not slack.posts("run-1:report")
 
 
@@ -177,7 +177,7 @@ def test_with_task_retries_left_the_message_stays_pending_then_is_sent_once(
     with pytest.raises(SlackTransientError):
         send(store, incident, "run-1:report")
     assert row(store, incident, "run-1:report")["state"] == "posting"
-    assert not [e for e in store.timeline(incident) if e["kind"] == "message_undelivered"]
+    assert not [e for e in store.incidents.timeline(incident) if e.kind == "message_undelivered"]
 
     send(store, incident, "run-1:report")  # the task's next try
     assert len(slack.posts("run-1:report")) == 1
@@ -192,4 +192,4 @@ def test_a_refused_message_is_undelivered_at_once(
         send(store, incident, "run-1:page")
     assert len(slack.calls("chat.postMessage")) == 1
     assert row(store, incident, "run-1:page")["state"] == "undelivered"
-    assert [e["kind"] for e in store.timeline(incident)][-1] == "message_undelivered"
+    assert [e.kind for e in store.incidents.timeline(incident)][-1] == "message_undelivered"

@@ -20,7 +20,9 @@ from include.slack_blocks import (
     text_blocks,
     ticket_blocks,
 )
-from include.store import IncidentStore
+from include.store import Incident, IncidentStore, TimelineEntry
+from include.vocabulary import Severity
+from tests.factories import incident_record
 
 SLACK_TEXT_LIMIT = 3000
 RECORD_URL = "http://localhost:8080/incident-response/approvals/apr-0123456789ab"
@@ -230,13 +232,13 @@ def test_decided_message_escapes_names() -> None:
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
 
 
-def _incident(**overrides) -> dict[str, Any]:
-    return {
+def _incident(**overrides: Any) -> Incident:
+    fields: dict[str, Any] = {
         "id": "inc-abc",
         "error": "PRESSURE_SPIKE_DETECTED",
         "device_id": "PUMP-07B",
         "outcome": "fixed",
-        "severity": "critical",
+        "severity": Severity.CRITICAL,
         "analysis": {
             "analyzer": "rules",
             "confidence": 0.9,
@@ -245,8 +247,8 @@ def _incident(**overrides) -> dict[str, Any]:
         "ticket_id": None,
         "created_at": T0,
         "resolved_at": T0 + timedelta(minutes=10),
-        **overrides,
     }
+    return incident_record(**{**fields, **overrides})
 
 
 def _record(state: str, votes: list[tuple[str, str, str, bool]], decided_after: timedelta | None) -> dict:
@@ -273,7 +275,10 @@ def test_final_report_has_decision_who_actions_and_times() -> None:
     report = final_report_text(
         # The store acknowledges an incident at the first counted vote on its approval.
         incident=_incident(acknowledged_at=T0 + timedelta(minutes=2.5)),
-        timeline=[{"at": T0, "kind": "opened"}, {"at": T0 + timedelta(minutes=10), "kind": "resolved"}],
+        timeline=[
+            TimelineEntry(at=T0, kind="opened", detail={}),
+            TimelineEntry(at=T0 + timedelta(minutes=10), kind="resolved", detail={}),
+        ],
         actions=[
             {
                 "action": "open_bypass_valve",
@@ -353,11 +358,11 @@ def test_final_report_from_a_real_store(tmp_path: Path) -> None:
     store = IncidentStore.from_url(f"sqlite:///{tmp_path / 'store.db'}")
     try:
         alert = _alert()
-        incident_id = store.open_incident(
+        incident_id = store.incidents.open(
             dag_id="incident_response", run_id="r1", incident_key=alert.incident_key, alert=alert.to_xcom()
         )
-        store.update_incident(incident_id, severity="critical", analysis=_analysis().to_xcom())
-        record = store.create_approval(
+        store.incidents.update(incident_id, severity="critical", analysis=_analysis().to_xcom())
+        record = store.approvals.create(
             incident_id=incident_id,
             dag_id="incident_response",
             run_id="r1",
@@ -368,17 +373,17 @@ def test_final_report_from_a_real_store(tmp_path: Path) -> None:
             approvers=["slack:U7"],
             deadline=timedelta(minutes=30),
         )
-        store.cast_vote(record.id, identity="slack:U7", channel="slack", decision="approve")
-        store.begin_action(
+        store.approvals.cast_vote(record.id, identity="slack:U7", channel="slack", decision="approve")
+        store.actions.begin(
             key="k", incident_id=incident_id, action="isolate_pump", target="PUMP-07B", dry_run=True
         )
-        store.finish_action("k", state="done", result={"mode": "dry_run"})
-        store.resolve_incident(incident_id, outcome="fixed")
+        store.actions.finish("k", state="done", result={"mode": "dry_run"})
+        store.incidents.resolve(incident_id, outcome="fixed")
         report = final_report_text(
-            incident=store.get_incident(incident_id),
-            timeline=store.timeline(incident_id),
-            actions=store.actions_for(incident_id),
-            approvals=[a.to_json() for a in store.list_approvals(run_id="r1")],
+            incident=store.incidents.get(incident_id),
+            timeline=store.incidents.timeline(incident_id),
+            actions=store.actions.for_incident(incident_id),
+            approvals=[a.to_json() for a in store.approvals.find(run_id="r1")],
         )
     finally:
         store.engine.dispose()
@@ -477,7 +482,7 @@ def test_reports_carry_no_secret_from_the_alert_but_keep_who_decided() -> None:
     analysis = _analysis(summary=LEAKY_SUMMARY, diagnosis=LEAKY_DIAGNOSIS, severity="warning")
     diagnostic = diagnostic_text(_alert(error=LEAKY_ERROR), analysis, get_runbook("pressure_spike"))
     incident = _incident(
-        error=LEAKY_ERROR, analysis={**_incident()["analysis"], "diagnosis": LEAKY_DIAGNOSIS}
+        error=LEAKY_ERROR, analysis={**(_incident().analysis or {}), "diagnosis": LEAKY_DIAGNOSIS}
     )
     final = final_report_text(
         incident=incident,
@@ -493,4 +498,4 @@ def test_reports_carry_no_secret_from_the_alert_but_keep_who_decided() -> None:
             assert secret not in report
     assert "alice@example.com (web, approve)" in final
     # The caller's incident (the store's copy) is not touched.
-    assert incident["error"] == LEAKY_ERROR
+    assert incident.error == LEAKY_ERROR

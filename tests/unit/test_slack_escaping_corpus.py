@@ -20,6 +20,7 @@ from include.jira_markup import jira_escape, link
 from include.models import Alert, Analysis
 from include.runbooks import get_runbook
 from include.store import IncidentStore
+from tests.factories import incident_record
 from tests.fakes.slack_server import FakeSlackServer, slack_connection_json
 
 HOSTILE = [
@@ -83,14 +84,7 @@ def every_message(hostile: str) -> list[Any]:
         {"state": "acknowledged", "acknowledged_by": hostile, "escalated_by": f"slack:{hostile}"},
         {"state": "resolved", "resolved_by": hostile},
     ]
-    incident = {
-        "id": "inc-1",
-        "error": hostile,
-        "device_id": hostile,
-        "outcome": hostile,
-        "analysis": {},
-        "created_at": None,
-    }
+    incident = incident_record(id="inc-1", error=hostile, device_id=hostile, outcome=hostile, analysis={})
     report = reports.final_report_text(incident=incident, timeline=[], actions=[], approvals=[])
     diagnostic = reports.diagnostic_text(alert, analysis, get_runbook("pressure_spike"))
     return [
@@ -167,7 +161,7 @@ def slack(monkeypatch: pytest.MonkeyPatch, slack_server: FakeSlackServer) -> Fak
 
 def test_what_slack_receives_posts_and_updates_is_escaped(slack: FakeSlackServer, tmp_path: Path):
     store = IncidentStore.from_url(f"sqlite:///{tmp_path / 'store.db'}")
-    incident = store.open_incident(
+    incident = store.incidents.open(
         dag_id="incident_response", run_id="r1", incident_key="k", alert={"device_id": "d", "error": "e"}
     )
     hostile = " ".join(HOSTILE)

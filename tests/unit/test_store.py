@@ -31,56 +31,64 @@ def test_create_approval_is_idempotent(store: IncidentStore, run_id: str) -> Non
     assert first.state == "pending" and not first.decided
     assert first.expires_at - first.created_at == timedelta(minutes=30)
     assert _kinds(store, first.incident_id).count("approval_requested") == 1
-    assert [a.id for a in store.list_approvals(run_id=run_id)] == [first.id]
+    assert [a.id for a in store.approvals.find(run_id=run_id)] == [first.id]
 
 
 def test_quorum_one_approve_decides(store: IncidentStore, run_id: str) -> None:
     record = _approval(store, run_id)
-    decided = store.cast_vote(
+    decided = store.approvals.cast_vote(
         record.id, identity="alice", channel="web", decision="approve", comment="go", role="user"
     )
     assert decided.state == "approved" and decided.decided
     assert decided.decided_at is not None
     assert decided.deciders == ["alice"]
     assert decided.votes[0].comment == "go" and decided.votes[0].accepted
-    assert store.approval_state(record.id) == "approved"
-    assert [a.id for a in store.list_approvals(state="approved", run_id=run_id)] == [record.id]
-    assert store.list_approvals(state="pending", run_id=run_id) == []
+    assert store.approvals.state(record.id) == "approved"
+    assert [a.id for a in store.approvals.find(state="approved", run_id=run_id)] == [record.id]
+    assert store.approvals.find(state="pending", run_id=run_id) == []
     assert _kinds(store, record.incident_id)[-3:] == ["vote", "acknowledged", "approval_approved"]
 
 
 def test_reject_decides_at_once_even_below_quorum(store: IncidentStore, run_id: str) -> None:
     record = _approval(store, run_id, quorum=3, approvers=["alice", "slack:U1"])
-    store.cast_vote(record.id, identity="alice", channel="web", decision="approve")
-    decided = store.cast_vote(record.id, identity="slack:U1", channel="slack", decision="reject")
+    store.approvals.cast_vote(record.id, identity="alice", channel="web", decision="approve")
+    decided = store.approvals.cast_vote(record.id, identity="slack:U1", channel="slack", decision="reject")
     assert decided.state == "rejected"
     assert decided.deciders == ["alice", "slack:U1"]
 
 
 def test_quorum_two_needs_two_distinct_approvers(store: IncidentStore, run_id: str) -> None:
     record = _approval(store, run_id, quorum=2)
-    after_one = store.cast_vote(record.id, identity="alice", channel="web", decision="approve", role="user")
+    after_one = store.approvals.cast_vote(
+        record.id, identity="alice", channel="web", decision="approve", role="user"
+    )
     assert after_one.state == "pending"
     with pytest.raises(Refused) as info:
-        store.cast_vote(record.id, identity="alice", channel="api", decision="approve", role="user")
+        store.approvals.cast_vote(record.id, identity="alice", channel="api", decision="approve", role="user")
     assert info.value.code == "conflict"
     assert "alice has already voted" in info.value.reason
-    still = store.get_approval(record.id)
+    still = store.approvals.get(record.id)
     assert still.state == "pending"
     assert [(v.identity, v.accepted) for v in still.votes] == [("alice", True), ("alice", False)]
-    done = store.cast_vote(record.id, identity="bob", channel="api", decision="approve", role="user")
+    done = store.approvals.cast_vote(
+        record.id, identity="bob", channel="api", decision="approve", role="user"
+    )
     assert done.state == "approved"
     assert done.deciders == ["alice", "bob"]
 
 
 def test_vote_after_decision_is_refused_and_audited(store: IncidentStore, run_id: str) -> None:
     record = _approval(store, run_id)
-    decided = store.cast_vote(record.id, identity="alice", channel="web", decision="approve", role="user")
+    decided = store.approvals.cast_vote(
+        record.id, identity="alice", channel="web", decision="approve", role="user"
+    )
     with pytest.raises(Refused) as info:
-        store.cast_vote(record.id, identity="bob", channel="slack", decision="reject", comment="too late?")
+        store.approvals.cast_vote(
+            record.id, identity="bob", channel="slack", decision="reject", comment="too late?"
+        )
     assert info.value.code == "conflict"
     assert "already approved" in info.value.reason
-    after = store.get_approval(record.id)
+    after = store.approvals.get(record.id)
     assert (after.state, after.decided_at) == ("approved", decided.decided_at)
     refused = after.votes[-1]
     assert (refused.identity, refused.decision, refused.accepted, refused.comment) == (
@@ -99,10 +107,12 @@ def test_vote_after_expiry_expires_the_record(store: IncidentStore, run_id: str,
     record = _approval(store, run_id, deadline=timedelta(minutes=5))
     when = record.expires_at + late_by
     with pytest.raises(Refused) as info:
-        store.cast_vote(record.id, identity="alice", channel="web", decision="approve", now=when, role="user")
+        store.approvals.cast_vote(
+            record.id, identity="alice", channel="web", decision="approve", now=when, role="user"
+        )
     assert info.value.code == "conflict"
     assert "expired" in info.value.reason
-    after = store.get_approval(record.id)
+    after = store.approvals.get(record.id)
     assert after.state == "expired"
     assert after.decided_at == when
     assert after.deciders == []
@@ -113,7 +123,7 @@ def test_vote_after_expiry_expires_the_record(store: IncidentStore, run_id: str,
 def test_vote_just_before_expiry_counts(store: IncidentStore, run_id: str) -> None:
     record = _approval(store, run_id, deadline=timedelta(minutes=5))
     when = record.expires_at - timedelta(milliseconds=1)
-    decided = store.cast_vote(
+    decided = store.approvals.cast_vote(
         record.id, identity="alice", channel="web", decision="approve", now=when, role="user"
     )
     assert decided.state == "approved"
@@ -122,10 +132,12 @@ def test_vote_just_before_expiry_counts(store: IncidentStore, run_id: str) -> No
 def test_a_vote_the_policy_forbids_is_refused_and_audited(store: IncidentStore, run_id: str) -> None:
     record = _approval(store, run_id, approvers=["bob"])
     with pytest.raises(Refused) as info:
-        store.cast_vote(record.id, identity="mallory", channel="web", decision="approve", role="user")
+        store.approvals.cast_vote(
+            record.id, identity="mallory", channel="web", decision="approve", role="user"
+        )
     assert info.value.code == "forbidden"
     assert info.value.reason == "mallory is not an allowed approver for this action"
-    after = store.get_approval(record.id)
+    after = store.approvals.get(record.id)
     assert after.state == "pending" and after.decided_at is None
     assert after.deciders == []
     assert len(after.votes) == 1
@@ -137,7 +149,9 @@ def test_a_vote_the_policy_forbids_is_refused_and_audited(store: IncidentStore, 
     )
     # A forbidden vote does not block that person... nor anyone else: bob still decides.
     assert (
-        store.cast_vote(record.id, identity="bob", channel="web", decision="approve", role="user").state
+        store.approvals.cast_vote(
+            record.id, identity="bob", channel="web", decision="approve", role="user"
+        ).state
         == "approved"
     )
 
@@ -145,47 +159,53 @@ def test_a_vote_the_policy_forbids_is_refused_and_audited(store: IncidentStore, 
 def test_forbidden_reject_does_not_decide(store: IncidentStore, run_id: str) -> None:
     record = _approval(store, run_id)
     with pytest.raises(Refused):
-        store.cast_vote(record.id, identity="viewer", channel="web", decision="reject", role="viewer")
-    assert store.approval_state(record.id) == "pending"
+        store.approvals.cast_vote(
+            record.id, identity="viewer", channel="web", decision="reject", role="viewer"
+        )
+    assert store.approvals.state(record.id) == "pending"
 
 
 def test_invalid_decision_is_refused_before_anything_is_written(store: IncidentStore, run_id: str) -> None:
     record = _approval(store, run_id)
     with pytest.raises(ValueError):
-        store.cast_vote(record.id, identity="alice", channel="web", decision="maybe", role="user")
-    assert store.get_approval(record.id).votes == ()
+        store.approvals.cast_vote(record.id, identity="alice", channel="web", decision="maybe", role="user")
+    assert store.approvals.get(record.id).votes == ()
 
 
 @pytest.mark.parametrize("state", ["expired", "cancelled"])
 def test_close_approval_decides_a_pending_record(store: IncidentStore, run_id: str, state: str) -> None:
     record = _approval(store, run_id)
-    closed = store.close_approval(record.id, state=state)
+    closed = store.approvals.close(record.id, state=state)
     assert closed.state == state and closed.decided_at is not None
     with pytest.raises(Refused):
-        store.cast_vote(record.id, identity="alice", channel="web", decision="approve", role="user")
-    assert store.approval_state(record.id) == state
+        store.approvals.cast_vote(record.id, identity="alice", channel="web", decision="approve", role="user")
+    assert store.approvals.state(record.id) == state
 
 
 @pytest.mark.parametrize("decision", ["approve", "reject"])
 def test_close_approval_keeps_an_earlier_decision(store: IncidentStore, run_id: str, decision: str) -> None:
     record = _approval(store, run_id)
-    decided = store.cast_vote(record.id, identity="alice", channel="web", decision=decision, role="user")
+    decided = store.approvals.cast_vote(
+        record.id, identity="alice", channel="web", decision=decision, role="user"
+    )
     for state in ("expired", "cancelled"):
-        again = store.close_approval(record.id, state=state)
+        again = store.approvals.close(record.id, state=state)
         assert (again.state, again.decided_at) == (decided.state, decided.decided_at)
 
 
 def test_close_approval_refuses_other_states(store: IncidentStore, run_id: str) -> None:
     record = _approval(store, run_id)
     with pytest.raises(ValueError):
-        store.close_approval(record.id, state="approved")
-    assert store.approval_state(record.id) == "pending"
+        store.approvals.close(record.id, state="approved")
+    assert store.approvals.state(record.id) == "pending"
 
 
 def test_decided_records_never_change(store: IncidentStore, run_id: str) -> None:
     record = _approval(store, run_id, quorum=2)
-    store.cast_vote(record.id, identity="alice", channel="web", decision="approve", role="user")
-    decided = store.cast_vote(record.id, identity="bob", channel="web", decision="reject", role="user")
+    store.approvals.cast_vote(record.id, identity="alice", channel="web", decision="approve", role="user")
+    decided = store.approvals.cast_vote(
+        record.id, identity="bob", channel="web", decision="reject", role="user"
+    )
     assert decided.state == "rejected"
     snapshot = decided.to_json()
     attempts = [
@@ -196,9 +216,9 @@ def test_decided_records_never_change(store: IncidentStore, run_id: str) -> None
     ]
     for attempt in attempts:
         with pytest.raises(Refused):
-            store.cast_vote(record.id, channel="web", **attempt)
-    store.close_approval(record.id, state="expired")
-    after = store.get_approval(record.id).to_json()
+            store.approvals.cast_vote(record.id, channel="web", **attempt)
+    store.approvals.close(record.id, state="expired")
+    after = store.approvals.get(record.id).to_json()
     # Everything but the audit trail of refused attempts is identical.
     assert {k: v for k, v in after.items() if k != "votes"} == {
         k: v for k, v in snapshot.items() if k != "votes"
@@ -210,8 +230,10 @@ def test_decided_records_never_change(store: IncidentStore, run_id: str) -> None
 
 def test_to_json_is_json(store: IncidentStore, run_id: str) -> None:
     record = _approval(store, run_id, approvers=["alice"], requested_by="bob", forbid_self_approval=True)
-    store.cast_vote(record.id, identity="alice", channel="web", decision="approve", comment="ok", role="user")
-    data = json.loads(json.dumps(store.get_approval(record.id).to_json()))
+    store.approvals.cast_vote(
+        record.id, identity="alice", channel="web", decision="approve", comment="ok", role="user"
+    )
+    data = json.loads(json.dumps(store.approvals.get(record.id).to_json()))
     assert data["id"] == record.id and data["dag_run_id"] == run_id
     assert data["state"] == "approved" and data["approvers"] == ["alice"] and data["requested_by"] == "bob"
     assert data["votes"][0]["identity"] == "alice" and data["votes"][0]["accepted"] is True
@@ -223,10 +245,10 @@ def test_to_json_is_json(store: IncidentStore, run_id: str) -> None:
 def test_outbox_enqueue_is_idempotent_and_marks_delivery(store: IncidentStore, run_id: str) -> None:
     incident_id = _incident(store, run_id)
     key = f"{run_id}:page"
-    first = store.enqueue_message(
+    first = store.outbox.enqueue(
         key=key, incident_id=incident_id, channel="#oncall", text="hi", blocks=[{"a": 1}]
     )
-    retry = store.enqueue_message(
+    retry = store.outbox.enqueue(
         key=key, incident_id=incident_id, channel="#other", text="changed", blocks=None
     )
     assert first["id"] == retry["id"]
@@ -236,19 +258,19 @@ def test_outbox_enqueue_is_idempotent_and_marks_delivery(store: IncidentStore, r
         "pending",
         [{"a": 1}],
     )
-    store.enqueue_message(
+    store.outbox.enqueue(
         key=f"{run_id}:report", incident_id=incident_id, channel="#oncall", text="r", blocks=None
     )
-    messages = store.messages(incident_id)
+    messages = store.outbox.for_incident(incident_id)
     assert [m["key"] for m in messages] == [key, f"{run_id}:report"]
 
-    store.mark_message(key, state="sent", slack_ts="111.222", thread_ts="100.000")
-    sent = store.messages(incident_id)[0]
+    store.outbox.mark(key, state="sent", slack_ts="111.222", thread_ts="100.000")
+    sent = store.outbox.for_incident(incident_id)[0]
     assert (sent["state"], sent["slack_ts"], sent["thread_ts"]) == ("sent", "111.222", "100.000")
     assert sent["sent_at"] is not None
 
-    store.mark_message(f"{run_id}:report", state="undelivered", note="no Slack connection")
-    undelivered = store.messages(incident_id)[1]
+    store.outbox.mark(f"{run_id}:report", state="undelivered", note="no Slack connection")
+    undelivered = store.outbox.for_incident(incident_id)[1]
     assert (undelivered["state"], undelivered["note"], undelivered["sent_at"]) == (
         "undelivered",
         "no Slack connection",
@@ -263,15 +285,15 @@ def test_begin_action_claims_once(store: IncidentStore, run_id: str) -> None:
     incident_id = _incident(store, run_id)
     key = f"{DAG_ID}:{run_id}:isolate_pump"
     claim = dict(key=key, incident_id=incident_id, action="isolate_pump", target="PUMP-07B", dry_run=False)
-    row, first = store.begin_action(**claim)
+    row, first = store.actions.begin(**claim)
     assert first is True and row["state"] == "started"
-    row2, second = store.begin_action(**claim)
+    row2, second = store.actions.begin(**claim)
     assert second is False and row2["id"] == row["id"] and row2["state"] == "started"
 
-    store.finish_action(key, state="done", result={"mode": "simulated"})
-    row3, third = store.begin_action(**claim)
+    store.actions.finish(key, state="done", result={"mode": "simulated"})
+    row3, third = store.actions.begin(**claim)
     assert third is False and row3["state"] == "done" and row3["result"] == {"mode": "simulated"}
-    assert [a["state"] for a in store.actions_for(incident_id)] == ["done"]
+    assert [a["state"] for a in store.actions.for_incident(incident_id)] == ["done"]
     assert _kinds(store, incident_id)[-1] == "action_done"
 
 
@@ -281,26 +303,26 @@ def test_failed_action_can_be_claimed_again(store: IncidentStore, run_id: str) -
     claim = dict(
         key=key, incident_id=incident_id, action="open_bypass_valve", target="PUMP-07B", dry_run=True
     )
-    row, first = store.begin_action(**claim)
-    store.finish_action(key, state="failed", result={"error": "Timeout"})
+    row, first = store.actions.begin(**claim)
+    store.actions.finish(key, state="failed", result={"error": "Timeout"})
     assert _kinds(store, incident_id)[-1] == "action_failed"
-    again, claimed = store.begin_action(**claim)
+    again, claimed = store.actions.begin(**claim)
     assert claimed is True and again["id"] == row["id"] and again["state"] == "started"
-    _, once_more = store.begin_action(**claim)
+    _, once_more = store.actions.begin(**claim)
     assert once_more is False
-    assert len(store.actions_for(incident_id)) == 1
+    assert len(store.actions.for_incident(incident_id)) == 1
 
 
 def test_action_timeline_drops_huge_results(store: IncidentStore, run_id: str) -> None:
     incident_id = _incident(store, run_id)
     key = f"{run_id}:reduce_load"
-    store.begin_action(
+    store.actions.begin(
         key=key, incident_id=incident_id, action="reduce_load", target="PUMP-07B", dry_run=False
     )
-    store.finish_action(key, state="done", result={"mode": "live", "dump": "x" * 5000})
-    detail = store.timeline(incident_id)[-1]["detail"]
+    store.actions.finish(key, state="done", result={"mode": "live", "dump": "x" * 5000})
+    detail = store.incidents.timeline(incident_id)[-1].detail
     assert detail == {"action": "reduce_load", "mode": "live"}
-    assert store.actions_for(incident_id)[0]["result"]["dump"] == "x" * 5000
+    assert store.actions.for_incident(incident_id)[0]["result"]["dump"] == "x" * 5000
 
 
 # -- people ---------------------------------------------------------------------------------------------
@@ -310,14 +332,17 @@ PEOPLE = {"alice": "alice", "slack:U0ALICE": "alice", "bob": "bob"}
 
 def test_one_person_through_two_channels_counts_once(store: IncidentStore, run_id: str) -> None:
     record = _approval(store, run_id, quorum=2, approvers=["alice", "slack:U0ALICE", "bob"], people=PEOPLE)
-    store.cast_vote(record.id, identity="slack:U0ALICE", channel="slack", decision="approve")
+    store.approvals.cast_vote(record.id, identity="slack:U0ALICE", channel="slack", decision="approve")
     with pytest.raises(Refused) as info:
-        store.cast_vote(record.id, identity="alice", channel="web", decision="approve")
+        store.approvals.cast_vote(record.id, identity="alice", channel="web", decision="approve")
     assert info.value.code == "conflict" and info.value.reason == "alice has already voted"
-    after = store.get_approval(record.id)
+    after = store.approvals.get(record.id)
     assert after.state == "pending" and after.approval_count == 1
     assert [(v.identity, v.accepted) for v in after.votes] == [("slack:U0ALICE", True), ("alice", False)]
-    assert store.cast_vote(record.id, identity="bob", channel="api", decision="approve").state == "approved"
+    assert (
+        store.approvals.cast_vote(record.id, identity="bob", channel="api", decision="approve").state
+        == "approved"
+    )
 
 
 def test_refused_attempts_are_kept_up_to_a_cap_per_person(store: IncidentStore, run_id: str) -> None:
@@ -327,12 +352,12 @@ def test_refused_attempts_are_kept_up_to_a_cap_per_person(store: IncidentStore, 
     codes = []
     for _ in range(MAX_REFUSED_ATTEMPTS + 3):
         with pytest.raises(Refused) as info:
-            store.cast_vote(
+            store.approvals.cast_vote(
                 record.id, identity="mallory", channel="web", decision="approve", comment="x" * 2000
             )
         codes.append(info.value.code)
     assert codes == ["forbidden"] * MAX_REFUSED_ATTEMPTS + ["too_many"] * 3
-    assert len(store.get_approval(record.id).votes) == MAX_REFUSED_ATTEMPTS
+    assert len(store.approvals.get(record.id).votes) == MAX_REFUSED_ATTEMPTS
 
 
 def test_records_of_an_older_schema_gain_the_new_columns(tmp_path: Path, run_id: str) -> None:

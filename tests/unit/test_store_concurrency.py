@@ -27,13 +27,13 @@ def test_concurrent_distinct_approvers_decide_once(store: IncidentStore, run_id:
     record = _approval(store, run_id, quorum=2)
     results, errors = race(
         8,
-        lambda i: store.cast_vote(
+        lambda i: store.approvals.cast_vote(
             record.id, identity=f"voter-{i}", channel="web", decision="approve", role="user"
         ),
     )
     assert all(isinstance(e, Refused) for e in errors), errors
     assert all(e.code == "conflict" for e in errors)
-    final = store.get_approval(record.id)
+    final = store.approvals.get(record.id)
     assert final.state == "approved"
     # Exactly the quorum counted: the first two votes decide, the other six find it decided.
     assert len(final.deciders) == 2 and len(set(final.deciders)) == 2
@@ -47,13 +47,13 @@ def test_concurrent_votes_by_one_person_never_reach_quorum(store: IncidentStore,
     record = _approval(store, run_id, quorum=2)
     results, errors = race(
         8,
-        lambda _: store.cast_vote(
+        lambda _: store.approvals.cast_vote(
             record.id, identity="alice", channel="web", decision="approve", role="user"
         ),
     )
     # Past the cap of kept refusals, a repeat is refused without being kept.
     assert all(isinstance(e, Refused) and e.code in ("conflict", "too_many") for e in errors), errors
-    final = store.get_approval(record.id)
+    final = store.approvals.get(record.id)
     assert final.state == "pending"
     assert final.deciders == ["alice"]
     assert len(results) == 1 and len(errors) == 7
@@ -63,7 +63,7 @@ def test_concurrent_approve_and_reject_decide_exactly_once(store: IncidentStore,
     record = _approval(store, run_id, quorum=1)
     results, errors = race(
         8,
-        lambda i: store.cast_vote(
+        lambda i: store.approvals.cast_vote(
             record.id,
             identity=f"voter-{i}",
             channel="web",
@@ -72,7 +72,7 @@ def test_concurrent_approve_and_reject_decide_exactly_once(store: IncidentStore,
         ),
     )
     assert all(isinstance(e, Refused) for e in errors), errors
-    final = store.get_approval(record.id)
+    final = store.approvals.get(record.id)
     assert len(results) == 1 and len(final.deciders) == 1
     winner = next(v for v in final.votes if v.accepted)
     assert final.state == {"approve": "approved", "reject": "rejected"}[winner.decision]
@@ -89,14 +89,14 @@ def test_concurrent_close_and_vote_agree(store: IncidentStore, run_id: str) -> N
 
     def work(i: int):
         if i % 2:
-            return store.close_approval(record.id, state="cancelled").state
-        return store.cast_vote(
+            return store.approvals.close(record.id, state="cancelled").state
+        return store.approvals.cast_vote(
             record.id, identity=f"voter-{i}", channel="web", decision="approve", role="user"
         ).state
 
     results, errors = race(6, work)
     assert all(isinstance(e, Refused) for e in errors), errors
-    final = store.get_approval(record.id)
+    final = store.approvals.get(record.id)
     assert final.state in ("approved", "cancelled")
     # Every close call reports the one final decision, whoever won.
     assert set(results) == {final.state}
@@ -123,7 +123,7 @@ def _before_first_insert_into(store: IncidentStore, table: str, competitor) -> l
 RACES = {
     "begin_action": (
         "ir_actions",
-        lambda s, run_id, inc: s.begin_action(
+        lambda s, run_id, inc: s.actions.begin(
             key=f"{run_id}:isolate_pump",
             incident_id=inc,
             action="isolate_pump",
@@ -133,13 +133,13 @@ RACES = {
     ),
     "open_incident": (
         "ir_incidents",
-        lambda s, run_id, inc: s.open_incident(
+        lambda s, run_id, inc: s.incidents.open(
             dag_id=DAG_ID, run_id=run_id + "-2", incident_key="k", alert=ALERT
         ),
     ),
     "create_approval": (
         "ir_approvals",
-        lambda s, run_id, inc: s.create_approval(
+        lambda s, run_id, inc: s.approvals.create(
             incident_id=inc,
             dag_id=DAG_ID,
             run_id=run_id,
@@ -153,7 +153,7 @@ RACES = {
     ),
     "enqueue_message": (
         "ir_outbox",
-        lambda s, run_id, inc: s.enqueue_message(
+        lambda s, run_id, inc: s.outbox.enqueue(
             key=f"{run_id}:page", incident_id=inc, channel="#oncall", text="page", blocks=None
         ),
     ),
@@ -194,7 +194,9 @@ store = IncidentStore(make_engine(url))
 print("ready", flush=True)
 sys.stdin.readline()  # the start signal: every voter is imported and waiting
 try:
-    vote = store.cast_vote(approval_id, identity=identity, channel="api", decision="approve", role="user")
+    vote = store.approvals.cast_vote(
+        approval_id, identity=identity, channel="api", decision="approve", role="user"
+    )
     print(vote.state)
 except Refused as exc:
     print("refused:" + exc.code)
@@ -232,7 +234,7 @@ def test_sqlite_processes_voting_at_once(tmp_path: Path, run_id: str) -> None:
     for proc, (_, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err
     answers = sorted(out.strip() for out, _ in outputs)
-    final = store.get_approval(record.id)
+    final = store.approvals.get(record.id)
     assert final.state == "approved"
     assert len(final.deciders) == 2 and len(set(final.deciders)) == 2
     # Whatever the order: one counted vote left it pending, one decided it, one found it decided.
@@ -250,7 +252,7 @@ def test_a_forked_child_opens_its_own_connections(store: IncidentStore, run_id: 
     if child == 0:  # pragma: no cover - the child reports through the pipe
         try:
             fresh = store.engine.pool.checkedin() == 0
-            store.add_event(incident_id, "from_child", {})
+            store.incidents.add_event(incident_id, "from_child", {})
             os.write(write, b"ok" if fresh else b"inherited")
         finally:
             os._exit(0)

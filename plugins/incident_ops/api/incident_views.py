@@ -16,7 +16,7 @@ from include.timeline_chart import layout, timeline_points
 from include.vocabulary import IncidentState
 
 if TYPE_CHECKING:
-    from include.store import IncidentStore
+    from include.store import Incident, IncidentStore
 
 OPEN_LIMIT = 100
 RECENT_LIMIT = 50
@@ -33,33 +33,51 @@ def list_context(
     """Return the list: open and recent (or filtered) incidents, counts, MTTA and MTTR, the chart."""
     now = utcnow()
     if state:
-        filtered = store.list_incident_rows(
+        filtered = store.incidents.find(
             states=(state,), severity=severity, dag_ids=dag_ids, limit=FILTERED_LIMIT
         )
         sections = [("Incidents", filtered)]
     else:
-        active = store.list_incident_rows(states=ACTIVE, severity=severity, dag_ids=dag_ids, limit=OPEN_LIMIT)
-        recent = store.list_incident_rows(
+        active = store.incidents.find(states=ACTIVE, severity=severity, dag_ids=dag_ids, limit=OPEN_LIMIT)
+        recent = store.incidents.find(
             states=(IncidentState.RESOLVED,), severity=severity, dag_ids=dag_ids, limit=RECENT_LIMIT
         )
         sections = [("Open and acknowledged", active), ("Recently resolved", recent)]
     windows = [
-        store.window_stats(label, window_start(now, hours), dag_ids=dag_ids) for label, hours in WINDOWS
+        store.stats.window_stats(label, window_start(now, hours), dag_ids=dag_ids) for label, hours in WINDOWS
     ]
     days = daily_series(
-        store.daily_counts(window_start(now, 24 * CHART_DAYS), dag_ids=dag_ids),
+        store.stats.daily_counts(window_start(now, 24 * CHART_DAYS), dag_ids=dag_ids),
         days=CHART_DAYS,
         today=now.date(),
     )
     return {
-        "sections": [(title, redact_value(rows)) for title, rows in sections],
-        "counts": store.state_counts(dag_ids=dag_ids),
+        "sections": [(title, redact_value([list_row(i) for i in rows])) for title, rows in sections],
+        "counts": store.stats.state_counts(dag_ids=dag_ids),
         "windows": [
             {"stats": w, "mtta": human_duration(w.mtta_seconds), "mttr": human_duration(w.mttr_seconds)}
             for w in windows
         ],
         "chart": daily_chart(days),
         "days": days,
+    }
+
+
+def list_row(incident: Incident) -> dict[str, Any]:
+    """Return what the incident list shows of an incident (redacted by the caller)."""
+    return {
+        "id": incident.id,
+        "dag_id": incident.dag_id,
+        "run_id": incident.run_id,
+        "device_id": incident.device_id,
+        "error": incident.error,
+        "source": incident.source,
+        "state": str(incident.state),
+        "severity": str(incident.severity) if incident.severity else None,
+        "outcome": incident.outcome,
+        "created_at": incident.created_at,
+        "acknowledged_at": incident.acknowledged_at,
+        "resolved_at": incident.resolved_at,
     }
 
 
@@ -78,7 +96,7 @@ def final_report(messages: list[dict[str, Any]]) -> str | None:
 def incident_context(store: IncidentStore, incident_id: str) -> dict[str, Any]:
     """Return one incident's page: the document redacted, the chart, the report (raises NotFound)."""
     document = redact_value(store.incident_document(incident_id))
-    messages = store.messages(incident_id)
+    messages = store.outbox.for_incident(incident_id)
     resolved = document["state"] == IncidentState.RESOLVED
     chart = layout(timeline_points(document, messages), now=utcnow(), resolved=resolved)
     analysis = document.get("analysis") or {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from datetime import datetime
 from functools import cache
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     import jinja2
 
     from incident_ops.api.security import Caller
-    from include.store import Approval
+    from include.store import Approval, Incident
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATE_LABELS = {state: state.value.capitalize() for state in ApprovalState}
@@ -100,10 +101,10 @@ def why_caller_cannot_vote(record: Approval, caller: Caller) -> str | None:
     return f"You cannot vote on this request: {refused.reason}."
 
 
-def record_context(record: Approval, incident: dict[str, Any] | None) -> dict[str, Any]:
+def record_context(record: Approval, found: Incident | None) -> dict[str, Any]:
     """Return what the record page shows about the incident, its diagnosis and the votes."""
     # The store keeps the alert as sent (audit); the page shows it redacted, like everything that leaves.
-    incident = redact_value(incident)
+    incident = redact_value(dataclasses.asdict(found)) if found is not None else None
     alert = (incident or {}).get("alert") or {}
     analysis = (incident or {}).get("analysis") or {}
     confidence = analysis.get("confidence")

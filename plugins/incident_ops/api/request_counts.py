@@ -49,7 +49,7 @@ def flush_counts() -> None:
     if not batch:
         return
     try:
-        get_store().count_webhook_requests(batch)
+        get_store().stats.count_webhook_requests(batch)
     except Exception as exc:
         # A metric must never cost an alert its answer: keep the counts and try again later.
         log.warning("Could not write the webhook request counts: %s", type(exc).__name__)

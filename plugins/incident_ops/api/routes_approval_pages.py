@@ -15,7 +15,7 @@ from incident_ops.api import rendering
 from incident_ops.api.security import Caller, OptionalCallerDep, login_url, readable_dag_ids
 from incident_ops.hooks.incident_store import get_store
 from incident_ops.links import run_url_for
-from include.store import NotFound
+from include.store import Incident, NotFound
 from include.vocabulary import ApprovalState
 
 router = APIRouter(include_in_schema=False)
@@ -38,10 +38,10 @@ def _login_page(request: Request) -> HTMLResponse:
     )
 
 
-def _incident(store, incident_id: str, cache: dict[str, Any]) -> dict[str, Any] | None:
+def _incident(store, incident_id: str, cache: dict[str, Any]) -> Incident | None:
     if incident_id not in cache:
         try:
-            cache[incident_id] = store.get_incident(incident_id)
+            cache[incident_id] = store.incidents.get(incident_id)
         except NotFound:
             cache[incident_id] = None
     return cache[incident_id]
@@ -60,8 +60,8 @@ def approvals_page(request: Request, caller: OptionalCallerDep) -> HTMLResponse:
         return _login_page(request)
     store, prefix = get_store(), _prefix(request)
     incidents: dict[str, Any] = {}
-    pending = store.list_approvals(state=ApprovalState.PENDING, limit=200)
-    recent = [r for r in store.list_approvals(limit=RECENT_LIMIT + len(pending)) if r.decided][:RECENT_LIMIT]
+    pending = store.approvals.find(state=ApprovalState.PENDING, limit=200)
+    recent = [r for r in store.approvals.find(limit=RECENT_LIMIT + len(pending)) if r.decided][:RECENT_LIMIT]
     readable = readable_dag_ids(caller, {r.dag_id for r in pending + recent})
 
     def rows(records):
@@ -70,7 +70,7 @@ def approvals_page(request: Request, caller: OptionalCallerDep) -> HTMLResponse:
                 "record": r,
                 "url": f"{prefix}/approvals/{r.id}",
                 "approvals": r.approval_count,
-                "device_id": (_incident(store, r.incident_id, incidents) or {}).get("device_id"),
+                "device_id": getattr(_incident(store, r.incident_id, incidents), "device_id", None),
             }
             for r in records
             if r.dag_id in readable
@@ -89,7 +89,7 @@ def approval_page(approval_id: str, request: Request, caller: OptionalCallerDep)
     prefix = _prefix(request)
     store = get_store()
     try:
-        record = store.get_approval(approval_id)
+        record = store.approvals.get(approval_id)
     except NotFound:
         return rendering.message_page(
             title="No such approval request",

@@ -54,7 +54,7 @@ def list_approvals(
     limit: int = Query(100, ge=1, le=500),
 ) -> dict:
     """List approval records, newest first, of the DAGs the caller may read."""
-    records = get_store().list_approvals(state=state or None, run_id=dag_run_id or None, limit=limit)
+    records = get_store().approvals.find(state=state or None, run_id=dag_run_id or None, limit=limit)
     readable = readable_dag_ids(caller, {r.dag_id for r in records})
     items = [r.to_json() for r in records if r.dag_id in readable]
     return {"approvals": items, "total_entries": len(items)}
@@ -68,7 +68,7 @@ def list_approvals(
 def get_approval(caller: CallerDep, approval_id: str = RecordId) -> dict:
     """Return one approval record with its votes and refused attempts."""
     try:
-        record = get_store().get_approval(approval_id)
+        record = get_store().approvals.get(approval_id)
     except NotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no approval record {approval_id}") from None
     require_dag_read(caller, record.dag_id)
@@ -140,7 +140,7 @@ def _decide(caller: Caller, approval_id: str, body: DecisionBody) -> Any:
     store = get_store()
     try:
         # Only users who may read the DAG's runs may vote at all: anyone else is not even audited.
-        require_dag_read(caller, store.get_approval(approval_id).dag_id)
+        require_dag_read(caller, store.approvals.get(approval_id).dag_id)
         record = approval_lifecycle.decide(
             store,
             approval_id,

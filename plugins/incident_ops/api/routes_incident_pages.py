@@ -16,7 +16,7 @@ from incident_ops.api.security import Caller, OptionalCallerDep, login_url, read
 from incident_ops.hooks.incident_store import get_store
 from incident_ops.links import run_url_for
 from include.incident_stats import SEVERITIES
-from include.store import NotFound
+from include.store import Incident, NotFound
 from include.vocabulary import IncidentState
 
 router = APIRouter(include_in_schema=False)
@@ -39,11 +39,11 @@ def _login_page(request: Request) -> HTMLResponse:
     )
 
 
-def _readable_incident(request: Request, caller: Caller, incident_id: str) -> dict | HTMLResponse:
-    """Return the incident row, or the page that says why the caller cannot see it."""
+def _readable_incident(request: Request, caller: Caller, incident_id: str) -> Incident | HTMLResponse:
+    """Return the incident, or the page that says why the caller cannot see it."""
     list_url = f"{_prefix(request)}/incidents"
     try:
-        incident = get_store().get_incident(incident_id)
+        incident = get_store().incidents.get(incident_id)
     except NotFound:
         return rendering.message_page(
             title="No such incident",
@@ -51,10 +51,10 @@ def _readable_incident(request: Request, caller: Caller, incident_id: str) -> di
             status_code=status.HTTP_404_NOT_FOUND,
             list_url=list_url,
         )
-    if incident["dag_id"] not in readable_dag_ids(caller, {incident["dag_id"]}):
+    if incident.dag_id not in readable_dag_ids(caller, {incident.dag_id}):
         return rendering.message_page(
             title="Not allowed",
-            text=f"You may not see runs of DAG {incident['dag_id']}.",
+            text=f"You may not see runs of DAG {incident.dag_id}.",
             status_code=status.HTTP_403_FORBIDDEN,
             list_url=list_url,
         )
@@ -81,7 +81,7 @@ def incidents_page(
             list_url=f"{prefix}/incidents",
         )
     store = get_store()
-    dag_ids = readable_dag_ids(caller, store.incident_dag_ids())
+    dag_ids = readable_dag_ids(caller, store.stats.incident_dag_ids())
     return rendering.render(
         "incidents.html",
         **incident_views.list_context(store, dag_ids=dag_ids, state=state, severity=severity),
@@ -108,7 +108,7 @@ def incident_page(incident_id: IncidentId, request: Request, caller: OptionalCal
         **incident_views.incident_context(get_store(), incident_id),
         username=caller.username,
         prefix=prefix,
-        run_url=run_url_for(incident["dag_id"], incident["run_id"]),
+        run_url=run_url_for(incident.dag_id, incident.run_id),
         postmortem_url=f"{prefix}/incidents/{incident_id}/postmortem.md",
     )
 
@@ -123,15 +123,13 @@ def postmortem(incident_id: IncidentId, request: Request, caller: OptionalCaller
         return incident
     from incident_ops.postmortem import write_postmortem
 
-    text = write_postmortem(
-        get_store(), incident_id, run_url=run_url_for(incident["dag_id"], incident["run_id"])
-    )
+    text = write_postmortem(get_store(), incident_id, run_url=run_url_for(incident.dag_id, incident.run_id))
     return Response(
         text,
         media_type="text/markdown; charset=utf-8",
         headers={
             # The id is ours ("inc-" and hex digits), never the caller's text.
-            "Content-Disposition": f'attachment; filename="postmortem-{incident["id"]}.md"',
+            "Content-Disposition": f'attachment; filename="postmortem-{incident.id}.md"',
             "X-Content-Type-Options": "nosniff",
             "Cache-Control": "no-store",
         },

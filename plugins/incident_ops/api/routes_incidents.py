@@ -46,7 +46,7 @@ def list_incidents(
 ) -> dict[str, Any]:
     """List incidents, newest first, of the DAGs the caller may read."""
     store = get_store()
-    documents = [store.incident_document(i) for i in store.incident_ids(state=state or None, limit=limit)]
+    documents = [store.incident_document(i) for i in store.incidents.ids(state=state or None, limit=limit)]
     readable = readable_dag_ids(caller, {d["dag_id"] for d in documents})
     items = [redact_value(d) for d in documents if d["dag_id"] in readable]
     return {"incidents": items, "total_entries": len(items)}

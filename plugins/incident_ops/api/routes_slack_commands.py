@@ -142,17 +142,17 @@ def list_open() -> str:
 
     store = get_store()
     ids = [
-        *store.incident_ids(state=IncidentState.OPEN, limit=MAX_LISTED),
-        *store.incident_ids(state=IncidentState.ACKNOWLEDGED, limit=MAX_LISTED),
+        *store.incidents.ids(state=IncidentState.OPEN, limit=MAX_LISTED),
+        *store.incidents.ids(state=IncidentState.ACKNOWLEDGED, limit=MAX_LISTED),
     ][:MAX_LISTED]
     if not ids:
         return "No open incidents."
     lines = []
     for incident_id in ids:
-        incident = store.get_incident(incident_id)
-        who = f" by {mrkdwn_escape(incident['acknowledged_by'])}" if incident.get("acknowledged_by") else ""
+        incident = store.incidents.get(incident_id)
+        who = f" by {mrkdwn_escape(incident.acknowledged_by)}" if incident.acknowledged_by else ""
         lines.append(
-            f"• `{incident_id}` {_clean(incident['error'])} on {_clean(incident['device_id'])}"
-            f" · {incident.get('severity') or 'unrated'} · {incident['state']}{who}"
+            f"• `{incident_id}` {_clean(incident.error)} on {_clean(incident.device_id)}"
+            f" · {incident.severity or 'unrated'} · {incident.state}{who}"
         )
     return "Open incidents:\n" + "\n".join(lines)

@@ -45,7 +45,7 @@ class IncidentFailureNotifier(BaseNotifier):
         try:
             store = get_store()
             incident_id = incident_id_for(dag_run.dag_id, dag_run.run_id)
-            store.add_event(incident_id, TimelineKind.TASK_FAILED, detail)
+            store.incidents.add_event(incident_id, TimelineKind.TASK_FAILED, detail)
             text = (
                 f":boom: Task `{ti.task_id}` failed after {ti.try_number} tries "
                 f"({detail['error'] or 'unknown error'}); the incident needs a human."

@@ -69,7 +69,7 @@ class ApprovalSensor(BaseSensorOperator):
         """Return at once if the record is decided (or past its deadline); otherwise wait for it."""
         if not self.deferrable:
             return super().execute(context)
-        record = self._store().get_approval(self.approval_id)
+        record = self._store().approvals.get(self.approval_id)
         if record.decided:
             return self._outcome(record)
         if datetime.now(UTC) >= record.expires_at:
@@ -80,7 +80,7 @@ class ApprovalSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> PokeReturnValue:
         """Return the outcome once the record is decided or its deadline passed (non-deferrable mode)."""
-        record = self._store().get_approval(self.approval_id)
+        record = self._store().approvals.get(self.approval_id)
         if record.decided:
             return PokeReturnValue(is_done=True, xcom_value=self._outcome(record))
         if datetime.now(UTC) >= record.expires_at:
@@ -107,7 +107,7 @@ class ApprovalSensor(BaseSensorOperator):
         """Act on what the trigger could not do itself: expiry, the reminder, an unreadable record."""
         if event == "success":
             # dag.test() resumes the task with a TaskSuccessEvent's state instead of ending it.
-            return self._outcome(self._store().get_approval(self.approval_id))
+            return self._outcome(self._store().approvals.get(self.approval_id))
         state = event.get("state") if isinstance(event, dict) else None
         if state == WaitState.ERROR:
             reason = event.get("reason") if isinstance(event, dict) else None
@@ -116,7 +116,7 @@ class ApprovalSensor(BaseSensorOperator):
             return self._expire()
         if state != WaitState.REMINDER:
             raise ApprovalError(f"unexpected event from the approval trigger: {event!r}")
-        record = self._store().get_approval(self.approval_id)
+        record = self._store().approvals.get(self.approval_id)
         if not record.decided:
             self._remind(record)
             self._defer(record, remind_at=None)

@@ -21,7 +21,7 @@ def resolve_incident(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
         approval_state=approval.state if approval else None,
     )
     store, incident_id = common.store(), common.incident_id(dag_run)
-    if store.resolve_incident(incident_id, outcome=outcome):
+    if store.incidents.resolve(incident_id, outcome=outcome):
         # Resolved by the run itself (not by hand, which told them already): PagerDuty and Jira hear it.
         from incident_ops.incident_sync import incident_resolved
 
@@ -37,14 +37,14 @@ def final_report(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
 
     store, incident_id = common.store(), common.incident_id(dag_run)
     plain = final_report_text(
-        incident=store.get_incident(incident_id),
-        timeline=store.timeline(incident_id),
-        actions=store.actions_for(incident_id),
-        approvals=[a.to_json() for a in store.list_approvals(run_id=dag_run.run_id)],
+        incident=store.incidents.get(incident_id),
+        timeline=store.incidents.timeline(incident_id),
+        actions=store.actions.for_incident(incident_id),
+        approvals=[a.to_json() for a in store.approvals.find(run_id=dag_run.run_id)],
     )
     report, record = write_report_with_record(plain)
     if model_was_asked(record):
-        store.add_event(incident_id, TimelineKind.LLM_CALL, record)
+        store.incidents.add_event(incident_id, TimelineKind.LLM_CALL, record)
     delivery = common.deliver(
         dag_run,
         key="final_report",

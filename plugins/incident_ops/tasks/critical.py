@@ -63,7 +63,9 @@ def _caution(ti: Any) -> Caution:
 def approval_needed(ti: Any, dag_run: Any, **_: Any) -> str:
     """Route to a human approval whenever the caution policy gives a reason; else run the fix."""
     reasons = _caution(ti).reasons
-    common.store().add_event(common.incident_id(dag_run), TimelineKind.APPROVAL_POLICY, {"reasons": reasons})
+    common.store().incidents.add_event(
+        common.incident_id(dag_run), TimelineKind.APPROVAL_POLICY, {"reasons": reasons}
+    )
     if reasons:
         log.info("Approval needed: %s", "; ".join(reasons))
         return REQUEST_APPROVAL
@@ -111,7 +113,7 @@ def _run_action(dag_run: Any, alert: Alert, action: str, *, purpose: str) -> dic
     store, incident_id = common.store(), common.incident_id(dag_run)
     # One key per run and action: a retry after a lost response never runs the action twice.
     key = f"{dag_run.dag_id}:{dag_run.run_id}:{action}"
-    row, first = store.begin_action(
+    row, first = store.actions.begin(
         key=key, incident_id=incident_id, action=action, target=alert.device_id, dry_run=alert.dry_run
     )
     if not first:
@@ -122,9 +124,9 @@ def _run_action(dag_run: Any, alert: Alert, action: str, *, purpose: str) -> dic
             action=action, device_id=alert.device_id, idempotency_key=key, dry_run=alert.dry_run
         )
     except Exception as exc:
-        store.finish_action(key, state=ActionState.FAILED, result={"error": type(exc).__name__})
+        store.actions.finish(key, state=ActionState.FAILED, result={"error": type(exc).__name__})
         raise
-    store.finish_action(key, state=ActionState.DONE, result={"purpose": purpose, **result})
+    store.actions.finish(key, state=ActionState.DONE, result={"purpose": purpose, **result})
     return {"action": action, "state": ActionState.DONE, "result": result, "repeated": False}
 
 
@@ -163,7 +165,7 @@ def _check_approval(ti: Any, dag_run: Any, alert: Alert, action: str) -> None:
     from include.approval_binding import action_digest, fix_refusal
 
     store, incident_id = common.store(), common.incident_id(dag_run)
-    records = store.list_approvals(run_id=dag_run.run_id)
+    records = store.approvals.find(run_id=dag_run.run_id)
     if not records and not _caution(ti).reasons:
         return  # the policy needs no human, and none was asked
     record = next((r for r in records if r.action == action), None)
@@ -176,7 +178,7 @@ def _check_approval(ti: Any, dag_run: Any, alert: Alert, action: str) -> None:
     )
     if problem is None:
         return
-    store.add_event(incident_id, TimelineKind.FIX_REFUSED, {"action": action, "reason": problem})
+    store.incidents.add_event(incident_id, TimelineKind.FIX_REFUSED, {"action": action, "reason": problem})
     log.error("The fix %s was not run: %s", action, problem)
     try:
         escalate_refused_fix(store, incident_id)
@@ -192,7 +194,7 @@ def automated_containment(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
     alert, analysis = common.alert(ti), common.analysis(ti)
     containment = get_runbook(analysis.runbook).containment
     if containment is None:
-        common.store().add_event(
+        common.store().incidents.add_event(
             common.incident_id(dag_run), TimelineKind.CONTAINMENT_NONE, {"runbook": analysis.runbook}
         )
         return {"action": None, "state": ActionState.SKIPPED}
@@ -228,8 +230,8 @@ def escalate(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
         if key
         else open_ticket(incident_id=incident_id, title=title, body=body, severity=analysis.severity)
     )
-    store.update_incident(incident_id, ticket_id=ticket["ticket_id"])
-    store.add_event(
+    store.incidents.update(incident_id, ticket_id=ticket["ticket_id"])
+    store.incidents.add_event(
         incident_id, TimelineKind.ESCALATED, {"approval": outcome.state, "ticket_id": ticket["ticket_id"]}
     )
     incident_sync.pagerduty_event(

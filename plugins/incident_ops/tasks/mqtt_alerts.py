@@ -68,5 +68,5 @@ def release_unstarted(context: Mapping[str, Any]) -> None:
 
     run_id = getattr(context.get("task"), "trigger_run_id", None)
     if isinstance(run_id, str) and run_id:
-        get_store().release_alert_run(run_id)
+        get_store().intake.release_alert_run(run_id)
         log.warning("Released the claim on run %s, which could not be created", run_id)

@@ -37,8 +37,8 @@ def create_ticket(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
             severity=analysis.severity,
         )
     )
-    store.update_incident(incident_id, ticket_id=ticket["ticket_id"])
-    store.add_event(incident_id, TimelineKind.TICKET_OPENED, ticket)
+    store.incidents.update(incident_id, ticket_id=ticket["ticket_id"])
+    store.incidents.add_event(incident_id, TimelineKind.TICKET_OPENED, ticket)
     common.deliver(
         dag_run,
         key="ticket",
@@ -71,6 +71,8 @@ def log_only(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
     from include.redaction import redact_value
 
     analysis = common.analysis(ti)
-    common.store().add_event(common.incident_id(dag_run), TimelineKind.LOGGED, {"summary": analysis.summary})
+    common.store().incidents.add_event(
+        common.incident_id(dag_run), TimelineKind.LOGGED, {"summary": analysis.summary}
+    )
     log.info("Informational: %s", redact_value(analysis.summary))
     return {Outcome.LOGGED.value: True}

@@ -41,17 +41,19 @@ def ingest(params: dict[str, Any], dag_run: Any, **_: Any) -> dict[str, Any]:
     store = common.store()
     opening = {"dag_id": dag_run.dag_id, "run_id": dag_run.run_id, "incident_key": alert.incident_key}
     if alert.fingerprint:
-        incident_id, duplicate_of = store.open_incident_unless_duplicate(**opening, alert=alert.to_xcom())
+        incident_id, duplicate_of = store.intake.open_incident_unless_duplicate(
+            **opening, alert=alert.to_xcom()
+        )
         if duplicate_of:
             log.info("Alert %s is already handled by open incident %s", alert.fingerprint, duplicate_of)
             raise AirflowSkipException(f"duplicate of open incident {duplicate_of}")
     else:
-        incident_id = store.open_incident(**opening, alert=alert.to_xcom())
+        incident_id = store.incidents.open(**opening, alert=alert.to_xcom())
     if ignored:
-        store.add_event(incident_id, TimelineKind.IGNORED_CONF_KEYS, {"keys": ignored})
+        store.incidents.add_event(incident_id, TimelineKind.IGNORED_CONF_KEYS, {"keys": ignored})
     resolved = resolved_before_fix(store, dag_id=dag_run.dag_id, run_id=dag_run.run_id)
     if resolved is not None:
-        store.resolve_incident(incident_id, outcome=resolved)
+        store.incidents.resolve(incident_id, outcome=resolved)
         log.info("Alert %s was resolved (%s) before this run got to it; nothing to do", alert.error, resolved)
         raise AirflowSkipException(f"the incident was resolved before the run got to it ({resolved})")
     log.info("Incident %s opened for %s on %s", incident_id, alert.error, alert.device_id)
@@ -77,7 +79,7 @@ def enrich(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
         )
     else:
         enrichment = inventory.lookup(alert.device_id)
-    common.store().add_event(
+    common.store().incidents.add_event(
         common.incident_id(dag_run),
         TimelineKind.ENRICHED,
         {"known": enrichment.known, "site": enrichment.site, "source": enrichment.source},
@@ -91,7 +93,9 @@ def ai_summarize(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
 
     document, record = summarize_with_record(common.alert(ti), common.enrichment(ti))
     if model_was_asked(record):  # how it answered, never the prompt or the answer
-        common.store().add_event(common.incident_id(dag_run), TimelineKind.LLM_CALL, record.to_dict())
+        common.store().incidents.add_event(
+            common.incident_id(dag_run), TimelineKind.LLM_CALL, record.to_dict()
+        )
     return document
 
 
@@ -102,11 +106,11 @@ def ai_diagnose(ti: Any, dag_run: Any, **_: Any) -> dict[str, Any]:
     alert = common.alert(ti)
     analysis, record = diagnose_with_record(alert, common.enrichment(ti), ti.xcom_pull(task_ids=SUMMARIZE))
     store, incident_id = common.store(), common.incident_id(dag_run)
-    store.update_incident(incident_id, severity=analysis.severity, analysis=analysis.to_xcom())
+    store.incidents.update(incident_id, severity=analysis.severity, analysis=analysis.to_xcom())
     if model_was_asked(record):
         # Which analyser answered, the model, latency, tokens and any fallback reason.
-        store.add_event(incident_id, TimelineKind.LLM_CALL, record)
-    store.add_event(
+        store.incidents.add_event(incident_id, TimelineKind.LLM_CALL, record)
+    store.incidents.add_event(
         incident_id,
         TimelineKind.DIAGNOSED,
         {

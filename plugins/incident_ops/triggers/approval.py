@@ -99,7 +99,7 @@ class ApprovalTrigger(BaseTrigger):
                 yield self._event(WaitState.EXPIRED)  # the sensor records and announces expiry itself
                 return
             if state is not None:
-                record = await asyncio.to_thread(store.get_approval, self.approval_id)
+                record = await asyncio.to_thread(store.approvals.get, self.approval_id)
                 yield finished_wait_event(record)
                 return
             now = datetime.now(UTC)

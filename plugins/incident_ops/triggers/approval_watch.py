@@ -2,7 +2,7 @@
 
 Every waiting ApprovalTrigger of a triggerer process registers its record with the watcher of its
 store; the watcher's single task reads the states of all registered records in one query
-(`IncidentStore.approval_states`) each interval and wakes the triggers whose record left `pending`.
+(`store.approvals.states`) each interval and wakes the triggers whose record left `pending`.
 A record is watched from the moment its trigger registers until the trigger stops waiting, so a
 decision written at any time (by this deployment's API server, another one's, or straight into the
 store) is seen at the next read: no decision is lost, and 1,000 waiting approvals cost what one does.
@@ -80,7 +80,7 @@ class ApprovalWatcher:
             self.queries += 1
             try:
                 # The store's drivers are synchronous; a thread keeps the triggerer's loop free.
-                states = await asyncio.to_thread(self.store.approval_states, ids)
+                states = await asyncio.to_thread(self.store.approvals.states, ids)
             except Exception as err:  # every waiter learns of the failure, as its own read would have
                 log.warning("Reading %d approval states failed: %s", len(ids), err)
                 self._settle(ids, error=err)
