@@ -112,7 +112,7 @@ def test_a_warning_alert_runs_to_success_and_repeats_are_deduplicated(stack: Loc
     assert states["create_ticket"] == "success" and states["page_oncall"] == "skipped"
     # Once the run is over, the same firing still maps to the same run: no second incident.
     status, after = post_alerts(stack, "alertmanager", body)
-    assert status == 202 and after.incidents[0]["deduplicated"] is True
+    assert status == 202 and after["incidents"][0]["deduplicated"] is True
     runs = stack.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?limit=100")[1]["dag_runs"]
     assert [r["dag_run_id"] for r in runs if r["conf"].get("fingerprint") == item["fingerprint"]] == [run_id]
     assert store.incidents.get(item["incident_id"]).state == "resolved"
